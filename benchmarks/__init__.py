@@ -1,0 +1,1 @@
+"""minyun benchmarks: `make bench` (all groups) or `make bench BENCH=audit` (one group)."""

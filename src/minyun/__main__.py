@@ -1,0 +1,3 @@
+from minyun.cli import main
+
+main()

@@ -1,0 +1,275 @@
+"""Accounts: creation, sign-in with throttling, API clients and their access tokens."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from minyun.accounts.models import AccountKind, ApiClient, User
+from minyun.core import audit, clock, identifiers
+from minyun.core.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthenticated
+from minyun.core.keys import NodeKey
+from minyun.core.security import (
+    Principal,
+    Role,
+    authorize,
+    hash_password,
+    issue_token,
+    new_secret,
+    read_token,
+    verify_password,
+)
+from minyun.core.throttle import Throttle
+from minyun.orgs.models import Organization
+
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+MIN_PASSWORD = 10
+
+
+def principal_for(user: User, *, on_behalf_of: str | None = None) -> Principal:
+    """The Principal a signed-in user acts as."""
+    return Principal(
+        kind="user",
+        name=user.username,
+        user_id=user.id,
+        organization_id=user.organization_id,
+        roles=frozenset(user.roles),
+        account_kind=user.kind,
+        on_behalf_of=on_behalf_of,
+    )
+
+
+def create_user(
+    session: Session,
+    actor: Principal,
+    *,
+    username: str,
+    password: str,
+    display_name: str,
+    kind: AccountKind = AccountKind.STAFF,
+    organization_id: int | None = None,
+    roles: list[str] | None = None,
+    ric: str | None = None,
+    uscc: str | None = None,
+) -> User:
+    """Create an account; staff belong to an organisation, citizens and enterprises are real-name."""
+    authorize(session, actor, "user.manage", target=username, target_type="user")
+    if not USERNAME.match(username):
+        raise Invalid(
+            "username: 3–64 of a-z 0-9 . _ -, starting with a letter or digit", field="username"
+        )
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"password must have at least {MIN_PASSWORD} characters", field="password")
+    roles = sorted(set(roles or []))
+    unknown = set(roles) - {r.value for r in Role}
+    if unknown:
+        raise Invalid(f"unknown roles: {', '.join(sorted(unknown))}", field="roles")
+    if kind == AccountKind.STAFF:
+        if organization_id is None or session.get(Organization, organization_id) is None:
+            raise Invalid(
+                "a civil servant's account needs an existing organisation", field="organization"
+            )
+    elif roles:
+        raise Invalid("roles are for civil servants only", field="roles")
+    if kind == AccountKind.CITIZEN:
+        if ric is None:
+            raise Invalid("a citizen account needs a resident identity number", field="ric")
+        _check(identifiers.validate_ric, ric, "ric")
+    if kind == AccountKind.ENTERPRISE:
+        if uscc is None:
+            raise Invalid("an enterprise account needs a unified social credit code", field="uscc")
+        _check(identifiers.validate_uscc, uscc, "uscc")
+    if session.scalars(select(User.id).where(User.username == username)).first() is not None:
+        raise Conflict(f"username {username} is taken", field="username")
+    for column, value in ((User.ric, ric), (User.uscc, uscc)):
+        if value and session.scalars(select(User.id).where(column == value)).first() is not None:
+            raise Conflict("a real-name account for this identity already exists", field=column.key)
+    user = User(
+        username=username,
+        display_name=display_name,
+        kind=kind,
+        organization_id=organization_id,
+        roles=roles,
+        password_hash=hash_password(password),
+        ric=ric,
+        uscc=uscc,
+        # Real-name verification against the population / legal-person base comes with S11.
+        verified=kind == AccountKind.STAFF,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, actor, "user.create", target=username, target_type="user", detail=",".join(roles)
+    )
+    return user
+
+
+def _check(validate: object, value: str, field: str) -> None:
+    try:
+        validate(value)  # type: ignore[operator]
+    except ValueError as exc:
+        raise Invalid(f"{field}: {exc}", field=field) from exc
+
+
+def get_user(session: Session, user_id: int) -> User:
+    """The user, or NotFound."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("no such account")
+    return user
+
+
+def authenticate(
+    session: Session, throttle: Throttle, *, username: str, password: str, client_ip: str | None
+) -> User:
+    """Check a password sign-in; throttled per account and per address, audited either way."""
+    keys = [("login-user", username.lower())]
+    if client_ip:
+        keys.append(("login-ip", client_ip))
+    anonymous = Principal(kind="anonymous", name=username[:64] or "anonymous")
+    if not all(throttle.allowed(*k) for k in keys):
+        error: TooManyRequests | Unauthenticated = TooManyRequests(
+            "too many sign-in attempts; wait a minute and try again",
+            retry_after=max(throttle.retry_after(*k) for k in keys),
+        )
+        error.audit = audit.Pending(
+            anonymous, "auth.login", target=username[:64], target_type="user", detail="throttled"
+        )
+        raise error
+    user = session.scalars(select(User).where(User.username == username)).first()
+    # The same answer for an unknown account and a wrong password.
+    if user is None or not user.active or not verify_password(user.password_hash, password):
+        for k in keys:
+            throttle.hit(*k)
+        error = Unauthenticated("wrong username or password")
+        error.audit = audit.Pending(
+            anonymous,
+            "auth.login",
+            target=username[:64],
+            target_type="user",
+            detail="bad credentials",
+        )
+        raise error
+    throttle.clear(*keys[0])
+    user.last_login_at = clock.now()
+    audit.record(session, principal_for(user), "auth.login", target=username, target_type="user")
+    return user
+
+
+def logout(session: Session, actor: Principal) -> None:
+    """Record the end of a browser session."""
+    audit.record(session, actor, "auth.logout", target=actor.name, target_type="user")
+
+
+@dataclass(frozen=True)
+class NewClient:
+    client: ApiClient
+    secret: str  # shown once, stored only as a hash
+
+
+def create_client(
+    session: Session, actor: Principal, *, organization_id: int, name: str, scopes: list[str]
+) -> NewClient:
+    """Register an organisation's API client; its secret is returned once."""
+    authorize(session, actor, "client.manage", target=name, target_type="api-client")
+    if session.get(Organization, organization_id) is None:
+        raise Invalid("no such organisation", field="organization")
+    secret = new_secret(32)
+    client = ApiClient(
+        client_id="mc_" + new_secret(12).replace("-", "").replace("_", "")[:16].lower(),
+        secret_hash=hash_password(secret),
+        name=name,
+        organization_id=organization_id,
+        scopes=sorted(set(scopes)),
+    )
+    session.add(client)
+    session.flush()
+    audit.record(session, actor, "client.create", target=client.client_id, target_type="api-client")
+    return NewClient(client, secret)
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    expires_in: int
+    scope: str
+    token_type: str = "Bearer"
+
+
+def client_credentials_token(
+    session: Session,
+    key: NodeKey,
+    *,
+    client_id: str,
+    client_secret: str,
+    scope: str | None,
+    issuer: str,
+    audience: str,
+    ttl: timedelta,
+) -> TokenGrant:
+    """OAuth2 client-credentials grant (RFC 6749 §4.4): a short-lived token for granted scopes."""
+    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    anonymous = Principal(kind="anonymous", name=client_id[:64] or "anonymous")
+    if (
+        client is None
+        or not client.active
+        or not verify_password(client.secret_hash, client_secret)
+    ):
+        error = Unauthenticated("invalid client credentials", code="invalid-client")
+        error.audit = audit.Pending(
+            anonymous,
+            "auth.token",
+            target=client_id[:64],
+            target_type="api-client",
+            detail="bad credentials",
+        )
+        raise error
+    requested = set(scope.split()) if scope else set(client.scopes)
+    if not requested <= set(client.scopes):
+        extra = ", ".join(sorted(requested - set(client.scopes)))
+        raise Invalid(
+            f"scope not granted to this client: {extra}", code="invalid-scope", field="scope"
+        )
+    token = issue_token(
+        key,
+        issuer=issuer,
+        audience=audience,
+        subject=f"client:{client.client_id}",
+        scopes=sorted(requested),
+        ttl=ttl,
+        extra={"org": client.organization_id},
+    )
+    actor = Principal(kind="client", name=client.client_id, organization_id=client.organization_id)
+    audit.record(
+        session,
+        actor,
+        "auth.token",
+        target=client.client_id,
+        target_type="api-client",
+        detail=" ".join(sorted(requested)),
+    )
+    return TokenGrant(token, int(ttl.total_seconds()), " ".join(sorted(requested)))
+
+
+def principal_from_token(
+    session: Session, key: NodeKey, token: str, *, issuer: str, audience: str
+) -> Principal:
+    """The client a bearer token speaks for; refused if the token or the client is not valid."""
+    claims = read_token(key, token, issuer=issuer, audience=audience)
+    subject = str(claims["sub"])
+    if not subject.startswith("client:"):
+        raise Unauthenticated("access token refused: unknown subject")
+    client_id = subject.removeprefix("client:")
+    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    if client is None or not client.active:
+        raise Unauthenticated("access token refused: client disabled")
+    return Principal(
+        kind="client",
+        name=client.client_id,
+        organization_id=client.organization_id,
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+    )

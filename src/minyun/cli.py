@@ -1,0 +1,268 @@
+"""The `minyun` command: set up a node, load the demo province, serve, run jobs, verify audit."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
+from minyun.core import jobs
+from minyun.core.config import Settings, load_settings
+from minyun.core.errors import DomainError
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+from minyun.core.uow import unit_of_work
+
+if TYPE_CHECKING:
+    from minyun.demo.province import DemoAccount
+
+app = typer.Typer(help="minyun 闽云 — provincial government data platform.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Long operations.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
+app.add_typer(jobs_app, name="jobs")
+
+console = Console()
+err = Console(stderr=True)
+CLI = Principal.system(on_behalf_of="cli")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _platform(*, run_jobs_here: bool = False) -> Platform:
+    return Platform.open(_settings(), run_jobs_here=run_jobs_here)
+
+
+def _fail(exc: DomainError) -> typer.Exit:
+    err.print(f"[red]error:[/] {exc}")
+    return typer.Exit(1)
+
+
+@app.command()
+def init() -> None:
+    """Create or upgrade the control-plane database and the var folder."""
+    node = _platform()
+    node.migrate()
+    from minyun.orgs import service as orgs
+
+    with unit_of_work(node.factory) as session:
+        added = orgs.load_divisions(session, orgs.packaged_divisions())
+    console.print(
+        f"minyun node [bold]{node.settings.node_name}[/] ready: database {_safe_url(node.settings.database_url)}, "
+        f"lake {node.settings.lake_uri}, {added} divisions added"
+    )
+    node.close()
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+@app.command()
+def demo(
+    persons: Annotated[int, typer.Option(min=0, help="synthetic persons to generate")] = 100_000,
+    enterprises: Annotated[int, typer.Option(min=0, help="synthetic enterprises")] = 20_000,
+    seed: Annotated[int, typer.Option(help="the same seed builds the same province")] = 2026,
+) -> None:
+    """Load the synthetic demo province (idempotent; resumes an interrupted load)."""
+    import minyun.demo.province as province
+
+    node = _platform()
+    node.migrate()
+    params = {
+        "persons": persons,
+        "enterprises": enterprises,
+        "seed": seed,
+        "var_dir": str(node.settings.var_dir),
+        "lake_uri": node.settings.lake_uri,
+    }
+    key = f"demo.load:{seed}:{persons}:{enterprises}"
+    with unit_of_work(node.factory) as session:
+        job = jobs.submit(session, CLI, "demo.load", params, key=key)
+        job_id = job.id
+    job = _run_with_progress(node, job_id, "demo province")
+    if job.state != jobs.JobState.SUCCEEDED:
+        err.print(f"[red]demo load failed:[/] {job.error}")
+        raise typer.Exit(1)
+    _print_accounts(province.read_accounts(node.settings.var_dir), node.settings.base_url)
+    node.close()
+
+
+def _run_with_progress(node: Platform, job_id: str, label: str) -> jobs.Job:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[message]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(label, total=None, message="")
+
+        def update(done: int, total: int | None, message: str | None) -> None:
+            progress.update(task, completed=done, total=total, message=message or "")
+
+        job = jobs.run(node.factory, job_id, on_progress=update)
+        if job.state == jobs.JobState.SUCCEEDED and job.total:
+            progress.update(task, completed=job.total)
+    return job
+
+
+def _print_accounts(accounts: list[DemoAccount], base_url: str) -> None:
+    table = Table(title=f"demo accounts — sign in at {base_url}/login")
+    for column in ("username", "password", "name", "roles", "organisation"):
+        table.add_column(column)
+    for a in accounts:
+        table.add_row(
+            a.username,
+            a.password,
+            a.display_name,
+            ", ".join(a.roles),
+            a.organization or "—",
+        )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option(min=1)] = 1,
+) -> None:
+    """Serve the web app and the API."""
+    import uvicorn
+
+    _settings()
+    if workers > 1:
+        uvicorn.run("minyun.web.asgi:app", host=host, port=port, workers=workers)
+    else:
+        from minyun.web.app import create_app
+
+        uvicorn.run(create_app(), host=host, port=port)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1)] = 2,
+    until_idle: Annotated[bool, typer.Option(help="stop when the queue is empty")] = False,
+) -> None:
+    """Run queued jobs (jobs mode 'worker', PostgreSQL)."""
+    from minyun.core.worker import run_worker
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    node = _platform()
+    try:
+        run_worker(node, concurrency=concurrency, until_idle=until_idle)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    finally:
+        node.close()
+
+
+@user_app.command("create")
+def user_create(
+    username: str,
+    org: Annotated[str | None, typer.Option(help="organisation code (civil servants)")] = None,
+    role: Annotated[
+        list[str] | None, typer.Option(help="admin, steward, approver, consumer, auditor")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="display name")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option(help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a civil servant's account."""
+    from minyun.accounts import service as accounts
+    from minyun.orgs import service as orgs
+
+    password = (
+        sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("password: ")
+    )
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            organization = orgs.get_organization(session, org) if org else None
+            user = accounts.create_user(
+                session,
+                CLI,
+                username=username,
+                password=password,
+                display_name=name or username,
+                organization_id=organization.id if organization else None,
+                roles=role or [],
+            )
+            console.print(f"created {user.username} ({', '.join(user.roles) or 'no roles'})")
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    finally:
+        node.close()
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; exit 1 and name the first altered, removed, inserted or reordered record."""
+    from minyun.core import audit
+
+    node = _platform()
+    with node.factory() as session:
+        report = audit.verify(session, node.node_key)
+    node.close()
+    if report.ok:
+        console.print(
+            f"[green]audit chain intact[/]: {report.records} records, {report.checkpoints} signed checkpoints"
+        )
+        return
+    finding = report.first_problem
+    assert finding is not None
+    err.print(
+        f"[red]audit chain broken[/] at record {finding.seq}: {finding.problem} — {finding.detail}"
+    )
+    raise typer.Exit(1)
+
+
+@jobs_app.command("list")
+def jobs_list(limit: Annotated[int, typer.Option(min=1, max=500)] = 20) -> None:
+    """The newest jobs with their state and progress."""
+    node = _platform()
+    with node.factory() as session:
+        found = jobs.list_jobs(session, limit=limit)
+    node.close()
+    table = Table()
+    for column in ("id", "kind", "state", "progress", "message", "created"):
+        table.add_column(column)
+    for job in found:
+        progress = f"{job.percent:.0f}%" if job.percent is not None else str(job.done)
+        table.add_row(
+            job.id[:12],
+            job.kind,
+            job.state,
+            progress,
+            job.message or "",
+            f"{job.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    app()

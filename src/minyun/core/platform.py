@@ -1,0 +1,48 @@
+"""A running minyun node: settings, database, node key, job dispatcher, throttle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from minyun.core.config import Settings
+from minyun.core.db import make_engine, make_sessionmaker, migrate
+from minyun.core.jobs import Dispatcher
+from minyun.core.keys import NodeKey, load_node_key
+from minyun.core.throttle import Throttle, login_throttle
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    node_key: NodeKey
+    dispatcher: Dispatcher
+    throttle: Throttle
+
+    @classmethod
+    def open(cls, settings: Settings, *, run_jobs_here: bool = True) -> Platform:
+        """Connect to the control plane; inline jobs run in this process if `run_jobs_here`."""
+        engine = make_engine(settings.database_url)
+        node_key = load_node_key(settings.var_dir)
+        dispatcher = Dispatcher(settings.jobs_mode.value)
+        factory = make_sessionmaker(engine, node_key=node_key, jobs=dispatcher)
+        if run_jobs_here:
+            dispatcher.factory = factory
+        throttle = login_throttle(settings.rate_limit_uri, settings.login_attempts_per_minute)
+        return cls(settings, engine, factory, node_key, dispatcher, throttle)
+
+    def migrate(self) -> None:
+        """Bring the control-plane schema up to date."""
+        migrate(self.engine)
+
+    @property
+    def token_audience(self) -> str:
+        return f"{self.settings.base_url}/api"
+
+    def close(self) -> None:
+        self.dispatcher.shutdown()
+        self.engine.dispose()

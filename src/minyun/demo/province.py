@@ -1,0 +1,269 @@
+"""The synthetic demo province: departments, demo accounts, persons and enterprises.
+
+Everything is deterministic for a seed, so two machines build the same province.
+Loading is a job (`demo.load`): it saves a resume point after each stage and each
+file part, so an interrupted load picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from minyun.accounts import service as accounts
+from minyun.accounts.models import AccountKind, User
+from minyun.core import identifiers, jobs
+from minyun.core.security import Principal, Role, new_secret
+from minyun.orgs import service as orgs
+from minyun.orgs.models import Division, Organization, OrgKind
+
+SYSTEM = Principal.system(on_behalf_of="demo")
+PROVINCE = "350000"
+PART_ROWS = 1_000_000
+
+# (code, name, short) of the provincial departments; each also exists in every city
+# where `city` is true.
+PROVINCIAL_DEPARTMENTS: list[tuple[str, str, bool]] = [
+    ("fj-bigdata", "福建省大数据管理局", True),
+    ("fj-drc", "福建省发展和改革委员会", False),
+    ("fj-police", "福建省公安厅", False),
+    ("fj-civil", "福建省民政厅", False),
+    ("fj-finance", "福建省财政厅", False),
+    ("fj-hrss", "福建省人力资源和社会保障厅", False),
+    ("fj-nature", "福建省自然资源厅", False),
+    ("fj-eco", "福建省生态环境厅", True),
+    ("fj-housing", "福建省住房和城乡建设厅", False),
+    ("fj-transport", "福建省交通运输厅", False),
+    ("fj-agri", "福建省农业农村厅", False),
+    ("fj-commerce", "福建省商务厅", False),
+    ("fj-health", "福建省卫生健康委员会", False),
+    ("fj-education", "福建省教育厅", False),
+    ("fj-amr", "福建省市场监督管理局", True),
+    ("fj-tax", "国家税务总局福建省税务局", False),
+    ("fj-stats", "福建省统计局", False),
+    ("fj-rural", "福建省乡村振兴局", False),
+    ("fj-customs", "福州海关", False),
+    ("fj-pboc", "中国人民银行福建省分行", False),
+    ("fj-gov-service", "福建省行政服务中心管理委员会", False),
+]
+CITY_SUFFIX = {"fj-bigdata": "大数据管理局", "fj-eco": "生态环境局", "fj-amr": "市场监督管理局"}
+
+# username, display name, organisation code, roles
+STAFF_ACCOUNTS: list[tuple[str, str, str, list[str]]] = [
+    ("admin", "系统管理员", "fj-bigdata", [Role.ADMIN]),
+    ("steward", "市场监管数据专员", "fj-amr", [Role.STEWARD]),
+    ("approver", "公安厅审批员", "fj-police", [Role.APPROVER]),
+    ("consumer", "人社厅数据使用员", "fj-hrss", [Role.CONSUMER]),
+    ("auditor", "大数据局审计员", "fj-bigdata", [Role.AUDITOR]),
+    ("eco-fuzhou", "福州市生态环境局值班员", "fz-eco", [Role.STEWARD, Role.CONSUMER]),
+]
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    username: str
+    password: str
+    display_name: str
+    roles: list[str]
+    organization: str | None
+
+
+def accounts_file(var_dir: Path) -> Path:
+    return var_dir / "demo-accounts.json"
+
+
+def read_accounts(var_dir: Path) -> list[DemoAccount]:
+    """The demo accounts made on this machine (passwords are generated, never committed)."""
+    path = accounts_file(var_dir)
+    if not path.exists():
+        return []
+    return [DemoAccount(**a) for a in json.loads(path.read_text("utf-8"))]
+
+
+def _uscc_for(n: int, region: str) -> str:
+    # 11: 机关 (government organ) registered by the staffing office (机构编制).
+    return identifiers.make_uscc("1", "1", region, f"{n:08d}")
+
+
+def load_departments(session: Session) -> int:
+    """The provincial departments and the big-data, ecology and market bureaus of each city."""
+    orgs.load_divisions(session, orgs.packaged_divisions())
+    existing = set(session.scalars(select(Organization.code)))
+    cities = list(
+        session.scalars(select(Division).where(Division.level == "city").order_by(Division.code))
+    )
+    added = 0
+    for n, (code, name, _) in enumerate(PROVINCIAL_DEPARTMENTS, start=1):
+        if code not in existing:
+            orgs.create_organization(
+                session,
+                SYSTEM,
+                code=code,
+                name=name,
+                uscc=_uscc_for(10000 + n, PROVINCE),
+                division_code=PROVINCE,
+            )
+            added += 1
+    for c, city in enumerate(cities, start=1):
+        prefix = _city_prefix(city.code)
+        for d, (dept, suffix) in enumerate(CITY_SUFFIX.items(), start=1):
+            code = f"{prefix}-{dept.removeprefix('fj-')}"
+            if code in existing:
+                continue
+            parent = orgs.get_organization(session, dept)
+            orgs.create_organization(
+                session,
+                SYSTEM,
+                code=code,
+                name=f"{city.name}{suffix}",
+                uscc=_uscc_for(20000 + c * 10 + d, city.code),
+                division_code=city.code,
+                kind=OrgKind.UNIT,
+                parent_id=parent.id,
+            )
+            added += 1
+    return added
+
+
+CITY_PREFIX = {
+    "350100": "fz", "350200": "xm", "350300": "pt", "350400": "sm", "350500": "qz",
+    "350600": "zz", "350700": "np", "350800": "ly", "350900": "nd",
+}  # fmt: skip
+
+
+def _city_prefix(code: str) -> str:
+    return CITY_PREFIX.get(code, f"c{code[:4]}")
+
+
+def load_accounts(session: Session, var_dir: Path) -> list[DemoAccount]:
+    """Demo accounts for each role, with passwords generated on this machine."""
+    known = {a.username: a for a in read_accounts(var_dir)}
+    made: list[DemoAccount] = []
+    for username, display, org_code, roles in STAFF_ACCOUNTS:
+        account = known.get(username) or DemoAccount(
+            username, new_secret(9), display, list(roles), org_code
+        )
+        if session.scalars(select(User.id).where(User.username == username)).first() is None:
+            org = orgs.get_organization(session, org_code)
+            accounts.create_user(
+                session, SYSTEM, username=username, password=account.password,
+                display_name=display, organization_id=org.id, roles=list(roles),
+            )  # fmt: skip
+        made.append(account)
+    citizen_ric = identifiers.make_ric("350102", dt.date(1990, 5, 17), 123)
+    enterprise_uscc = identifiers.make_uscc("9", "1", "350100", "MA2Y7K3C")
+    for username, display, kind, ric, uscc in (
+        ("citizen", "林小闽", AccountKind.CITIZEN, citizen_ric, None),
+        ("enterprise", "福州闽云示范科技有限公司", AccountKind.ENTERPRISE, None, enterprise_uscc),
+    ):
+        account = known.get(username) or DemoAccount(username, new_secret(9), display, [], None)
+        if session.scalars(select(User.id).where(User.username == username)).first() is None:
+            accounts.create_user(
+                session, SYSTEM, username=username, password=account.password,
+                display_name=display, kind=kind, ric=ric, uscc=uscc,
+            )  # fmt: skip
+        made.append(account)
+    path = accounts_file(var_dir)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps([a.__dict__ for a in made], ensure_ascii=False, indent=2), "utf-8")
+    return made
+
+
+def population_dir(lake_uri: str) -> Path:
+    return Path(lake_uri) / "demo"
+
+
+@jobs.handler("demo.load")
+def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Build the demo province: stages committed one by one, files written part by part."""
+    from minyun.demo import population
+
+    var_dir = Path(ctx.params["var_dir"])
+    lake = population_dir(ctx.params["lake_uri"])
+    n_persons = int(ctx.params["persons"])
+    n_enterprises = int(ctx.params["enterprises"])
+    seed = int(ctx.params.get("seed", 2026))
+    state = dict(ctx.resume or {})
+    total = n_persons + n_enterprises + 2
+    if not state.get("control_plane"):
+        with ctx.factory.begin() as session:
+            departments = load_departments(session)
+            load_accounts(session, var_dir)
+        state["control_plane"] = True
+        state["departments"] = departments
+        ctx.save_point(state)
+    ctx.progress(2, total, "departments and accounts")
+    persons = _write_parts(
+        ctx, state, "persons", lake / "persons", n_persons, offset=2, total=total,
+        batches=lambda start: population.iter_persons(n_persons, seed=seed),
+    )  # fmt: skip
+    enterprises = _write_parts(
+        ctx, state, "enterprises", lake / "enterprises", n_enterprises, offset=2 + n_persons,
+        total=total,
+        batches=lambda start: population.iter_enterprises(
+            n_enterprises, seed=seed, n_persons=n_persons
+        ),
+    )  # fmt: skip
+    return {"persons": persons, "enterprises": enterprises, "lake": str(lake)}
+
+
+def _write_parts(
+    ctx: jobs.JobContext,
+    state: dict[str, Any],
+    name: str,
+    folder: Path,
+    n: int,
+    *,
+    offset: int,
+    total: int,
+    batches: Callable[[int], Any],
+) -> int:
+    """Stream batches into Parquet parts of PART_ROWS rows; finished parts are skipped on resume."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    done_parts: int = int(state.get(f"{name}_parts", 0))
+    if done_parts == 0:
+        for stale in folder.glob("part-*.parquet"):
+            stale.unlink()
+    written, part, writer, part_rows = 0, 0, None, 0
+    tmp: Path | None = None
+    for batch in batches(0):
+        if part < done_parts:
+            written += batch.num_rows
+            part_rows += batch.num_rows
+            if part_rows >= PART_ROWS:
+                part, part_rows = part + 1, 0
+            continue
+        if writer is None:
+            tmp = folder / f".part-{part:05d}.parquet.tmp"
+            writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
+        writer.write_batch(batch)
+        written += batch.num_rows
+        part_rows += batch.num_rows
+        if part_rows >= PART_ROWS:
+            _close_part(writer, tmp, folder, part)
+            writer, part, part_rows = None, part + 1, 0
+            state[f"{name}_parts"] = part
+            ctx.save_point(state)
+        ctx.progress(offset + written, total, f"{name}: {written:,} / {n:,}")
+    if writer is not None:
+        _close_part(writer, tmp, folder, part)
+        state[f"{name}_parts"] = part + 1
+        ctx.save_point(state)
+    return written
+
+
+def _close_part(writer: Any, tmp: Path | None, folder: Path, part: int) -> None:
+    # Written under a temporary name and renamed: a reader never sees half a part.
+    writer.close()
+    assert tmp is not None
+    os.replace(tmp, folder / f"part-{part:05d}.parquet")

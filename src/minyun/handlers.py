@@ -1,0 +1,3 @@
+"""Import every module that registers a job handler, so any process can run any job."""
+
+import minyun.demo.province  # noqa: F401

@@ -1,0 +1,123 @@
+"""The FastAPI application: JSON API under /api/v1, HTML pages, one error format."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+import minyun.handlers  # noqa: F401 - inline jobs of every kind run in this process
+from minyun.core import context
+from minyun.core.config import Settings, get_settings
+from minyun.core.errors import DomainError
+from minyun.core.jobs import recover
+from minyun.core.platform import Platform
+from minyun.web import problems
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 64 * 1024 * 1024  # larger uploads go through the chunked upload API (later)
+SESSION_MAX_AGE = 8 * 3600
+
+
+def create_app(platform: Platform | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the app around an open platform (or open one from the settings)."""
+    node = platform or Platform.open(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if node.settings.jobs_mode == "inline":
+            requeued = recover(node.factory, node.dispatcher)
+            if requeued:
+                log.info("resumed %d interrupted jobs", len(requeued))
+        yield
+        if platform is None:
+            node.close()
+
+    app = FastAPI(
+        title="minyun 闽云 API",
+        version="0.1.0",
+        description="Provincial government data platform: catalog, sharing, open data, services.",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.platform = node
+
+    app.add_exception_handler(DomainError, problems.domain_error)
+    app.add_exception_handler(RequestValidationError, problems.validation_error)
+    app.add_exception_handler(StarletteHTTPException, problems.http_error)
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=node.settings.secret_key,
+        session_cookie="minyun_session",
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=node.settings.base_url.startswith("https://"),
+    )
+    app.middleware("http")(_request_context)
+
+    from minyun.accounts.api import router as accounts_api
+    from minyun.admin.api import router as admin_api
+    from minyun.orgs.api import router as orgs_api
+    from minyun.web.pages import router as pages
+
+    for router in (accounts_api, orgs_api, admin_api, pages):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz() -> JSONResponse:
+        """The control-plane database answers and its schema is current."""
+        try:
+            with node.engine.connect() as connection:
+                version = connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
+        except Exception as exc:  # any failure means not ready; say which
+            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]}, 503)
+        return JSONResponse({"status": "ready", "schema": version, "node": node.settings.node_name})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+async def _request_context(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    incoming = request.headers.get("x-request-id", "")
+    request_id = (
+        incoming if 8 <= len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
+    )
+    request.state.request_id = request_id
+    context.request_id.set(request_id)
+    context.client_ip.set(request.client.host if request.client else None)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        response: Response = problems.problem(
+            413, "too-large", "Request too large",
+            f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES}", request,
+        )  # fmt: skip
+    else:
+        response = await call_next(request)
+    response.headers["X-Request-ID"] = request_id
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response

@@ -1,0 +1,94 @@
+"""Domain errors → RFC 9457 problem+json (API) or an HTML error page (browsers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from minyun.core.errors import (
+    ConfigError,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+    Unauthenticated,
+)
+
+STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    Conflict: 409,
+    Invalid: 422,
+    TooManyRequests: 429,
+    ConfigError: 500,
+}
+MEDIA_TYPE = "application/problem+json"
+
+
+def status_of(exc: DomainError) -> int:
+    return next((s for c, s in STATUS.items() if isinstance(exc, c)), 400)
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, request: Request, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": getattr(request.state, "request_id", None),
+        **extra,
+    }
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="minyun"'
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    return JSONResponse(body, status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+async def domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = status_of(exc)
+    if wants_html(request):
+        from minyun.web.pages import error_page
+
+        return error_page(request, status, exc.title, str(exc))
+    return problem(status, exc.code, exc.title, str(exc), request, **exc.extra)
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "invalid", "Invalid input", detail, request, errors=errors)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if wants_html(request):
+        from minyun.web.pages import error_page
+
+        return error_page(request, exc.status_code, "Error", str(exc.detail))
+    code = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(
+        exc.status_code, "http"
+    )
+    return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request)

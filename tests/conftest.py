@@ -1,0 +1,113 @@
+"""Fixtures: database tests run on SQLite and on a throwaway PostgreSQL database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from minyun.core.config import Settings, load_settings
+from minyun.core.db import make_engine, migrate
+from minyun.core.jobs import Dispatcher
+from minyun.core.keys import NodeKey, load_node_key
+from minyun.core.platform import Platform
+
+PG_ADMIN = os.environ.get("MINYUN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATA = Path(__file__).parent / "data"
+
+
+class PostgresDatabases:
+    """Creates throwaway databases on the local server and drops them at the end."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    def create(self) -> str:
+        name = f"minyun_test_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        base = self.admin_url.rsplit("/", 1)[0]
+        return f"{base}/{name}"
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PostgresDatabases]:
+    databases = PostgresDatabases(PG_ADMIN)
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def node_key(tmp_path_factory: pytest.TempPathFactory) -> NodeKey:
+    return load_node_key(tmp_path_factory.mktemp("node"))
+
+
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """One migrated database per backend for the whole run."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'minyun.db'}"
+    else:
+        url = request.getfixturevalue("pg_databases").create()
+    engine = make_engine(url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine, node_key: NodeKey) -> Iterator[Session]:
+    """A session whose work is rolled back after the test (savepoints inside)."""
+    connection = engine.connect()
+    outer = connection.begin()
+    db = Session(
+        bind=connection,
+        join_transaction_mode="create_savepoint",
+        expire_on_commit=False,
+        info={"node_key": node_key, "jobs": Dispatcher("inline")},
+    )
+    try:
+        yield db
+    finally:
+        db.close()
+        outer.rollback()
+        connection.close()
+
+
+def make_settings(var_dir: Path, **overrides: object) -> Settings:
+    return load_settings(var_dir=var_dir, **overrides)
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    """A whole embedded node (SQLite + var folder) that really commits."""
+    node = Platform.open(make_settings(tmp_path / "var"))
+    node.migrate()
+    yield node
+    node.close()
+
+
+@pytest.fixture
+def pg_platform(tmp_path: Path, pg_databases: PostgresDatabases) -> Iterator[Platform]:
+    """A whole node on a fresh PostgreSQL database that really commits."""
+    node = Platform.open(make_settings(tmp_path / "var", database_url=pg_databases.create()))
+    node.migrate()
+    yield node
+    node.close()
