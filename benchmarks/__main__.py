@@ -28,7 +28,9 @@ def main(argv: list[str]) -> int:
     wanted = argv or groups()
     unknown = set(wanted) - set(groups())
     if unknown:
-        print(f"unknown benchmark group(s): {', '.join(sorted(unknown))}; have: {', '.join(groups())}")
+        print(
+            f"unknown benchmark group(s): {', '.join(sorted(unknown))}; have: {', '.join(groups())}"
+        )
         return 2
     console = Console()
     results: dict[str, float] = {}

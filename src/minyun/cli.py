@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
+from minyun.apps.ecocloud.cli import eco_app
 from minyun.core import jobs
 from minyun.core.config import Settings, load_settings
 from minyun.core.errors import DomainError
@@ -30,9 +31,10 @@ jobs_app = typer.Typer(help="Long operations.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(eco_app, name="eco", help="Eco-cloud (生态云): air quality.")
 
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 CLI = Principal.system(on_behalf_of="cli")
 
 

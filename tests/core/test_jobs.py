@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+import minyun.handlers  # noqa: F401 - the demo.load job kind
 from minyun.core import clock, jobs
 from minyun.core.config import JobsMode
 from minyun.core.jobs import Job, JobState

@@ -160,9 +160,8 @@ def _defer_on_queue(session: Session, job_id: str) -> None:
     if connection.dialect.name != "postgresql":
         raise ConfigError("jobs mode 'worker' needs PostgreSQL as the control-plane database")
     raw = connection.connection.driver_connection
-    queue_app().configure_task("minyun.run_job", queue=QUEUE).configure(connection=raw).defer(
-        job_id=job_id
-    )
+    task = queue_app().configure_task("minyun.run_job", queue=QUEUE, connection=raw)
+    task.defer(job_id=job_id)
 
 
 _QUEUE_APP: Any = None

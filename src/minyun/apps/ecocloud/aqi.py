@@ -1,0 +1,658 @@
+"""Air quality index (AQI) per HJ 633-2012, with city means per HJ 663-2013.
+
+Two paths give the same numbers: a scalar one (`iaqi`, `hourly_aqi`, `daily_aqi`) for tests
+and explanations, and a vectorised one over Arrow (`iaqi_array`, `aqi_columns`,
+`hourly_aqi_table`, `daily_aqi_table`, `city_hourly_aqi_table`) for whole tables.
+
+Rules of this module, each stated once:
+
+- Exact arithmetic. A concentration is first taken in millionths of its unit (µg/m³, or
+  mg/m³ for CO), rounded half to even: far finer than any monitor reports, and the same
+  integer on both paths. The IAQI formula then runs in integers, so a value that is exactly
+  on a breakpoint gives exactly that breakpoint's IAQI and the ceiling never sees float error
+  (with floats, CO 24h 2.2 mg/m³ comes out as 55.000000000000004 and would round up to 56).
+- Missing values. Null, NaN, ±inf, empty text, "-" and "—" are missing; so is a negative
+  concentration. By default the AQI is the maximum over the items present (None when none is
+  present); with ``require_all=True`` the AQI is None as soon as one item is missing, which is
+  how CNEMC publishes (see docs/ecocloud-cnemc-columns.md).
+- Above the table. HJ 633 stops at IAQI 500; a higher concentration is reported as IAQI 500.
+  Two rows stop earlier and are "not computed" above their top instead (HJ 633 table 1,
+  notes 2 and 3): SO2 1-hour above 800 µg/m³ reports the SO2 24-hour IAQI, and O3 8-hour
+  above 800 µg/m³ leaves ozone to the O3 1-hour IAQI.
+- Primary pollutants: when AQI > 50, every item whose IAQI equals the AQI, listed in the
+  order of HJ 633 table 1 and joined by commas, in CNEMC's notation
+  (``颗粒物(PM10),细颗粒物(PM2.5)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from enum import StrEnum
+from fractions import Fraction
+from types import MappingProxyType
+from typing import TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class Item(StrEnum):
+    """A row of HJ 633-2012 table 1: a pollutant with the averaging time of its breakpoints."""
+
+    SO2_24H = "so2_24h"
+    SO2_1H = "so2_1h"
+    NO2_24H = "no2_24h"
+    NO2_1H = "no2_1h"
+    PM10_24H = "pm10_24h"
+    CO_24H = "co_24h"
+    CO_1H = "co_1h"
+    O3_1H = "o3_1h"
+    O3_8H = "o3_8h"
+    PM2_5_24H = "pm2_5_24h"
+
+
+#: The IAQI value at each breakpoint (HJ 633-2012 table 1, first row).
+IAQI_STEPS: tuple[int, ...] = (0, 50, 100, 150, 200, 300, 400, 500)
+
+#: Concentration breakpoints of HJ 633-2012 table 1; CO in mg/m³, all others in µg/m³.
+BREAKPOINTS: Mapping[Item, tuple[int, ...]] = MappingProxyType(
+    {
+        Item.SO2_24H: (0, 50, 150, 475, 800, 1600, 2100, 2620),
+        Item.SO2_1H: (0, 150, 500, 650, 800),
+        Item.NO2_24H: (0, 40, 80, 180, 280, 565, 750, 940),
+        Item.NO2_1H: (0, 100, 200, 700, 1200, 2340, 3090, 3840),
+        Item.PM10_24H: (0, 50, 150, 250, 350, 420, 500, 600),
+        Item.CO_24H: (0, 2, 4, 14, 24, 36, 48, 60),
+        Item.CO_1H: (0, 5, 10, 35, 60, 90, 120, 150),
+        Item.O3_1H: (0, 160, 200, 300, 400, 800, 1000, 1200),
+        Item.O3_8H: (0, 100, 160, 215, 265, 800),
+        Item.PM2_5_24H: (0, 35, 75, 115, 150, 250, 350, 500),
+    }
+)
+
+#: Items whose table ends below IAQI 500: above the top they are not computed (notes 2, 3).
+NOT_COMPUTED_ABOVE_TOP: frozenset[Item] = frozenset({Item.SO2_1H, Item.O3_8H})
+
+UNITS: Mapping[Item, str] = MappingProxyType(
+    {item: ("mg/m³" if item in (Item.CO_24H, Item.CO_1H) else "µg/m³") for item in Item}
+)
+
+#: Decimals of a reported concentration (HJ 663-2013): CO 0.1 mg/m³, the others 1 µg/m³.
+DECIMALS: Mapping[Item, int] = MappingProxyType(
+    {item: (1 if item in (Item.CO_24H, Item.CO_1H) else 0) for item in Item}
+)
+
+#: Primary pollutant names as CNEMC publishes them, in the order of HJ 633 table 1.
+POLLUTANT_NAMES: tuple[str, ...] = (
+    "二氧化硫",
+    "二氧化氮",
+    "颗粒物(PM10)",
+    "一氧化碳",
+    "臭氧1小时",
+    "臭氧8小时",
+    "细颗粒物(PM2.5)",
+)
+
+PRIMARY_NAMES: Mapping[Item, str] = MappingProxyType(
+    {
+        Item.SO2_24H: "二氧化硫",
+        Item.SO2_1H: "二氧化硫",
+        Item.NO2_24H: "二氧化氮",
+        Item.NO2_1H: "二氧化氮",
+        Item.PM10_24H: "颗粒物(PM10)",
+        Item.CO_24H: "一氧化碳",
+        Item.CO_1H: "一氧化碳",
+        Item.O3_1H: "臭氧1小时",
+        Item.O3_8H: "臭氧8小时",
+        Item.PM2_5_24H: "细颗粒物(PM2.5)",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Level:
+    """An AQI level of HJ 633-2012 table 2 with its colour from appendix A."""
+
+    grade: int
+    name: str
+    category: str
+    colour_name: str
+    colour: str
+    low: int
+    high: int | None
+
+
+LEVELS: tuple[Level, ...] = (
+    Level(1, "一级", "优", "绿色", "#00e400", 0, 50),
+    Level(2, "二级", "良", "黄色", "#ffff00", 51, 100),
+    Level(3, "三级", "轻度污染", "橙色", "#ff7e00", 101, 150),
+    Level(4, "四级", "中度污染", "红色", "#ff0000", 151, 200),
+    Level(5, "五级", "重度污染", "紫色", "#99004c", 201, 300),
+    Level(6, "六级", "严重污染", "褐红色", "#7e0023", 301, None),
+)
+
+#: Column names the table functions read by default, per item.
+HOURLY_COLUMNS: Mapping[Item, str] = MappingProxyType(
+    {
+        Item.SO2_1H: "so2",
+        Item.NO2_1H: "no2",
+        Item.PM10_24H: "pm10",
+        Item.CO_1H: "co",
+        Item.O3_1H: "o3",
+        Item.PM2_5_24H: "pm2_5",
+    }
+)
+DAILY_COLUMNS: Mapping[Item, str] = MappingProxyType(
+    {
+        Item.SO2_24H: "so2",
+        Item.NO2_24H: "no2",
+        Item.PM10_24H: "pm10",
+        Item.CO_24H: "co",
+        Item.O3_1H: "o3_1h",
+        Item.O3_8H: "o3_8h",
+        Item.PM2_5_24H: "pm2_5",
+    }
+)
+
+Concentration: TypeAlias = int | float | Decimal | Fraction | str
+ArrayLike: TypeAlias = pa.Array | pa.ChunkedArray | np.ndarray | Sequence[Concentration | None]
+Int64Array: TypeAlias = npt.NDArray[np.int64]
+BoolArray: TypeAlias = npt.NDArray[np.bool_]
+
+MICRO = 1_000_000
+MICRO_DIGITS = 6
+# Anything above this is above every table; clipping keeps micro-units inside int64.
+CAP_UNITS = 1_000_000_000
+MISSING_MARKS: tuple[str, ...] = ("", "-", "—", "--")
+
+_LEVEL_TOPS = np.array([50, 100, 150, 200, 300], dtype=np.int64)
+_BP_MICRO: Mapping[Item, Int64Array] = {
+    item: np.array(bps, dtype=np.int64) * MICRO for item, bps in BREAKPOINTS.items()
+}
+_BIT: Mapping[Item, int] = {item: POLLUTANT_NAMES.index(n) for item, n in PRIMARY_NAMES.items()}
+_PRIMARY_COMBINATIONS: list[str] = [
+    ",".join(n for i, n in enumerate(POLLUTANT_NAMES) if mask >> i & 1)
+    for mask in range(1 << len(POLLUTANT_NAMES))
+]
+
+
+# ---------------------------------------------------------------- scalar path
+
+
+def to_micro(value: Concentration | None) -> int | None:
+    """A concentration in millionths of its unit, half to even; None when missing or negative."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a concentration is a number, not a bool")
+    if isinstance(value, str):
+        text = value.strip()
+        if text in MISSING_MARKS:
+            return None
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not value.is_finite():
+            # Text must be a number or a missing mark, as in the vectorised path.
+            raise ValueError(f"not a concentration: {text!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        # The same IEEE operations as the vectorised path (clip, ×10⁶, rint), so both agree.
+        micro = round(max(min(value, float(CAP_UNITS)), -1.0) * MICRO)
+    elif isinstance(value, int):
+        micro = max(min(value, CAP_UNITS), -1) * MICRO
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            return None
+        # Clip first so that quantising stays within the default 28-digit context.
+        clipped = max(min(value, Decimal(CAP_UNITS)), Decimal(-1))
+        quantised = clipped.quantize(Decimal(1).scaleb(-MICRO_DIGITS), rounding=ROUND_HALF_EVEN)
+        micro = int(quantised * MICRO)
+    elif isinstance(value, Fraction):
+        micro = round(max(min(value, Fraction(CAP_UNITS)), Fraction(-1)) * MICRO)
+    else:
+        raise TypeError(f"not a concentration: {value!r}")
+    return micro if micro >= 0 else None
+
+
+def _iaqi_of_micro(item: Item, micro: int) -> int | None:
+    """The HJ 633 IAQI of a valid concentration in micro-units; None above a not-computed top."""
+    bps = BREAKPOINTS[item]
+    c = Fraction(micro, MICRO)
+    for k in range(1, len(bps)):
+        if c <= bps[k]:
+            slope = Fraction(IAQI_STEPS[k] - IAQI_STEPS[k - 1], bps[k] - bps[k - 1])
+            return math.ceil(slope * (c - bps[k - 1]) + IAQI_STEPS[k - 1])
+    return None if item in NOT_COMPUTED_ABOVE_TOP else IAQI_STEPS[-1]
+
+
+def iaqi(item: Item, concentration: Concentration | None) -> int | None:
+    """IAQI = ⌈(IAQI_hi − IAQI_lo)/(BP_hi − BP_lo) × (C − BP_lo) + IAQI_lo⌉ in exact arithmetic."""
+    micro = to_micro(concentration)
+    return None if micro is None else _iaqi_of_micro(item, micro)
+
+
+def level_of(aqi: int) -> Level:
+    """The HJ 633 level of an AQI: 0–50 一级 优 … above 300 六级 严重污染."""
+    if aqi < 0:
+        raise ValueError(f"an AQI is not negative: {aqi}")
+    return LEVELS[int(np.searchsorted(_LEVEL_TOPS, aqi, side="left"))]
+
+
+@dataclass(frozen=True)
+class AqiResult:
+    """An AQI with its individual indices and primary pollutants."""
+
+    aqi: int | None
+    iaqi: Mapping[Item, int | None]
+    primary_pollutants: tuple[str, ...]
+
+    @property
+    def primary_pollutant(self) -> str:
+        """Primary pollutants in CNEMC notation, comma-joined; empty when there is none."""
+        return ",".join(self.primary_pollutants)
+
+    @property
+    def level(self) -> Level | None:
+        """The level of the AQI; None when there is no AQI."""
+        return None if self.aqi is None else level_of(self.aqi)
+
+    @property
+    def exceeding(self) -> tuple[str, ...]:
+        """Pollutants over their limit (超标污染物): IAQI above 100 (HJ 633 §3.6)."""
+        names = {PRIMARY_NAMES[i] for i, v in self.iaqi.items() if v is not None and v > 100}
+        return tuple(n for n in POLLUTANT_NAMES if n in names)
+
+
+def aqi_of(
+    concentrations: Mapping[Item, Concentration | None],
+    *,
+    so2_24h: Concentration | None = None,
+    require_all: bool = False,
+) -> AqiResult:
+    """AQI = the maximum IAQI over the items (HJ 633 §4.2); primary pollutants at it when > 50."""
+    values: dict[Item, int | None] = {}
+    missing = False
+    for item, concentration in concentrations.items():
+        micro = to_micro(concentration)
+        value = None if micro is None else _iaqi_of_micro(item, micro)
+        if item is Item.SO2_1H and micro is not None and value is None:
+            # Note 2: SO2 1h above 800 is not computed; SO2 reports its 24-hour IAQI.
+            value = iaqi(Item.SO2_24H, so2_24h)
+            missing |= value is None
+        elif item is Item.O3_8H and micro is not None and value is None:
+            # Note 3: O3 8h above 800 is not computed; ozone is reported by its 1-hour IAQI.
+            missing |= Item.O3_1H not in concentrations
+        else:
+            missing |= value is None
+        values[item] = value
+    present = [v for v in values.values() if v is not None]
+    aqi = max(present) if present and not (require_all and missing) else None
+    primary: tuple[str, ...] = ()
+    if aqi is not None and aqi > 50:
+        names = {PRIMARY_NAMES[i] for i, v in values.items() if v == aqi}
+        primary = tuple(n for n in POLLUTANT_NAMES if n in names)
+    return AqiResult(aqi=aqi, iaqi=MappingProxyType(values), primary_pollutants=primary)
+
+
+def hourly_aqi(
+    *,
+    so2: Concentration | None,
+    no2: Concentration | None,
+    pm10: Concentration | None,
+    pm2_5: Concentration | None,
+    co: Concentration | None,
+    o3: Concentration | None,
+    so2_24h: Concentration | None = None,
+    require_all: bool = False,
+) -> AqiResult:
+    """Real-time AQI from 1-hour concentrations; PM10 and PM2.5 use their 24-hour breakpoints."""
+    concentrations = {
+        Item.SO2_1H: so2,
+        Item.NO2_1H: no2,
+        Item.PM10_24H: pm10,
+        Item.CO_1H: co,
+        Item.O3_1H: o3,
+        Item.PM2_5_24H: pm2_5,
+    }
+    return aqi_of(concentrations, so2_24h=so2_24h, require_all=require_all)
+
+
+def daily_aqi(
+    *,
+    so2: Concentration | None,
+    no2: Concentration | None,
+    pm10: Concentration | None,
+    pm2_5: Concentration | None,
+    co: Concentration | None,
+    o3_1h: Concentration | None,
+    o3_8h: Concentration | None,
+    require_all: bool = False,
+) -> AqiResult:
+    """Daily AQI from 24-hour means and the day's maximum O3 1-hour and 8-hour values."""
+    concentrations = {
+        Item.SO2_24H: so2,
+        Item.NO2_24H: no2,
+        Item.PM10_24H: pm10,
+        Item.CO_24H: co,
+        Item.O3_1H: o3_1h,
+        Item.O3_8H: o3_8h,
+        Item.PM2_5_24H: pm2_5,
+    }
+    return aqi_of(concentrations, require_all=require_all)
+
+
+def _round_half_even(numerator: int, denominator: int) -> int:
+    """numerator / denominator, half to even (GB/T 8170 四舍六入五成双); denominator > 0."""
+    q, r = divmod(numerator, denominator)
+    if 2 * r > denominator or (2 * r == denominator and q % 2 == 1):
+        q += 1
+    return q
+
+
+def mean_concentration(
+    values: Iterable[Concentration | None], *, decimals: int | None = 0
+) -> Decimal | None:
+    """Arithmetic mean of the valid values, half to even at `decimals` (None: micro-units)."""
+    micros = [m for m in map(to_micro, values) if m is not None]
+    if not micros:
+        return None
+    digits = MICRO_DIGITS if decimals is None else decimals
+    units = _round_half_even(sum(micros), len(micros) * (MICRO // 10**digits))
+    return Decimal(units).scaleb(-digits)
+
+
+# ------------------------------------------------------------ vectorised path
+
+
+def _as_array(values: ArrayLike) -> pa.Array:
+    """One contiguous Arrow array from any supported input."""
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    if isinstance(values, np.ndarray):
+        return pa.array(values, from_pandas=True)
+    return pa.array(list(values), from_pandas=True)
+
+
+def _decimal_micro(array: pa.Array) -> tuple[Int64Array, BoolArray]:
+    """Micro-units of a decimal array: half-to-even rounding in decimal arithmetic, so exact."""
+    rounded = pc.round(array, ndigits=MICRO_DIGITS, round_mode="half_to_even")
+    scaled = rounded.cast(pa.decimal128(38, MICRO_DIGITS))
+    cap, floor = (pa.scalar(Decimal(v), scaled.type) for v in (CAP_UNITS, -1))
+    # skip_nulls=False: a missing value must stay null, not become the cap or the floor.
+    clipped = pc.max_element_wise(
+        pc.min_element_wise(scaled, cap, skip_nulls=False), floor, skip_nulls=False
+    ).cast(pa.decimal128(16, MICRO_DIGITS))
+    micro = pc.multiply(clipped, pa.scalar(Decimal(MICRO), pa.decimal128(7, 0))).cast(pa.int64())
+    values = pc.fill_null(micro, -1).to_numpy()
+    return values, values >= 0
+
+
+def micro_array(values: ArrayLike) -> tuple[Int64Array, BoolArray]:
+    """Micro-units and validity of a numeric, decimal or text column, by the rules of `to_micro`."""
+    array = _as_array(values)
+    kind = array.type
+    if pa.types.is_null(kind):
+        return np.full(len(array), -1, dtype=np.int64), np.zeros(len(array), dtype=np.bool_)
+    if pa.types.is_integer(kind):
+        ints = pc.fill_null(array.cast(pa.int64()), -1).to_numpy()
+        micro = np.clip(ints, -1, CAP_UNITS) * MICRO
+        return micro, micro >= 0
+    if pa.types.is_floating(kind):
+        floats = pc.fill_null(array.cast(pa.float64()), np.nan).to_numpy()
+        finite = np.isfinite(floats)
+        clipped = np.clip(np.where(finite, floats, -1.0), -1.0, float(CAP_UNITS))
+        micro = np.rint(clipped * MICRO).astype(np.int64)
+        return micro, finite & (micro >= 0)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        text = pc.utf8_trim_whitespace(array.cast(pa.string()))
+        blank = pc.fill_null(pc.is_in(text, pa.array(MISSING_MARKS)), True)
+        array = pc.if_else(blank, pa.scalar(None, pa.string()), text)
+    elif not pa.types.is_decimal(kind):
+        raise TypeError(f"not a concentration column: {kind}")
+    try:
+        # Text parses as decimals of up to 18 places, then rounds exactly like `to_micro`.
+        if not pa.types.is_decimal(array.type):
+            array = array.cast(pa.decimal128(38, 18))
+        return _decimal_micro(array)
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"not a concentration column: {exc}") from None
+
+
+def _segment_tables(bps: tuple[int, ...]) -> tuple[Int64Array, ...]:
+    """Per searchsorted position: BP_lo, BP_hi − BP_lo, IAQI_lo, IAQI_hi − IAQI_lo (micro-units).
+
+    Position 0 (C ≤ 0) uses the first segment; the last position (above the top) is a flat
+    segment at IAQI 500, so the formula itself yields the cap without a second pass.
+    """
+    segments = [1, *range(1, len(bps))]
+    lo = [bps[k - 1] * MICRO for k in segments] + [bps[-1] * MICRO]
+    span = [(bps[k] - bps[k - 1]) * MICRO for k in segments] + [1]
+    step_lo = [IAQI_STEPS[k - 1] for k in segments] + [IAQI_STEPS[-1]]
+    step_span = [IAQI_STEPS[k] - IAQI_STEPS[k - 1] for k in segments] + [0]
+    return tuple(np.array(t, dtype=np.int64) for t in (lo, span, step_lo, step_span))
+
+
+_SEGMENTS: Mapping[Item, tuple[Int64Array, ...]] = {
+    item: _segment_tables(bps) for item, bps in BREAKPOINTS.items()
+}
+
+
+def _iaqi_micro(item: Item, micro: Int64Array) -> tuple[Int64Array, BoolArray]:
+    """IAQI in exact integer arithmetic, and where the concentration is above the table's top."""
+    # The number of breakpoints below C (searchsorted, left); a few uint8 comparisons beat
+    # a binary search per row for tables this short.
+    position = np.zeros(len(micro), dtype=np.uint8)
+    for bp in _BP_MICRO[item]:
+        position += micro > bp
+    lo, span, step_lo, step_span = (t[position] for t in _SEGMENTS[item])
+    # Floor division of the negation is the exact ceiling of the quotient.
+    numerator: Int64Array = step_span * (micro - lo)
+    value: Int64Array = step_lo - np.floor_divide(-numerator, span)
+    return value, position == len(BREAKPOINTS[item])
+
+
+def iaqi_array(item: Item, values: ArrayLike) -> pa.Array:
+    """IAQI of every value, as `iaqi` gives it one by one (int16, null where None)."""
+    micro, valid = micro_array(values)
+    value, above = _iaqi_micro(item, micro)
+    computed = valid & ~above if item in NOT_COMPUTED_ABOVE_TOP else valid
+    return pa.array(value.astype(np.int16), mask=~computed)
+
+
+def _strings(codes: npt.NDArray[np.uint8], mask: BoolArray, dictionary: Sequence[str]) -> pa.Array:
+    """Small integer codes as a dictionary-encoded string column (few distinct values)."""
+    indices = pa.array(codes.astype(np.int8), mask=mask)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(dictionary, pa.string()))
+
+
+def _item_iaqi(item: Item, column: ArrayLike) -> tuple[Int64Array, BoolArray, BoolArray]:
+    """IAQI, validity and above-the-top flags of one item's column."""
+    try:
+        micro, valid = micro_array(column)
+    except ValueError as exc:
+        raise ValueError(f"{item}: {exc}") from None
+    value, above = _iaqi_micro(item, micro)
+    return value, valid, above
+
+
+def aqi_columns(
+    concentrations: Mapping[Item, ArrayLike],
+    *,
+    so2_24h: ArrayLike | None = None,
+    require_all: bool = False,
+    with_iaqi: bool = False,
+) -> pa.Table:
+    """Columns aqi, primary_pollutant, aqi_level, aqi_category, aqi_colour, as `aqi_of` per row.
+
+    The three text columns are dictionary-encoded: they hold a handful of distinct values.
+    """
+    if not concentrations:
+        raise ValueError("an AQI needs at least one item")
+    tasks = list(concentrations.items())
+    if so2_24h is not None and Item.SO2_1H in concentrations:
+        tasks.append((Item.SO2_24H, so2_24h))
+    results = [_item_iaqi(item, column) for item, column in tasks]
+    rows = len(results[0][0])
+    for (item, _), (value, _, _) in zip(tasks, results, strict=True):
+        if len(value) != rows:
+            raise ValueError(f"{item}: {len(value)} values, expected {rows}")
+    missing = np.zeros(rows, dtype=np.bool_)
+    parts: list[tuple[Item, Int64Array, BoolArray]] = []
+    # strict=False: `results` may end with the SO2 24-hour fallback, which is no item of its own.
+    for (item, _), (value, valid, above) in zip(concentrations.items(), results, strict=False):
+        present = valid
+        if item is Item.SO2_1H:
+            # Note 2: SO2 1h above 800 is not computed; SO2 reports its 24-hour IAQI.
+            swap = valid & above
+            if so2_24h is None:
+                fallback, fallback_valid = value, np.zeros(rows, dtype=np.bool_)
+            else:
+                fallback, fallback_valid, _ = results[-1]
+            value = np.where(swap, fallback, value)
+            present = np.where(swap, fallback_valid, valid)
+            missing |= ~present
+        elif item is Item.O3_8H:
+            # Note 3: O3 8h above 800 is not computed; ozone is reported by its 1-hour IAQI.
+            present = valid & ~above
+            missing |= ~valid
+            if Item.O3_1H not in concentrations:
+                missing |= above
+        else:
+            missing |= ~valid
+        parts.append((item, value, present))
+
+    # IAQIs fit in int16 (−1 marks "none"); narrow arrays keep this memory-bound part fast.
+    shown = [np.where(present, value, -1).astype(np.int16) for _, value, present in parts]
+    aqi = shown[0].copy()
+    for values in shown[1:]:
+        np.maximum(aqi, values, out=aqi)
+    if require_all:
+        aqi[missing] = -1
+    no_aqi = aqi < 0
+    polluted = aqi > 50
+    primary = np.zeros(rows, dtype=np.uint8)
+    for (item, _, _), values in zip(parts, shown, strict=True):
+        primary |= ((values == aqi) & polluted).astype(np.uint8) << np.uint8(_BIT[item])
+    grade = np.zeros(rows, dtype=np.uint8)
+    for top in _LEVEL_TOPS:
+        grade += aqi > top
+    columns: dict[str, pa.Array] = {
+        "aqi": pa.array(aqi, mask=no_aqi),
+        "primary_pollutant": _strings(primary, primary == 0, _PRIMARY_COMBINATIONS),
+        "aqi_level": pa.array((grade + 1).astype(np.int8), mask=no_aqi),
+        "aqi_category": _strings(grade, no_aqi, [lv.category for lv in LEVELS]),
+        "aqi_colour": _strings(grade, no_aqi, [lv.colour for lv in LEVELS]),
+    }
+    if with_iaqi:
+        for item, value, present in parts:
+            columns[f"iaqi_{item}"] = pa.array(value.astype(np.int16), mask=~present)
+    return pa.table(columns)
+
+
+def _with_columns(table: pa.Table, added: pa.Table) -> pa.Table:
+    """`table` with the columns of `added` appended, replacing any of the same name."""
+    for name in added.column_names:
+        column = added[name]
+        if name in table.column_names:
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
+    return table
+
+
+def _select(table: pa.Table, columns: Mapping[Item, str]) -> dict[Item, ArrayLike]:
+    """The table's column for each item; a missing column is an error, not a missing value."""
+    absent = [name for name in columns.values() if name not in table.column_names]
+    if absent:
+        raise KeyError(f"columns not in the table: {', '.join(absent)}")
+    return {item: table[name] for item, name in columns.items()}
+
+
+def hourly_aqi_table(
+    table: pa.Table,
+    *,
+    columns: Mapping[Item, str] = HOURLY_COLUMNS,
+    so2_24h_column: str | None = "so2_24h",
+    require_all: bool = False,
+    with_iaqi: bool = False,
+) -> pa.Table:
+    """`table` plus the real-time AQI columns; SO2 above 800 uses `so2_24h_column` if present."""
+    fallback = None
+    if so2_24h_column is not None and so2_24h_column in table.column_names:
+        fallback = table[so2_24h_column]
+    added = aqi_columns(
+        _select(table, columns), so2_24h=fallback, require_all=require_all, with_iaqi=with_iaqi
+    )
+    return _with_columns(table, added)
+
+
+def daily_aqi_table(
+    table: pa.Table,
+    *,
+    columns: Mapping[Item, str] = DAILY_COLUMNS,
+    require_all: bool = False,
+    with_iaqi: bool = False,
+) -> pa.Table:
+    """`table` plus the daily AQI columns (24-hour means, O3 daily maximum 1-hour and 8-hour)."""
+    added = aqi_columns(_select(table, columns), require_all=require_all, with_iaqi=with_iaqi)
+    return _with_columns(table, added)
+
+
+def city_mean_table(
+    table: pa.Table, *, by: Sequence[str], decimals: Mapping[str, int | None]
+) -> pa.Table:
+    """Per group, each column's mean of valid values, half to even at its decimals (float64)."""
+    keys = {name: table[name] for name in by}
+    valid_micro = {}
+    for name in decimals:
+        micro, valid = micro_array(table[name])
+        valid_micro[name] = pa.array(micro, mask=~valid)
+    grouped = (
+        pa.table({**keys, **valid_micro})
+        .group_by(list(by), use_threads=False)
+        .aggregate([(name, agg) for name in decimals for agg in ("sum", "count")])
+        .sort_by([(name, "ascending") for name in by])
+    )
+    result: dict[str, pa.Array | pa.ChunkedArray] = {name: grouped[name] for name in by}
+    for name, digits in decimals.items():
+        places = MICRO_DIGITS if digits is None else digits
+        total = pc.fill_null(grouped[f"{name}_sum"], 0).to_numpy()
+        count = grouped[f"{name}_count"].to_numpy()
+        denominator = np.maximum(count, 1) * (MICRO // 10**places)
+        quotient, remainder = np.divmod(total, denominator)
+        up = (2 * remainder > denominator) | ((2 * remainder == denominator) & (quotient % 2 == 1))
+        # Multiples of 10^-places survive float64 exactly enough for micro_array to recover them.
+        mean = (quotient + up) / 10**places
+        result[name] = pa.array(mean, mask=count == 0)
+    return pa.table(result)
+
+
+def city_hourly_aqi_table(
+    table: pa.Table,
+    *,
+    by: Sequence[str] = ("timepoint", "area"),
+    columns: Mapping[Item, str] = HOURLY_COLUMNS,
+    so2_24h_column: str | None = "so2_24h",
+    rounded: bool = True,
+    require_all: bool = False,
+) -> pa.Table:
+    """City real-time AQI (HJ 663-2013): AQI of the mean of its stations' concentrations."""
+    decimals: dict[str, int | None] = {
+        name: (DECIMALS[item] if rounded else None) for item, name in columns.items()
+    }
+    if so2_24h_column is not None and so2_24h_column in table.column_names:
+        decimals[so2_24h_column] = DECIMALS[Item.SO2_24H] if rounded else None
+    means = city_mean_table(table, by=by, decimals=decimals)
+    return hourly_aqi_table(
+        means, columns=columns, so2_24h_column=so2_24h_column, require_all=require_all
+    )

@@ -1,0 +1,80 @@
+"""The `minyun` command line, run as a user would, against a real var folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from minyun.cli import app
+from minyun.core import audit
+from minyun.core.config import load_settings
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    var = tmp_path / "var"
+    monkeypatch.setenv("MINYUN_VAR_DIR", str(var))
+    for name in ("MINYUN_DATABASE_URL", "MINYUN_JOBS_MODE", "MINYUN_LAKE_URI"):
+        monkeypatch.delenv(name, raising=False)
+    result = runner.invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    return var
+
+
+def test_init_creates_the_embedded_node_once(var: Path) -> None:
+    assert (var / "minyun.db").exists() and (var / "secret.key").exists()
+    again = runner.invoke(app, ["init"])
+    assert again.exit_code == 0 and "0 divisions added" in again.output
+
+
+def test_audit_verify_reports_intact_then_the_first_tampered_record(var: Path) -> None:
+    node = Platform.open(load_settings(var_dir=var))
+    with node.factory.begin() as s:
+        for i in range(5):
+            audit.record(s, Principal(kind="user", name="li"), "test.read", target=str(i))
+    ok = runner.invoke(app, ["audit", "verify"])
+    assert ok.exit_code == 0 and "intact" in ok.output and "5 records" in ok.output
+    with node.factory.begin() as s:
+        s.execute(text("UPDATE audit_records SET purpose = 'edited' WHERE seq = 3"))
+    broken = runner.invoke(app, ["audit", "verify"])
+    assert broken.exit_code == 1
+    assert "record 3" in broken.output and "altered" in broken.output
+    node.close()
+
+
+def test_user_create_reads_the_password_from_stdin(var: Path) -> None:
+    runner.invoke(app, ["demo", "--persons", "0", "--enterprises", "0"])
+    result = runner.invoke(
+        app,
+        ["user", "create", "wang.fang", "--org", "fj-amr", "--role", "steward", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "created wang.fang (steward)" in result.output
+    again = runner.invoke(
+        app,
+        ["user", "create", "wang.fang", "--org", "fj-amr", "--password-stdin"],
+        input="another long password\n",
+    )
+    assert again.exit_code == 1 and "taken" in again.output
+
+
+def test_bad_configuration_is_one_clear_message(var: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINYUN_JOBS_MODE", "whenever")
+    result = runner.invoke(app, ["jobs", "list"])
+    assert result.exit_code == 2 and "MINYUN_JOBS_MODE" in result.output
+
+
+def test_jobs_list_shows_the_demo_load(var: Path) -> None:
+    result = runner.invoke(app, ["demo", "--persons", "1000", "--enterprises", "100"])
+    assert result.exit_code == 0, result.output
+    assert "steward" in result.output and "auditor" in result.output
+    listing = runner.invoke(app, ["jobs", "list"])
+    assert "demo.load" in listing.output and "succeeded" in listing.output
