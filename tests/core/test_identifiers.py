@@ -342,6 +342,8 @@ def test_masks_keep_nulls_null_and_take_any_string_layout() -> None:
     assert ric_valid_mask(chunked).to_pylist() == expected
     sliced = pa.array(["junk", *values])[1:]
     assert ric_valid_mask(sliced).to_pylist() == expected
+    all_valid_slice = pa.array(["junk", *RIC_EXAMPLES, *RIC_EXAMPLES])[1:4]  # no filter needed
+    assert ric_valid_mask(all_valid_slice).to_pylist() == [True, True, True]
     assert ric_valid_mask(pa.array([], pa.string())).to_pylist() == []
     assert ric_valid_mask(pa.nulls(2)).to_pylist() == [None, None]
     assert uscc_valid_mask(pa.array([USCC_EXAMPLES[0], None])).to_pylist() == [True, None]

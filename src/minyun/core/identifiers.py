@@ -27,9 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "ORG_WEIGHTS",
     "PROVINCE_CODES",
     "RIC_MIN_BIRTH",
+    "RIC_WEIGHTS",
     "USCC_ALPHABET",
+    "USCC_WEIGHTS",
     "InvalidIdentifier",
     "division_codes",
     "is_valid_ric",
@@ -86,7 +89,7 @@ def _region_ok(region: str, regions: frozenset[str], strict: bool) -> bool:
     return region in regions or (not strict and region[:2] in PROVINCE_CODES)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=8)
 def _region_table(regions: frozenset[str], strict: bool) -> npt.NDArray[np.bool_]:
     """Lookup table over all 10**6 six-digit codes: True where the region rule accepts it."""
     table = np.zeros(1_000_000, dtype=np.bool_)
@@ -449,17 +452,15 @@ def ric_check_sql(
     """
     q = _quote_column(column)
     total = _weighted_mod_sql(q, 1, RIC_WEIGHTS, "ascii(c) - 48", 11)
-    birth = (
-        f"TRY_CAST(substr({q}, 7, 4) || '-' || substr({q}, 11, 2) || '-' || substr({q}, 13, 2)"
-        " AS DATE)"
-    )
+    birth = f"CAST(try_strptime(substr({q}, 7, 8), '%Y%m%d') AS DATE)"
     upper = "current_date" if today is None else f"DATE '{today.isoformat()}'"
     codes = sorted(r for r in _regions(regions) if len(r) == 6 and set(r) <= _DIGITS)
-    in_table = f"substr({q}, 1, 6) IN ({', '.join(repr(c) for c in codes)})" if codes else "false"
-    region = in_table
+    if not strict_region:  # the province prefix already admits these
+        codes = [c for c in codes if c[:2] not in PROVINCE_CODES]
+    region = f"substr({q}, 1, 6) IN ({', '.join(repr(c) for c in codes)})" if codes else "false"
     if not strict_region:
         provinces = ", ".join(repr(p) for p in sorted(PROVINCE_CODES))
-        region = f"({in_table} OR substr({q}, 1, 2) IN ({provinces}))"
+        region = f"(substr({q}, 1, 2) IN ({provinces}) OR {region})"
     body = (
         f"regexp_full_match({q}, '[0-9]{{17}}[0-9X]')"
         f" AND substr({q}, 18, 1) = substr('{_RIC_CHECK}', {total} + 1, 1)"

@@ -10,17 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minyun.accounts import service as accounts
 from minyun.accounts.models import AccountKind, User
 from minyun.core import identifiers, jobs
+from minyun.core.errors import Invalid
 from minyun.core.security import Principal, Role, new_secret
 from minyun.orgs import service as orgs
 from minyun.orgs.models import Division, Organization, OrgKind
@@ -190,6 +193,8 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
     lake = population_dir(ctx.params["lake_uri"])
     n_persons = int(ctx.params["persons"])
     n_enterprises = int(ctx.params["enterprises"])
+    if n_enterprises and not n_persons:
+        raise Invalid("enterprises need persons to be their legal representatives", field="persons")
     seed = int(ctx.params.get("seed", 2026))
     state = dict(ctx.resume or {})
     total = n_persons + n_enterprises + 2
@@ -201,15 +206,18 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         state["departments"] = departments
         ctx.save_point(state)
     ctx.progress(2, total, "departments and accounts")
+    batch = min(100_000, PART_ROWS)
     persons = _write_parts(
         ctx, state, "persons", lake / "persons", n_persons, offset=2, total=total,
-        batches=lambda start: population.iter_persons(n_persons, seed=seed),
+        batches=lambda start: population.iter_persons(
+            n_persons, seed=seed, batch_size=batch, start=start
+        ),
     )  # fmt: skip
     enterprises = _write_parts(
         ctx, state, "enterprises", lake / "enterprises", n_enterprises, offset=2 + n_persons,
         total=total,
         batches=lambda start: population.iter_enterprises(
-            n_enterprises, seed=seed, n_persons=n_persons
+            n_enterprises, seed=seed, n_persons=n_persons, batch_size=batch, start=start
         ),
     )  # fmt: skip
     return {"persons": persons, "enterprises": enterprises, "lake": str(lake)}
@@ -224,25 +232,21 @@ def _write_parts(
     *,
     offset: int,
     total: int,
-    batches: Callable[[int], Any],
+    batches: Callable[[int], Iterator[pa.RecordBatch]],
 ) -> int:
-    """Stream batches into Parquet parts of PART_ROWS rows; finished parts are skipped on resume."""
-    import pyarrow.parquet as pq
-
+    """Stream rows into Parquet parts of PART_ROWS rows; on resume, start after the last part."""
     folder.mkdir(parents=True, exist_ok=True)
-    done_parts: int = int(state.get(f"{name}_parts", 0))
+    done_parts = int(state.get(f"{name}_parts", 0))
     if done_parts == 0:
         for stale in folder.glob("part-*.parquet"):
             stale.unlink()
-    written, part, writer, part_rows = 0, 0, None, 0
-    tmp: Path | None = None
-    for batch in batches(0):
-        if part < done_parts:
-            written += batch.num_rows
-            part_rows += batch.num_rows
-            if part_rows >= PART_ROWS:
-                part, part_rows = part + 1, 0
-            continue
+    written = min(n, done_parts * PART_ROWS)
+    if written >= n:
+        return n
+    part, part_rows = done_parts, 0
+    writer: pq.ParquetWriter | None = None
+    tmp = folder / f".part-{part:05d}.parquet.tmp"
+    for batch in batches(written):
         if writer is None:
             tmp = folder / f".part-{part:05d}.parquet.tmp"
             writer = pq.ParquetWriter(tmp, batch.schema, compression="zstd")
@@ -262,8 +266,7 @@ def _write_parts(
     return written
 
 
-def _close_part(writer: Any, tmp: Path | None, folder: Path, part: int) -> None:
+def _close_part(writer: pq.ParquetWriter, tmp: Path, folder: Path, part: int) -> None:
     # Written under a temporary name and renamed: a reader never sees half a part.
     writer.close()
-    assert tmp is not None
     os.replace(tmp, folder / f"part-{part:05d}.parquet")
