@@ -49,7 +49,9 @@ def job_list(request: Request, session: SessionDep, actor: PageActorDep) -> HTML
 
 
 @router.get("/jobs/{job_id}")
-def job_page(request: Request, job_id: str, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+def job_page(
+    request: Request, job_id: str, session: SessionDep, actor: PageActorDep
+) -> HTMLResponse:
     """One job; while it runs the progress part refreshes itself every second."""
     return render(request, "admin/job.html", job=service.read_job(session, actor, job_id))
 

@@ -27,7 +27,9 @@ def directory(
 
 
 @router.get("/orgs/{code}")
-def organization(request: Request, code: str, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+def organization(
+    request: Request, code: str, session: SessionDep, actor: PageActorDep
+) -> HTMLResponse:
     """One organisation: its codes, divisions, parent and units."""
     profile = service.organization_profile(session, actor, code)
     return render(request, "orgs/detail.html", profile=profile)

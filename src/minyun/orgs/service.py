@@ -179,8 +179,8 @@ def directory(
 ) -> Directory:
     """Province → cities → counties with organisation counts, and the matching organisations."""
     q = (q or "").strip()[:100]
-    selected = get_division(session, division_code) if division_code else None
     found = list_organizations(session, actor, division_code=division_code, q=q or None)
+    selected = get_division(session, division_code) if division_code else None
     counts = dict(
         session.execute(
             select(Organization.division_code, func.count()).group_by(Organization.division_code)

@@ -79,6 +79,10 @@ async def validation_error(request: Request, exc: Exception) -> Response:
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    if wants_html(request):
+        from minyun.web.pages import error_page
+
+        return error_page(request, 422, "Invalid input", detail)
     return problem(422, "invalid", "Invalid input", detail, request, errors=errors)
 
 
