@@ -1,4 +1,4 @@
-"""A real browser (headless Chromium via Playwright) signs in as a steward and sees the dashboard."""
+"""A real browser (headless Chromium via Playwright) signs in as the demo steward and sees the dashboard."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from minyun.core import jobs
 from minyun.core.jobs import JobContext
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from minyun.demo import province
 from minyun.web.app import create_app
-from tests import factories
 
 pytestmark = pytest.mark.browser
 
@@ -88,12 +88,11 @@ def test_steward_signs_in_and_sees_the_dashboard(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    # The demo province's own departments and accounts, as `make demo` creates them.
     with platform.factory.begin() as session:
-        org = factories.make_org(session, name="福建省大数据管理局", division_code="350000")
-        steward = factories.make_user(
-            session, roles=["steward"], organization=org, display_name="林晓燕"
-        )
-        username = steward.username
+        province.load_departments(session)
+        demo = {a.username: a for a in province.load_accounts(session, platform.settings.var_dir)}
+    username, password = "steward", demo["steward"].password
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -102,10 +101,10 @@ def test_steward_signs_in_and_sees_the_dashboard(
             desktop.goto(f"{server}/login")
             expect(desktop.locator("html")).to_have_attribute("lang", "zh-Hans")
             desktop.fill("#username", username)
-            desktop.fill("#password", factories.PASSWORD)
+            desktop.fill("#password", password)
             desktop.click("form.stack button[type=submit]")
             desktop.wait_for_url(f"{server}/")
-            expect(desktop.locator("h1")).to_contain_text("林晓燕")
+            expect(desktop.locator("h1")).to_contain_text("市场监管数据专员")
             expect(desktop.locator("#card-account")).to_contain_text("数据管理员")
             expect(desktop.locator("#card-jobs")).to_be_visible()
             expect(desktop.locator(".nav")).to_be_visible()
@@ -121,7 +120,7 @@ def test_steward_signs_in_and_sees_the_dashboard(
             phone_context.add_cookies(desktop.context.cookies())  # type: ignore[arg-type]
             phone = phone_context.new_page()
             phone.goto(f"{server}/")
-            expect(phone.locator("h1")).to_contain_text("林晓燕")
+            expect(phone.locator("h1")).to_contain_text("市场监管数据专员")
             # The menu hides behind its button on a phone and opens on a tap.
             expect(phone.locator(".nav")).to_be_hidden()
             phone.screenshot(path=tmp_path / "dashboard-phone.png", full_page=True)
@@ -136,7 +135,7 @@ def test_steward_signs_in_and_sees_the_dashboard(
             assert width <= 375
 
             phone.goto(f"{server}/orgs")
-            expect(phone.locator("#results")).to_contain_text("福建省大数据管理局")
+            expect(phone.locator("#results")).to_contain_text("福建省市场监督管理局")
             phone.screenshot(path=tmp_path / "orgs-phone.png", full_page=True)
             _keep(tmp_path / "orgs-phone.png")
 
