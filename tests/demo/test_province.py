@@ -53,7 +53,11 @@ def test_demo_province_has_departments_accounts_and_valid_people(tmp_path: Path)
     demo_accounts = {a.username: a for a in province.read_accounts(node.settings.var_dir)}
     with node.factory.begin() as s:
         user = accounts.authenticate(
-            s, node.throttle, username="steward", password=demo_accounts["steward"].password, client_ip=None
+            s,
+            node.throttle,
+            username="steward",
+            password=demo_accounts["steward"].password,
+            client_ip=None,
         )
         assert user.display_name == "市场监管数据专员"
     lake = province.population_dir(node.settings.lake_uri)

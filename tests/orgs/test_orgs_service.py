@@ -27,9 +27,15 @@ def test_packaged_divisions_load_three_levels_of_fujian(session: Session) -> Non
 def test_division_with_an_unknown_parent_or_bad_code_is_refused(session: Session) -> None:
     ensure_divisions(session)
     with pytest.raises(Invalid, match="parent"):
-        service.load_divisions(session, [{"code": "350199001", "name": "某街道", "level": "township", "parent_code": "359999"}])
+        service.load_divisions(
+            session,
+            [{"code": "350199001", "name": "某街道", "level": "township", "parent_code": "359999"}],
+        )
     with pytest.raises(Invalid, match="9 digits"):
-        service.load_divisions(session, [{"code": "35010200", "name": "某街道", "level": "township", "parent_code": "350102"}])
+        service.load_divisions(
+            session,
+            [{"code": "35010200", "name": "某街道", "level": "township", "parent_code": "350102"}],
+        )
 
 
 def test_townships_and_villages_hang_under_counties(session: Session) -> None:
@@ -38,7 +44,12 @@ def test_townships_and_villages_hang_under_counties(session: Session) -> None:
         session,
         [
             {"code": "350102001", "name": "鼓东街道", "level": "township", "parent_code": "350102"},
-            {"code": "350102001001", "name": "某社区", "level": "village", "parent_code": "350102001"},
+            {
+                "code": "350102001001",
+                "name": "某社区",
+                "level": "village",
+                "parent_code": "350102001",
+            },
         ],
     )
     assert added == 2
@@ -56,22 +67,35 @@ def test_organisation_needs_a_valid_credit_code_and_unique_codes(session: Sessio
     assert org.division.name == "福州市" and org.level == "city"
     bad = org.uscc[:-1] + ("0" if org.uscc[-1] != "0" else "1")
     with pytest.raises(Invalid, match="uscc"):
-        service.create_organization(session, SYSTEM, code="x-1", name="x", uscc=bad, division_code="350100")
+        service.create_organization(
+            session, SYSTEM, code="x-1", name="x", uscc=bad, division_code="350100"
+        )
     with pytest.raises(Conflict):
-        service.create_organization(session, SYSTEM, code=org.code, name="x", uscc=make_uscc(99), division_code="350100")
+        service.create_organization(
+            session, SYSTEM, code=org.code, name="x", uscc=make_uscc(99), division_code="350100"
+        )
 
 
 def test_only_admins_register_organisations(session: Session) -> None:
     ensure_divisions(session)
     steward = Principal(kind="user", name="s", roles=frozenset({"steward"}))
     with pytest.raises(Forbidden):
-        service.create_organization(session, steward, code="new-1", name="新单位", uscc=make_uscc(5), division_code="350100")
-    assert session.scalar(select(func.count()).select_from(Organization).where(Organization.code == "new-1")) == 0
+        service.create_organization(
+            session, steward, code="new-1", name="新单位", uscc=make_uscc(5), division_code="350100"
+        )
+    assert (
+        session.scalar(
+            select(func.count()).select_from(Organization).where(Organization.code == "new-1")
+        )
+        == 0
+    )
 
 
 def test_listing_by_division_includes_everything_under_it(session: Session) -> None:
     fz = make_org(session, division_code="350102")
     xm = make_org(session, division_code="350200")
     viewer = Principal(kind="user", name="v")
-    under_fuzhou = {o.code for o in service.list_organizations(session, viewer, division_code="350100")}
+    under_fuzhou = {
+        o.code for o in service.list_organizations(session, viewer, division_code="350100")
+    }
     assert fz.code in under_fuzhou and xm.code not in under_fuzhou
