@@ -11,6 +11,7 @@ from minyun.core.config import Settings
 from minyun.core.db import make_engine, make_sessionmaker, migrate
 from minyun.core.jobs import Dispatcher
 from minyun.core.keys import NodeKey, load_node_key
+from minyun.core.lake import Lake
 from minyun.core.throttle import Throttle, login_throttle
 
 
@@ -22,6 +23,7 @@ class Platform:
     node_key: NodeKey
     dispatcher: Dispatcher
     throttle: Throttle
+    lake: Lake
 
     @classmethod
     def open(cls, settings: Settings, *, run_jobs_here: bool = True) -> Platform:
@@ -33,7 +35,8 @@ class Platform:
         if run_jobs_here:
             dispatcher.factory = factory
         throttle = login_throttle(settings.rate_limit_uri, settings.login_attempts_per_minute)
-        return cls(settings, engine, factory, node_key, dispatcher, throttle)
+        lake = Lake(settings.lake_uri)
+        return cls(settings, engine, factory, node_key, dispatcher, throttle, lake)
 
     def migrate(self) -> None:
         """Bring the control-plane schema up to date."""

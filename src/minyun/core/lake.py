@@ -1,0 +1,76 @@
+"""The data plane: one Delta Lake table per resource under the lake URI, read with DuckDB.
+
+Only services that have passed `core.security.authorize` call this module; no endpoint
+reads the lake around them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from minyun.core.errors import NotFound
+
+
+class Lake:
+    """The lake of one node: `<uri>/resources/<code>/` is the Delta table of a resource."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri.rstrip("/")
+        if "://" not in self.uri:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+
+    def table_uri(self, code: str) -> str:
+        """Where the resource's Delta table lives."""
+        return f"{self.uri}/resources/{code}"
+
+    def rejects_uri(self, code: str) -> str:
+        """Where the rows refused by the resource's loads are kept."""
+        return f"{self.uri}/rejects/{code}"
+
+    def table(
+        self, code: str, *, version: int | None = None, as_of: datetime | None = None
+    ) -> DeltaTable:
+        """The resource's Delta table, at a version or a timestamp if given (time travel)."""
+        try:
+            table = DeltaTable(self.table_uri(code), version=version)
+        except TableNotFoundError as exc:
+            raise NotFound(f"resource {code} has no data in the lake yet") from exc
+        if as_of is not None:
+            table.load_as_version(as_of)
+        return table
+
+    def exists(self, code: str) -> bool:
+        """Whether the resource has a committed Delta table."""
+        return DeltaTable.is_deltatable(self.table_uri(code))
+
+    def version(self, code: str) -> int | None:
+        """The newest committed version, or None before the first load."""
+        return self.table(code).version() if self.exists(code) else None
+
+    def dataset(
+        self, code: str, *, version: int | None = None, as_of: datetime | None = None
+    ) -> ds.Dataset:
+        """The resource's rows as a lazily read Arrow dataset."""
+        return self.table(code, version=version, as_of=as_of).to_pyarrow_dataset()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A fresh in-process DuckDB connection for reading lake data."""
+        return duckdb.connect(":memory:")
+
+    def register(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        code: str,
+        *,
+        version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> None:
+        """Make the resource readable as the view `name` in `con` (Arrow scan, pushdown)."""
+        con.register(name, self.dataset(code, version=version, as_of=as_of))
