@@ -7,14 +7,22 @@ maximum of the six IAQIs with float arithmetic, the usual way it is written in S
 
 from __future__ import annotations
 
+import datetime as dt
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from minyun.apps.ecocloud import cnemc, mqtt, service
 from minyun.apps.ecocloud.aqi import BREAKPOINTS, HOURLY_COLUMNS, IAQI_STEPS, hourly_aqi_table
+from minyun.core.config import load_settings
+from minyun.core.platform import Platform
 
 ROWS = 1_000_000
 REPEATS = 3
@@ -64,8 +72,60 @@ def _best_seconds(work: Callable[[], object]) -> float:
     return min(timings)
 
 
+MQTT_DAYS = 10  # the real day replayed as 10 consecutive days: 10 080 readings
+DAY = Path(__file__).resolve().parents[1] / "tests" / "data" / "cnemc" / "fujian-2022-01-04"
+
+
+DAY_READINGS = 1008
+
+
+def _wait(done: Callable[[], bool], began: float) -> None:
+    while not done():
+        if time.perf_counter() - began > 600:
+            raise RuntimeError("the subscriber did not ingest every message")
+        time.sleep(0.005)
+
+
+def mqtt_readings_per_s(days: int = MQTT_DAYS) -> float:
+    """Readings per second through the local Mosquitto into a fresh embedded node, detection on.
+
+    Timed from the first publish until the subscriber has ingested the last message; the
+    node is SQLite (the embedded default), each batch one transaction with anomaly and
+    episode detection over the hours it touched.
+    """
+    rows = service.rows_from_cnemc(cnemc.read_cnemc(cnemc.cnemc_files(DAY)))
+    start = dt.date(2022, 1, 4)
+    messages: list[tuple[str, bytes]] = []
+    prefix = f"minyun-bench/{uuid.uuid4().hex[:12]}/eco/stations"
+    for k in range(days):
+        day = (start + dt.timedelta(days=k)).isoformat()
+        shifted = rows.set_column(1, "hour", pc.replace_substring(rows["hour"], "2022-01-04", day))
+        messages += mqtt.messages_of(shifted, prefix)
+    with tempfile.TemporaryDirectory() as var:
+        node = Platform.open(load_settings(var_dir=Path(var)), run_jobs_here=False)
+        node.migrate()
+        subscriber = mqtt.Subscriber(node.factory, prefix=prefix).start()
+        try:
+            subscriber.subscribed.wait(10)
+            client = mqtt.publisher()
+            began = time.perf_counter()
+            # A day at a time, each once the subscriber holds the last: Mosquitto drops
+            # QoS 1 messages beyond its per-client queue (1000 by default).
+            for k in range(0, len(messages), DAY_READINGS):
+                mqtt.publish(client, messages[k : k + DAY_READINGS])
+                held = min(len(messages), k + DAY_READINGS)
+                _wait(lambda held=held: subscriber.received >= held, began)
+            _wait(lambda: subscriber.stats.messages >= len(messages), began)
+            elapsed = time.perf_counter() - began
+            client.disconnect()
+        finally:
+            subscriber.stop()
+            node.close()
+    return len(messages) / elapsed
+
+
 def run() -> dict[str, float]:
-    """Rows per second of minyun's AQI, and its ratio to DuckDB's on the same rows."""
+    """Rows per second of minyun's AQI, its ratio to DuckDB's, and MQTT ingest throughput."""
     hours = synthetic_hours()
     ours = _best_seconds(lambda: hourly_aqi_table(hours))
     sql = duckdb_sql()
@@ -74,7 +134,11 @@ def run() -> dict[str, float]:
         theirs = _best_seconds(lambda: con.sql(sql).to_arrow_table())
     ours_rate = hours.num_rows / ours
     theirs_rate = hours.num_rows / theirs
-    return {"eco.aqi_rows_per_s": ours_rate, "eco.aqi_vs_duckdb_ratio": ours_rate / theirs_rate}
+    return {
+        "eco.aqi_rows_per_s": ours_rate,
+        "eco.aqi_vs_duckdb_ratio": ours_rate / theirs_rate,
+        "eco.mqtt_readings_per_s": mqtt_readings_per_s(),
+    }
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from minyun.accounts import service as accounts
 from minyun.accounts.models import AccountKind, User
+from minyun.catalog import service as catalog
+from minyun.catalog.models import Resource
 from minyun.core import identifiers
 from minyun.core.security import Principal
 from minyun.orgs import service as orgs
@@ -53,3 +56,36 @@ def make_user(session: Session, *, roles: list[str] | None = None, **over: objec
     }
     values.update(over)
     return accounts.create_user(session, SYSTEM, **values)  # type: ignore[arg-type]
+
+
+def person_schema() -> dict[str, Any]:
+    """A small valid Table Schema with the minyun keys."""
+    return {
+        "fields": [
+            {"name": "ric", "type": "string", "format": "cn-ric", "title": "公民身份号码",
+             "constraints": {"required": True}, "sensitivity": "sensitive", "mask": "partial"},
+            {"name": "name", "type": "string", "title": "姓名", "sensitivity": "sensitive"},
+            {"name": "age", "type": "integer", "constraints": {"minimum": 0, "maximum": 150}},
+        ],
+        "primaryKey": ["ric"],
+    }  # fmt: skip
+
+
+def make_resource(
+    session: Session, *, provider: Organization | None = None, **over: object
+) -> Resource:
+    """A draft resource with a schema, unconditionally shared and open (no legal basis needed)."""
+    n = next(_counter)
+    org = provider or make_org(session)
+    values: dict[str, object] = {
+        "code": f"res-{n}",
+        "name": f"测试资源{n}",
+        "provider": org.code,
+        "summary": "测试用的资源",
+        "theme": "market-regulation",
+        "sharing_type": "unconditional",
+        "open_type": "unconditional",
+        "schema": person_schema(),
+    }
+    values.update(over)
+    return catalog.create_resource(session, SYSTEM, **values)  # type: ignore[arg-type]

@@ -76,5 +76,6 @@ def test_jobs_list_shows_the_demo_load(var: Path) -> None:
     result = runner.invoke(app, ["demo", "--persons", "1000", "--enterprises", "100"])
     assert result.exit_code == 0, result.output
     assert "steward" in result.output and "auditor" in result.output
-    listing = runner.invoke(app, ["jobs", "list"])
+    # The demo also loads its catalog resources, one ingest.load job each.
+    listing = runner.invoke(app, ["jobs", "list", "--limit", "100"])
     assert "demo.load" in listing.output and "succeeded" in listing.output

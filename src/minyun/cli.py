@@ -14,12 +14,14 @@ from rich.table import Table
 
 import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
 from minyun.apps.ecocloud.cli import eco_app
+from minyun.catalog.cli import resource_app
 from minyun.core import jobs
 from minyun.core.config import Settings, load_settings
 from minyun.core.errors import DomainError
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
+from minyun.ingest import cli as ingest_cli
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -32,6 +34,11 @@ app.add_typer(user_app, name="user")
 app.add_typer(audit_app, name="audit")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(eco_app, name="eco", help="Eco-cloud (生态云): air quality.")
+app.add_typer(resource_app, name="resource")
+
+app.command("load")(ingest_cli.load)
+app.command("versions")(ingest_cli.versions)
+app.command("rejects")(ingest_cli.rejects)
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

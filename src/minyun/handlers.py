@@ -1,3 +1,4 @@
 """Import every module that registers a job handler, so any process can run any job."""
 
-import minyun.demo.province  # noqa: F401
+import minyun.demo.province
+import minyun.ingest.service  # noqa: F401

@@ -1,18 +1,39 @@
 """Every table of the control plane, imported once so Alembic sees the whole schema."""
 
 from minyun.accounts.models import ApiClient, User
+from minyun.apps.ecocloud.models import (
+    Alert,
+    AlertStep,
+    Anomaly,
+    CityHour,
+    DeadLetter,
+    Reading,
+    Station,
+)
+from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
 from minyun.core.jobs import Job
+from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 
 __all__ = [
+    "Alert",
+    "AlertStep",
+    "Anomaly",
     "ApiClient",
     "AuditCheckpoint",
     "AuditRecord",
     "Base",
+    "CityHour",
+    "DeadLetter",
     "Division",
     "Job",
     "Organization",
+    "Reading",
+    "Resource",
+    "ResourceSchema",
+    "Station",
     "User",
+    "Version",
 ]

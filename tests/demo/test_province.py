@@ -71,8 +71,11 @@ def test_demo_province_has_departments_accounts_and_valid_people(tmp_path: Path)
 
 
 def test_interrupted_demo_load_resumes_after_the_last_whole_part(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The test runs the job itself: no background runner may race it for the job.
+    platform = Platform.open(make_settings(tmp_path / "var"), run_jobs_here=False)
+    platform.migrate()
     monkeypatch.setattr(province, "PART_ROWS", 1_000)
     params = _params(platform, 3_500, 0)
     folder = province.population_dir(platform.settings.lake_uri) / "persons"

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     login_attempts_per_minute: int = Field(default=5, gt=0)
     rate_limit_uri: str = "memory://"
     default_locale: str = "zh_Hans_CN"
+    # Largest file a load accepts by upload or URL download (bytes); 1 GiB by default.
+    upload_max_bytes: int = Field(default=1 << 30, gt=0)
 
     @field_validator("database_url")
     @classmethod

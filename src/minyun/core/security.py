@@ -163,6 +163,23 @@ POLICY: dict[str, frozenset[str]] = {
     "jobs.read": frozenset({Role.ADMIN, Role.STEWARD, Role.AUDITOR}),
     "jobs.submit": frozenset({Role.ADMIN, Role.STEWARD}),
     "demo.load": frozenset({Role.ADMIN}),
+    # Loads: stewards of the providing department (checked again by the service) and admins.
+    "resource.load": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Eco-cloud: every member of staff may watch the air; stewards (who run the monitoring
+    # network) ingest; the departments an alert reaches respond to it.
+    "eco.read": frozenset({"*"}),
+    "eco.ingest": frozenset({Role.ADMIN, Role.STEWARD}),
+    "eco.respond": frozenset({Role.ADMIN, Role.STEWARD, Role.CONSUMER}),
+    # Catalog: every signed-in user reads published resources (drafts: see catalog.service);
+    # stewards change the resources of their own organisation, admins any.
+    "catalog.read": frozenset({"*"}),
+    "resource.create": frozenset({Role.ADMIN, Role.STEWARD}),
+    "resource.edit": frozenset({Role.ADMIN, Role.STEWARD}),
+    "resource.publish": frozenset({Role.ADMIN, Role.STEWARD}),
+    "resource.retire": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Rows: the provider's own staff (checked by the query service) and admins, until
+    # sharing grants open them to others through GRANT_CHECKS.
+    "resource.read": frozenset({Role.ADMIN}),
 }
 
 GrantCheck = Callable[[Session, Principal, str, str | None], bool]

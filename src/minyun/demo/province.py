@@ -206,6 +206,10 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         state["departments"] = departments
         ctx.save_point(state)
     ctx.progress(2, total, "departments and accounts")
+    if not state.get("resources") and ctx.params.get("resources", True):
+        from minyun.demo import resources
+
+        resources.publish_resources(ctx, state, folder=lake / "resources", seed=seed)
     batch = min(100_000, PART_ROWS)
     persons = _write_parts(
         ctx, state, "persons", lake / "persons", n_persons, offset=2, total=total,

@@ -71,10 +71,25 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
 
     from minyun.accounts.api import router as accounts_api
     from minyun.admin.api import router as admin_api
+    from minyun.apps.ecocloud.api import router as eco_api
+    from minyun.apps.ecocloud.pages import router as eco_pages
+    from minyun.catalog.api import router as catalog_api
+    from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
+    from minyun.query.api import router as query_api
     from minyun.web.pages import router as pages
 
-    for router in (accounts_api, orgs_api, admin_api, pages):
+    for router in (
+        accounts_api,
+        orgs_api,
+        admin_api,
+        eco_api,
+        catalog_api,
+        ingest_api,
+        query_api,
+        pages,
+        eco_pages,
+    ):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"])

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from minyun.accounts import service as accounts
 from minyun.admin import service as admin
 from minyun.admin.pages import router as admin_pages
+from minyun.catalog.pages import router as catalog_pages
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
 from minyun.orgs.pages import router as orgs_pages
 from minyun.web import i18n
@@ -151,3 +152,4 @@ def _back(request: Request, next: str | None) -> str:
 
 router.include_router(orgs_pages)
 router.include_router(admin_pages)
+router.include_router(catalog_pages)

@@ -64,6 +64,8 @@ LABELS: dict[str, str] = {
 # The navigation: (path, label, the action a viewer must be allowed to see it).
 NAV: list[tuple[str, str, str | None]] = [
     ("/", N_("Home"), None),
+    ("/catalog", N_("Catalog"), "catalog.read"),
+    ("/eco", N_("Air quality"), "eco.read"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -10,14 +11,20 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
+from minyun.apps.ecocloud import mqtt, service
 from minyun.apps.ecocloud.cnemc import (
     cnemc_files,
     compare,
+    read_cnemc,
     read_cnemc_csv,
     recompute_aqi,
     write_cnemc_csv,
 )
+from minyun.core.config import load_settings
 from minyun.core.errors import Invalid
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+from minyun.core.uow import unit_of_work
 
 eco_app = typer.Typer(
     help="生态云 eco-cloud: air quality, AQI per HJ 633-2012.", no_args_is_help=True
@@ -86,3 +93,93 @@ def aqi_command(
         f"the input's aqi agrees on {agreement.aqi} rows, "
         f"primarypollutant on {agreement.primary_pollutant}."
     )
+
+
+def _open_platform() -> Platform:
+    return Platform.open(load_settings(), run_jobs_here=False)
+
+
+@eco_app.command("ingest")
+def ingest_command(
+    source: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="A CNEMC hourly CSV file or a directory.")
+    ],
+) -> None:
+    """Load CNEMC station files into the eco-cloud in bulk (idempotent; runs detection)."""
+    files = _inputs(source)
+    rows = service.rows_from_cnemc(read_cnemc(files))
+    node = _open_platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            report = service.ingest_readings(
+                session,
+                Principal.system(on_behalf_of="cli"),
+                rows,
+                rules=service.Rules.from_env(),
+            )
+    except Invalid as exc:
+        raise typer.BadParameter(str(exc)) from None
+    finally:
+        node.close()
+    typer.echo(
+        f"{report.received} readings from {len(files)} file(s): {report.inserted} new, "
+        f"{report.updated} corrected, {report.unchanged} unchanged, {report.refused} refused "
+        f"(dead letters); {report.stations_added} stations added, {report.anomalies} anomalies, "
+        f"{len(report.alerts_opened)} alerts opened."
+    )
+
+
+@eco_app.command("replay")
+def replay_command(
+    source: Annotated[Path, typer.Argument(metavar="DIR", help="A directory of CNEMC files.")],
+    speed: Annotated[
+        float,
+        typer.Option(min=0, help="N times real time: 3600 plays an hour a second; 0 no pause."),
+    ] = 3600.0,
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    prefix: Annotated[
+        str, typer.Option("--topic-prefix", help="Topics are PREFIX/<station>/readings.")
+    ] = mqtt.TOPIC_PREFIX,
+) -> None:
+    """Publish the files' hourly readings to MQTT, one station topic each, hour by hour."""
+    _inputs(source)
+    sent = mqtt.replay(
+        source,
+        host=host,
+        port=port,
+        speed=speed,
+        prefix=prefix,
+        on_hour=lambda hour, n: typer.echo(f"{hour}: {n} readings published"),
+    )
+    typer.echo(f"{sent} readings published to {prefix}/…")
+
+
+@eco_app.command("listen")
+def listen_command(
+    host: Annotated[str, typer.Option(help="MQTT broker host.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="MQTT broker port.")] = 1883,
+    prefix: Annotated[
+        str, typer.Option("--topic-prefix", help="Topics are PREFIX/<station>/readings.")
+    ] = mqtt.TOPIC_PREFIX,
+) -> None:
+    """Subscribe to every station's readings and ingest them until interrupted (Ctrl-C)."""
+    node = _open_platform()
+    subscriber = mqtt.Subscriber(
+        node.factory, host=host, port=port, rules=service.Rules.from_env(), prefix=prefix
+    )
+    subscriber.start()
+    typer.echo(f"listening on {host}:{port} {prefix}/+/readings")
+    try:
+        while True:
+            time.sleep(5)
+            s = subscriber.stats
+            typer.echo(
+                f"{s.messages} messages, {s.readings} readings, {s.refused} refused, "
+                f"{len(s.alerts_opened)} alerts opened"
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        subscriber.stop()
+        node.close()

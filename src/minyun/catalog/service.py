@@ -1,0 +1,670 @@
+"""The catalog's rules: create, edit, publish and retire resources; versioned schemas; search.
+
+Published (and retired) resources are visible to every signed-in user; a draft only to
+its provider's staff and to admins. Changes are for admins and data stewards, and a
+steward only changes the resources of their own organisation. Every change writes its
+audit record in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from minyun.catalog.models import (
+    BaseLibrary,
+    OpenType,
+    Resource,
+    ResourceSchema,
+    ResourceStatus,
+    SharingType,
+    UpdateCycle,
+)
+from minyun.catalog.tableschema import TableSchema, compatibility, parse_schema
+from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
+from minyun.core import audit, clock
+from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from minyun.core.security import Principal, authorize
+from minyun.ingest.models import Version
+from minyun.orgs import service as orgs
+from minyun.orgs.models import Organization
+
+RESOURCE_CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+RESTRICTED = {"conditional", "none"}
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+# Metadata an edit may change; the code and the provider are the resource's identity.
+EDITABLE = (
+    "name", "summary", "theme", "base_library", "format", "update_cycle", "sharing_type",
+    "sharing_condition", "open_type", "open_condition", "legal_basis",
+)  # fmt: skip
+SEARCH_LIMIT = 500
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def find_resource(session: Session, code: str) -> Resource | None:
+    """The resource with this code, or None."""
+    return session.scalars(select(Resource).where(Resource.code == code)).first()
+
+
+def get_resource(session: Session, code: str) -> Resource:
+    """The resource with this code, or NotFound."""
+    resource = find_resource(session, code)
+    if resource is None:
+        raise NotFound(f"no resource {code}")
+    return resource
+
+
+def _manages(actor: Principal, organization_id: int) -> bool:
+    return actor.kind == "system" or actor.manages(organization_id)
+
+
+def _visible(actor: Principal, resource: Resource) -> bool:
+    return resource.status != ResourceStatus.DRAFT or _manages(actor, resource.provider_id)
+
+
+def access_resource(session: Session, actor: Principal, code: str) -> Resource:
+    """The resource if the actor may see it; the same NotFound for missing and hidden."""
+    authorize(session, actor, "catalog.read", target=code, target_type="resource")
+    resource = find_resource(session, code)
+    # Same error for missing and hidden: don't reveal that someone's draft exists.
+    if resource is None or not _visible(actor, resource):
+        raise NotFound(f"no resource {code}")
+    return resource
+
+
+def _visibility(actor: Principal) -> ColumnElement[bool]:
+    if actor.kind == "system" or actor.has_role("admin"):
+        return Resource.id.is_not(None)
+    shown = Resource.status != ResourceStatus.DRAFT
+    if actor.organization_id is None:
+        return shown
+    return or_(shown, Resource.provider_id == actor.organization_id)
+
+
+def normalize(text: str) -> str:
+    """Text as search compares it: NFKC (full-width → half-width), case-folded, single spaces."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def search_terms(q: str | None) -> list[str]:
+    """The whitespace-separated terms of a query, normalised; each must occur."""
+    return normalize(q or "").split()[:10]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the catalog is narrowed to; None means any."""
+
+    q: str | None = None
+    theme: str | None = None
+    provider: str | None = None
+    base_library: str | None = None
+    status: str | None = None
+    sharing_type: str | None = None
+    open_type: str | None = None
+
+
+def _filtered(actor: Principal, filters: Filters) -> Select[Any]:
+    query = select(Resource).where(_visibility(actor))
+    # Chinese has no spaces between words, so a term is matched as a substring (LIKE) of
+    # the normalised search text rather than by a word tokenizer; see search_text().
+    for term in search_terms(filters.q):
+        query = query.where(Resource.search_text.contains(term, autoescape=True))
+    if filters.theme:
+        query = query.where(Resource.theme == filters.theme)
+    if filters.base_library:
+        query = query.where(Resource.base_library == filters.base_library)
+    if filters.status:
+        query = query.where(Resource.status == filters.status)
+    if filters.sharing_type:
+        query = query.where(Resource.sharing_type == filters.sharing_type)
+    if filters.open_type:
+        query = query.where(Resource.open_type == filters.open_type)
+    if filters.provider:
+        query = query.join(Organization, Organization.id == Resource.provider_id).where(
+            Organization.code == filters.provider
+        )
+    return query
+
+
+def list_resources(
+    session: Session,
+    actor: Principal,
+    filters: Filters | None = None,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Resource]:
+    """The visible resources that match, names matching the query first, then by code."""
+    authorize(session, actor, "catalog.read")
+    filters = filters or Filters()
+    query = _filtered(actor, filters)
+    terms = search_terms(filters.q)
+    if terms:
+        in_name = and_(*(func.lower(Resource.name).contains(t, autoescape=True) for t in terms))
+        query = query.order_by(in_name.desc())
+    query = query.order_by(Resource.code).limit(min(limit, SEARCH_LIMIT)).offset(max(offset, 0))
+    return list(session.scalars(query))
+
+
+def count_resources(session: Session, actor: Principal, filters: Filters | None = None) -> int:
+    """How many visible resources match."""
+    authorize(session, actor, "catalog.read")
+    query = _filtered(actor, filters or Filters()).with_only_columns(func.count(Resource.id))
+    return int(session.scalar(query) or 0)
+
+
+# --- changing ----------------------------------------------------------------------------
+
+
+def _refuse(actor: Principal, action: str, code: str, reason: str) -> Forbidden:
+    error = Forbidden(reason)
+    error.audit = audit.Pending(
+        actor=actor,
+        action=action,
+        target=code,
+        target_type="resource",
+        outcome=audit.Outcome.DENIED,
+        detail=reason,
+    )
+    return error
+
+
+def _check_provider(actor: Principal, action: str, resource: Resource) -> None:
+    if not _manages(actor, resource.provider_id):
+        raise _refuse(actor, action, resource.code, "only the provider can change this resource")
+
+
+def _check_terms(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Code-table values checked and normalised (a theme may be given by its Chinese name)."""
+    out = dict(values)
+    theme = out.get("theme")
+    if theme:
+        try:
+            out["theme"] = theme_code(str(theme))
+        except KeyError:
+            raise Invalid(f"unknown theme {theme!r}", field="theme") from None
+    elif "theme" in out:
+        out["theme"] = None
+    library = out.get("base_library")
+    if library:
+        if library not in BASE_LIBRARY_BY_CODE:
+            raise Invalid(f"unknown base library {library!r}", field="base_library")
+        out["base_library"] = str(BaseLibrary(library))
+    elif "base_library" in out:
+        out["base_library"] = None
+    for name, kind in (
+        ("sharing_type", SharingType),
+        ("open_type", OpenType),
+        ("update_cycle", UpdateCycle),
+    ):
+        if name in out:
+            try:
+                out[name] = str(kind(out[name]))
+            except ValueError:
+                allowed = ", ".join(k.value for k in kind)
+                raise Invalid(f"{name} must be one of {allowed}", field=name) from None
+    if "name" in out:
+        out["name"] = str(out["name"]).strip()
+        if len(out["name"]) < 2:
+            raise Invalid("name: at least 2 characters", field="name")
+    for name in ("legal_basis", "sharing_condition", "open_condition"):
+        if name in out:
+            out[name] = (out[name] or "").strip() or None
+    return out
+
+
+def _check_restrictions(resource: Resource) -> None:
+    """国发〔2016〕51号: a restriction on sharing or opening must name its legal basis."""
+    restricted = [
+        label
+        for label, value in (("sharing", resource.sharing_type), ("open", resource.open_type))
+        if value in RESTRICTED
+    ]
+    if restricted and not resource.legal_basis:
+        raise Invalid(
+            f"{' and '.join(restricted)} type {' / '.join(sorted(set(restricted)))} is "
+            "restricted: give the legal basis (法律法规依据) for the restriction",
+            field="legal_basis",
+        )
+    if resource.sharing_type == SharingType.NONE and resource.open_type != OpenType.NONE:
+        raise Invalid(
+            "a resource that is not shared with other departments cannot be opened to the public",
+            field="open_type",
+        )
+
+
+def search_text(resource: Resource, schema: TableSchema | None = None) -> str:
+    """The normalised text search matches: code, name, summary, provider, domain, fields."""
+    parts = [resource.code, resource.name, resource.summary or "", resource.provider.name]
+    theme = THEME_BY_CODE.get(resource.theme or "")
+    if theme is not None:
+        parts += [theme.zh, theme.en]
+    library = BASE_LIBRARY_BY_CODE.get(resource.base_library or "")
+    if library is not None:
+        parts += [library.zh, library.en]
+    if schema is not None:
+        for f in schema.fields:
+            parts += [f.name, f.title or "", f.description or ""]
+    return normalize(" ".join(p for p in parts if p))
+
+
+def create_resource(
+    session: Session,
+    actor: Principal,
+    *,
+    code: str,
+    name: str,
+    provider: str,
+    summary: str = "",
+    theme: str | None = None,
+    base_library: str | None = None,
+    format: str = "table",
+    update_cycle: str = UpdateCycle.IRREGULAR,
+    sharing_type: str = SharingType.CONDITIONAL,
+    sharing_condition: str | None = None,
+    open_type: str = OpenType.NONE,
+    open_condition: str | None = None,
+    legal_basis: str | None = None,
+    schema: dict[str, Any] | None = None,
+) -> Resource:
+    """Register a draft resource of `provider` (its staff or an admin), with its first schema."""
+    authorize(session, actor, "resource.create", target=code, target_type="resource")
+    if not RESOURCE_CODE.match(code):
+        raise Invalid("code: 2–64 of a-z 0-9 . _ -, starting with a letter or digit", field="code")
+    org = orgs.get_organization(session, provider)
+    if not _manages(actor, org.id):
+        raise _refuse(
+            actor, "resource.create", code, "stewards register resources of their own organisation"
+        )
+    if find_resource(session, code) is not None:
+        raise Conflict(f"a resource with code {code} exists")
+    values = _check_terms(
+        {
+            "name": name,
+            "theme": theme,
+            "base_library": base_library,
+            "update_cycle": update_cycle,
+            "sharing_type": sharing_type,
+            "sharing_condition": sharing_condition,
+            "open_type": open_type,
+            "open_condition": open_condition,
+            "legal_basis": legal_basis,
+        }
+    )
+    parsed = parse_schema(schema) if schema is not None else None
+    now = clock.now()
+    resource = Resource(
+        code=code,
+        provider_id=org.id,
+        provider=org,
+        summary=summary.strip(),
+        format=format,
+        status=ResourceStatus.DRAFT,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+    _check_restrictions(resource)
+    resource.search_text = search_text(resource, parsed)
+    session.add(resource)
+    session.flush()
+    audit.record(session, actor, "resource.create", target=code, target_type="resource")
+    if schema is not None:
+        set_schema(session, actor, code, schema)
+    return resource
+
+
+def update_resource(
+    session: Session, actor: Principal, code: str, changes: Mapping[str, Any]
+) -> Resource:
+    """Change a resource's metadata (provider or admin); a retired resource stays as it was."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, "resource.edit", target=code, target_type="resource")
+    _check_provider(actor, "resource.edit", resource)
+    if resource.status == ResourceStatus.RETIRED:
+        raise Conflict(f"resource {code} is retired; it can no longer be changed")
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise Invalid(f"cannot change {', '.join(sorted(unknown))}", field=sorted(unknown)[0])
+    values = _check_terms(changes)
+    changed = sorted(k for k, v in values.items() if getattr(resource, k) != v)
+    if not changed:
+        return resource
+    for key in changed:
+        setattr(resource, key, values[key])
+    _check_restrictions(resource)
+    resource.updated_at = clock.now()
+    resource.search_text = search_text(resource, current_table_schema(session, resource))
+    audit.record(
+        session,
+        actor,
+        "resource.edit",
+        target=code,
+        target_type="resource",
+        detail="changed: " + ", ".join(changed),
+    )
+    return resource
+
+
+def publish_resource(
+    session: Session, actor: Principal, code: str, *, reason: str | None = None
+) -> Resource:
+    """Make a draft visible in the catalog; provider or admin only, and it needs a schema."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, "resource.publish", target=code, target_type="resource")
+    _check_provider(actor, "resource.publish", resource)
+    if resource.status == ResourceStatus.PUBLISHED:
+        return resource
+    if resource.status == ResourceStatus.RETIRED:
+        raise Conflict(f"resource {code} is retired; register a new resource instead")
+    if resource.current_schema_version is None:
+        raise Invalid("publish needs a schema", field="schema")
+    _check_restrictions(resource)
+    now = clock.now()
+    resource.status = ResourceStatus.PUBLISHED
+    resource.publish_date = now.astimezone(CHINA_TIME).date()
+    resource.updated_at = now
+    audit.record(
+        session, actor, "resource.publish", target=code, target_type="resource", purpose=reason
+    )
+    return resource
+
+
+def retire_resource(
+    session: Session, actor: Principal, code: str, *, reason: str | None = None
+) -> Resource:
+    """Withdraw a resource from use; it stays in the catalog, with its versions, as retired."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, "resource.retire", target=code, target_type="resource")
+    _check_provider(actor, "resource.retire", resource)
+    if resource.status == ResourceStatus.RETIRED:
+        return resource
+    now = clock.now()
+    resource.status = ResourceStatus.RETIRED
+    resource.retired_at = now
+    resource.updated_at = now
+    audit.record(
+        session, actor, "resource.retire", target=code, target_type="resource", purpose=reason
+    )
+    return resource
+
+
+# --- schemas -------------------------------------------------------------------------------
+
+
+def current_schema(session: Session, resource: Resource) -> ResourceSchema | None:
+    """The schema version in force, or None before the first."""
+    if resource.current_schema_version is None:
+        return None
+    return session.scalars(
+        select(ResourceSchema).where(
+            ResourceSchema.resource_id == resource.id,
+            ResourceSchema.version == resource.current_schema_version,
+        )
+    ).first()
+
+
+def current_table_schema(session: Session, resource: Resource) -> TableSchema | None:
+    """The schema in force, parsed."""
+    row = current_schema(session, resource)
+    return parse_schema(row.descriptor) if row is not None else None
+
+
+def schema_history(session: Session, resource: Resource) -> list[ResourceSchema]:
+    """Every schema version of the resource, oldest first."""
+    rows = session.scalars(
+        select(ResourceSchema).where(ResourceSchema.resource_id == resource.id)
+    ).all()
+    return sorted(rows, key=lambda r: _version_tuple(r.version))
+
+
+def access_schema(
+    session: Session, actor: Principal, code: str, *, version: str | None = None
+) -> ResourceSchema:
+    """A schema version (the current one by default) of a resource the actor may see."""
+    resource = access_resource(session, actor, code)
+    wanted = version or resource.current_schema_version
+    row = None
+    if wanted is not None:
+        row = session.scalars(
+            select(ResourceSchema).where(
+                ResourceSchema.resource_id == resource.id, ResourceSchema.version == wanted
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"resource {code} has no schema {version or ''}".rstrip())
+    return row
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    major, _, minor = version.partition(".")
+    return int(major), int(minor or 0)
+
+
+def set_schema(
+    session: Session,
+    actor: Principal,
+    code: str,
+    descriptor: dict[str, Any],
+    *,
+    major: bool = False,
+) -> ResourceSchema:
+    """Record a new schema version: 1.0 first, a minor step for a compatible change, a major
+    step for an incompatible one (dropped field, narrower type), which must be asked for."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, "resource.edit", target=code, target_type="resource")
+    _check_provider(actor, "resource.edit", resource)
+    if resource.status == ResourceStatus.RETIRED:
+        raise Conflict(f"resource {code} is retired; its schema can no longer change")
+    new = parse_schema(descriptor)
+    old_row = current_schema(session, resource)
+    if old_row is None:
+        version, change = "1.0", "initial"
+    else:
+        kind = compatibility(parse_schema(old_row.descriptor), new)
+        if kind == "same" and not major:
+            return old_row
+        if kind == "major" and not major:
+            raise Conflict(
+                f"the new schema of {code} is incompatible with {old_row.version} (a field was "
+                "dropped or its type narrowed); send it as a new major version (major=true)",
+                code="schema-incompatible",
+                current_version=old_row.version,
+            )
+        m, n = _version_tuple(old_row.version)
+        version, change = (f"{m + 1}.0", "major") if major else (f"{m}.{n + 1}", "compatible")
+    row = ResourceSchema(
+        resource_id=resource.id,
+        version=version,
+        descriptor=descriptor,
+        change=change,
+        created_by=actor.label,
+        created_at=clock.now(),
+    )
+    session.add(row)
+    resource.current_schema_version = version
+    resource.updated_at = clock.now()
+    resource.search_text = search_text(resource, new)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "resource.schema",
+        target=code,
+        target_type="resource",
+        detail=f"schema {version} ({change})",
+    )
+    return row
+
+
+# --- the catalog pages' views ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One value to narrow the catalog by, with how many visible resources have it."""
+
+    code: str
+    zh: str
+    en: str
+    count: int
+
+    def name(self, locale: str) -> str:
+        return self.zh if locale == "zh" else self.en
+
+
+@dataclass(frozen=True)
+class CatalogView:
+    """The browse page: facets by theme, department and base library, and the matches."""
+
+    filters: Filters
+    themes: list[Facet]
+    departments: list[Facet]
+    libraries: list[Facet]
+    resources: list[Resource]
+    total: int
+
+
+BROWSE_LIMIT = 100
+
+
+def browse(session: Session, actor: Principal, filters: Filters) -> CatalogView:
+    """The catalog narrowed by `filters`, with counts of the visible resources per facet."""
+    q = (filters.q or "").strip()[:100] or None
+    filters = replace(filters, q=q)
+    found = list_resources(session, actor, filters, limit=BROWSE_LIMIT)
+    total = count_resources(session, actor, filters)
+    visible = _visibility(actor)
+    by_theme = dict(
+        session.execute(
+            select(Resource.theme, func.count()).where(visible).group_by(Resource.theme)
+        ).all()
+    )
+    by_library = dict(
+        session.execute(
+            select(Resource.base_library, func.count())
+            .where(visible)
+            .group_by(Resource.base_library)
+        ).all()
+    )
+    by_org = session.execute(
+        select(Organization.code, Organization.name, func.count())
+        .join(Resource, Resource.provider_id == Organization.id)
+        .where(visible)
+        .group_by(Organization.code, Organization.name)
+        .order_by(Organization.code)
+    ).all()
+    themes = [Facet(t.code, t.zh, t.en, int(by_theme.get(t.code, 0))) for t in THEMES]
+    libraries = [
+        Facet(t.code, t.zh, t.en, int(by_library.get(t.code, 0)))
+        for t in BASE_LIBRARY_BY_CODE.values()
+    ]
+    departments = [Facet(c, n, n, int(k)) for c, n, k in by_org]
+    return CatalogView(filters, themes, departments, libraries, found, total)
+
+
+@dataclass(frozen=True)
+class FieldQuality:
+    """One field's figures from a load's quality profile (None when not computed)."""
+
+    name: str
+    completeness: float | None
+    validity: float | None
+    uniqueness: float | None
+    distinct: int | None
+    minimum: Any
+    maximum: Any
+
+
+@dataclass(frozen=True)
+class ResourcePage:
+    """A resource's page: metadata, schema in force and its history, loads, quality."""
+
+    resource: Resource
+    schema: ResourceSchema | None
+    table_schema: TableSchema | None
+    schemas: list[ResourceSchema]
+    versions: list[Version]
+    quality: list[FieldQuality]
+    quality_version: Version | None
+    may_change: bool
+    theme: Any = None
+    base_library: Any = None
+
+
+def quality_fields(quality: Mapping[str, Any] | None) -> list[FieldQuality]:
+    """The per-field figures of a Version.quality document, in field order."""
+    if not quality:
+        return []
+    fields: Any = quality.get("fields", quality)
+    if isinstance(fields, Mapping):
+        items = [(str(k), v) for k, v in fields.items() if isinstance(v, Mapping)]
+    elif isinstance(fields, list):
+        items = [(str(v.get("name", "")), v) for v in fields if isinstance(v, Mapping)]
+    else:
+        return []
+
+    def number(value: Any) -> float | None:
+        return float(value) if isinstance(value, int | float) else None
+
+    out = []
+    for name, v in items:
+        distinct = v.get("distinct")
+        out.append(
+            FieldQuality(
+                name=name,
+                completeness=number(v.get("completeness")),
+                validity=number(v.get("validity")),
+                uniqueness=number(v.get("uniqueness")),
+                distinct=int(distinct) if isinstance(distinct, int | float) else None,
+                minimum=v.get("min"),
+                maximum=v.get("max"),
+            )
+        )
+    return out
+
+
+def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage:
+    """Everything the resource page shows, for an actor who may see the resource."""
+    resource = access_resource(session, actor, code)
+    schema = current_schema(session, resource)
+    versions = list(
+        session.scalars(
+            select(Version)
+            .where(Version.resource_id == resource.id)
+            .order_by(Version.started_at.desc(), Version.id.desc())
+            .limit(50)
+        )
+    )
+    latest = next((v for v in versions if v.quality), None)
+    try:
+        parsed = parse_schema(schema.descriptor) if schema is not None else None
+    except DomainError:
+        parsed = None
+    may_change = (
+        resource.status != ResourceStatus.RETIRED
+        and _manages(actor, resource.provider_id)
+        and actor.has_role("admin", "steward")
+    )
+    return ResourcePage(
+        resource=resource,
+        schema=schema,
+        table_schema=parsed,
+        schemas=schema_history(session, resource),
+        versions=versions,
+        quality=quality_fields(latest.quality if latest else None),
+        quality_version=latest,
+        may_change=may_change,
+        theme=THEME_BY_CODE.get(resource.theme or ""),
+        base_library=BASE_LIBRARY_BY_CODE.get(resource.base_library or ""),
+    )

@@ -1,0 +1,253 @@
+"""A resource's schema: a Frictionless Table Schema plus the minyun keys, and its lake types.
+
+The descriptor is checked twice: by the `frictionless` package (the standard's own rules:
+types, constraints, primaryKey) and here (the minyun keys: `sensitivity`, `mask`,
+`codelist` and the formats `cn-ric` / `cn-uscc`). Every error names the field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import frictionless
+import pyarrow as pa
+
+from minyun.core.errors import Invalid
+
+__all__ = [
+    "FORMATS",
+    "MASKS",
+    "SENSITIVITIES",
+    "TYPES",
+    "Field",
+    "TableSchema",
+    "arrow_schema",
+    "compatibility",
+    "parse_schema",
+]
+
+# The Table Schema types a lake column can hold, with their Arrow type.
+TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+    "time": pa.time64("us"),
+    "year": pa.int32(),
+}
+SENSITIVITIES = ("public", "internal", "sensitive", "secret")
+MASKS = ("partial", "hash", "full")
+# Formats minyun checks itself; frictionless knows the others (email, uri, uuid, ...).
+MINYUN_FORMATS = ("cn-ric", "cn-uscc")
+FORMATS = (*MINYUN_FORMATS, "default", "email", "uri", "uuid", "binary", "wkt", "any")
+# A wider type holds every value of the narrower one without loss.
+_WIDER: dict[str, set[str]] = {"integer": {"number", "string"}, "year": {"integer", "number"}}
+_MINYUN_KEYS = ("sensitivity", "mask", "codelist")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column: its type, constraints and the minyun governance keys."""
+
+    name: str
+    type: str = "string"
+    title: str | None = None
+    description: str | None = None
+    required: bool = False
+    unique: bool = False
+    enum: list[Any] | None = None
+    pattern: str | None = None
+    minimum: Any = None
+    maximum: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    format: str | None = None
+    codelist: list[str] | str | None = None
+    sensitivity: str = "internal"
+    mask: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """The fields in order and the primary key."""
+
+    fields: tuple[Field, ...]
+    primary_key: tuple[str, ...] = field(default_factory=tuple)
+
+    def field(self, name: str) -> Field:
+        """The field called `name`; Invalid if there is none."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise Invalid(f"the schema has no field {name!r}", field=name)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+def parse_schema(descriptor: Mapping[str, Any]) -> TableSchema:
+    """Check a Table Schema descriptor with frictionless and the minyun rules; Invalid if bad."""
+    if not isinstance(descriptor, Mapping) or not isinstance(descriptor.get("fields"), list):
+        raise Invalid("a schema needs a list of fields", field="fields")
+    raw_fields = descriptor["fields"]
+    if not raw_fields:
+        raise Invalid("a schema needs at least one field", field="fields")
+    standard = dict(descriptor)
+    standard["fields"] = [_standard_part(f, i) for i, f in enumerate(raw_fields)]
+    report = frictionless.Schema.validate_descriptor(standard)
+    if not report.valid:
+        raise Invalid(f"invalid table schema: {_first_error(report, raw_fields)}", field="schema")
+    fields = tuple(_parse_field(f) for f in raw_fields)
+    names = [f.name for f in fields]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise Invalid(f"field {duplicated[0]!r} is defined twice", field=duplicated[0])
+    pk = descriptor.get("primaryKey") or []
+    primary_key = (pk,) if isinstance(pk, str) else tuple(pk)
+    for name in primary_key:
+        if name not in names:
+            raise Invalid(f"primary key field {name!r} is not in the schema", field=name)
+    return TableSchema(fields=fields, primary_key=primary_key)
+
+
+def _standard_part(raw: Any, index: int) -> dict[str, Any]:
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        raise Invalid(f"field {index + 1} needs a name", field=f"fields[{index}]")
+    part = {k: v for k, v in raw.items() if k not in _MINYUN_KEYS}
+    if part.get("format") in MINYUN_FORMATS:
+        del part["format"]
+    return part
+
+
+def _first_error(report: frictionless.Report, raw_fields: list[Any]) -> str:
+    error = report.errors[0]
+    message = str(error.message)
+    # frictionless says "field type "x" is not supported"; name the field it belongs to.
+    for raw in raw_fields:
+        if f'"{raw.get("type")}"' in message:
+            return f"field {raw['name']!r}: {message}"
+    return message
+
+
+def _parse_field(raw: Mapping[str, Any]) -> Field:
+    name = str(raw["name"])
+    type_ = str(raw.get("type", "string"))
+    if type_ not in TYPES:
+        raise Invalid(
+            f"field {name!r} has type {type_!r}; minyun stores {', '.join(TYPES)}", field=name
+        )
+    c = raw.get("constraints") or {}
+    fmt = raw.get("format")
+    if fmt in MINYUN_FORMATS and type_ != "string":
+        raise Invalid(f"field {name!r}: format {fmt} needs type string", field=name)
+    sensitivity = raw.get("sensitivity", "internal")
+    if sensitivity not in SENSITIVITIES:
+        raise Invalid(
+            f"field {name!r}: sensitivity must be one of {', '.join(SENSITIVITIES)}", field=name
+        )
+    mask = raw.get("mask")
+    if mask is not None and mask not in MASKS:
+        raise Invalid(f"field {name!r}: mask must be one of {', '.join(MASKS)}", field=name)
+    codelist = raw.get("codelist")
+    if codelist is not None and not (
+        isinstance(codelist, str)
+        or (isinstance(codelist, list) and all(isinstance(v, str) for v in codelist))
+    ):
+        raise Invalid(
+            f"field {name!r}: codelist must be a list of codes or a code table name", field=name
+        )
+    pattern = c.get("pattern")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise Invalid(
+                f"field {name!r}: pattern is not a regular expression", field=name
+            ) from exc
+    return Field(
+        name=name,
+        type=type_,
+        title=raw.get("title"),
+        description=raw.get("description"),
+        required=bool(c.get("required", False)),
+        unique=bool(c.get("unique", False)),
+        enum=list(c["enum"]) if c.get("enum") is not None else None,
+        pattern=pattern,
+        minimum=c.get("minimum"),
+        maximum=c.get("maximum"),
+        min_length=c.get("minLength"),
+        max_length=c.get("maxLength"),
+        format=fmt,
+        codelist=codelist,
+        sensitivity=sensitivity,
+        mask=mask,
+    )
+
+
+def arrow_schema(ts: TableSchema) -> pa.Schema:
+    """The lake columns: one Arrow field per schema field; primary-key fields not null."""
+    return pa.schema(
+        [pa.field(f.name, TYPES[f.type], nullable=f.name not in ts.primary_key) for f in ts.fields]
+    )
+
+
+def compatibility(old: TableSchema, new: TableSchema) -> Literal["same", "compatible", "major"]:
+    """How `new` relates to `old`: readers of `old` break only on a major change."""
+    if old == new:
+        return "same"
+    if old.primary_key != new.primary_key:
+        return "major"
+    new_by_name = {f.name: f for f in new.fields}
+    for before in old.fields:
+        after = new_by_name.get(before.name)
+        if after is None or _narrower(before, after):
+            return "major"
+    old_names = {f.name for f in old.fields}
+    if any(f.required for f in new.fields if f.name not in old_names):
+        return "major"  # old data has no value for a new required field
+    return "compatible"
+
+
+def _narrower(before: Field, after: Field) -> bool:
+    """Whether `after` refuses some value `before` accepted (type or constraint narrowed)."""
+    if before.type != after.type and after.type not in _WIDER.get(before.type, set()):
+        return True
+    if after.required and not before.required:
+        return True
+    if after.unique and not before.unique:
+        return True
+    if after.enum is not None and (before.enum is None or not set(before.enum) <= set(after.enum)):
+        return True
+    if (
+        after.codelist is not None
+        and before.codelist != after.codelist
+        and not (
+            isinstance(before.codelist, list)
+            and isinstance(after.codelist, list)
+            and set(before.codelist) <= set(after.codelist)
+        )
+    ):
+        return True
+    if after.pattern is not None and after.pattern != before.pattern:
+        return True
+    if after.format != before.format and after.format is not None:
+        return True
+    for low_new, low_old in (
+        (after.minimum, before.minimum),
+        (after.min_length, before.min_length),
+    ):
+        if low_new is not None and (low_old is None or low_new > low_old):
+            return True
+    for high_new, high_old in (
+        (after.maximum, before.maximum),
+        (after.max_length, before.max_length),
+    ):
+        if high_new is not None and (high_old is None or high_new < high_old):
+            return True
+    return False

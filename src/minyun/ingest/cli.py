@@ -1,0 +1,155 @@
+"""`minyun load`, `minyun versions`, `minyun rejects`: loads from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from minyun.core import jobs
+from minyun.core.config import load_settings
+from minyun.core.errors import DomainError
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+from minyun.core.uow import unit_of_work
+from minyun.ingest import service
+from minyun.ingest.models import LoadMode
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+CLI = Principal.system(on_behalf_of="cli")
+
+
+def _platform() -> Platform:
+    try:
+        return Platform.open(load_settings(), run_jobs_here=False)
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def load(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    source: Annotated[str, typer.Argument(help="a file, an http(s) URL, or a database DSN")],
+    table: Annotated[str | None, typer.Option(help="table to pull from a DSN")] = None,
+    mode: Annotated[LoadMode, typer.Option(help="full, append, upsert or delete")] = LoadMode.FULL,
+    encoding: Annotated[str | None, typer.Option(help="text encoding, e.g. gb18030")] = None,
+    watermark: Annotated[
+        str | None, typer.Option(help="load only rows whose COLUMN passed the last load's")
+    ] = None,
+) -> None:
+    """Load a file, URL or database table into a resource as one new version."""
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            job = service.submit_load(
+                session, CLI, code, source, mode=mode, table=table, encoding=encoding,
+                watermark=watermark, settings=node.settings,
+            )  # fmt: skip
+            job_id = job.id
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[message]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"load {code}", total=None, message="")
+
+            def update(done: int, total: int | None, message: str | None) -> None:
+                progress.update(task, completed=done, total=total, message=message or "")
+
+            finished = jobs.run(node.factory, job_id, on_progress=update)
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    if finished.state != jobs.JobState.SUCCEEDED:
+        err.print(f"[red]load failed:[/] {(finished.error or '').splitlines()[0]}")
+        raise typer.Exit(1)
+    result = finished.result or {}
+    if result.get("state") == "noop":
+        console.print(f"nothing to do: the same input as load {result.get('same_as')}")
+        return
+    console.print(
+        f"[green]version {result.get('lake_version')}[/] of {code}: "
+        f"{result.get('rows_accepted', 0):,} rows accepted, {result.get('rows_rejected', 0):,} rejected "
+        f"of {result.get('rows_read', 0):,} read"
+    )
+
+
+def versions(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The loads of a resource with their lineage, newest first."""
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            found = service.versions_json(service.list_versions(session, CLI, code))
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    if as_json:
+        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    out = Table(title=f"versions of {code}")
+    for column in (
+        "load",
+        "version",
+        "state",
+        "mode",
+        "source",
+        "read",
+        "accepted",
+        "rejected",
+        "at",
+    ):
+        out.add_column(column)
+    for v in found:
+        out.add_row(
+            str(v["id"]), "" if v["lake_version"] is None else str(v["lake_version"]), v["state"],
+            v["mode"], v["source"], f"{v['rows_read']:,}", f"{v['rows_accepted']:,}",
+            f"{v['rows_rejected']:,}", (v["committed_at"] or v["started_at"] or "")[:19],
+        )  # fmt: skip
+    console.print(out)
+
+
+def rejects(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    version: Annotated[
+        int | None, typer.Option(help="the load (as `minyun versions` lists it); default newest")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """The rows a load refused, with their source row number, field and reason."""
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            table = service.read_rejects(
+                session, node.lake, CLI, code, version=version, limit=limit
+            )
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    rows = service.rejects_json(table)
+    if as_json:
+        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    out = Table(title=f"rejected rows of {code}")
+    for column in ("load", "row", "field", "reason"):
+        out.add_column(column)
+    for r in rows:
+        out.add_row(str(r["load_id"]), str(r["row_number"]), r["field"], r["reason"])
+    console.print(out)

@@ -1,0 +1,728 @@
+"""Loads into the lake: submit a load job, run it, list versions, read rejects and old versions.
+
+A load is atomic across the two stores. The Delta commit carries the load's id in its
+commit metadata and an idempotent transaction id; the control-plane commit (Version row,
+resource pointer) comes after it and is what readers follow (`resource.lake_version`). A
+load killed before its Delta commit leaves nothing readers can see; one killed between the
+two commits is finished by the next attempt, which finds its Delta commit by that id.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
+from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
+from minyun.core import audit, clock, jobs
+from minyun.core.config import Settings, get_settings
+from minyun.core.errors import DomainError, Forbidden, Invalid, NotFound
+from minyun.core.lake import Lake
+from minyun.core.security import Principal, authorize
+from minyun.ingest import sources
+from minyun.ingest.models import LoadMode, LoadState, Version
+from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
+
+KIND = "ingest.load"
+CDF = {"delta.enableChangeDataFeed": "true"}
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("load_id", pa.int64()),
+        pa.field("row_number", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("record", pa.string()),
+    ]
+)
+# Naive date-times in departments' files are Beijing time; the lake stores UTC.
+SOURCE_TIMEZONE = "Asia/Shanghai"
+BATCH_ROWS = 256_000
+# DuckDB's share of a load's memory; beyond it DuckDB spills to the load's work folder.
+LOAD_MEMORY = "1GB"
+
+
+class LoadRefused(Invalid):
+    """Too many rows broke the rules: nothing was committed."""
+
+    code = "load-refused"
+    title = "Load refused"
+
+
+# --- looking up ------------------------------------------------------------------------
+
+
+def get_resource(session: Session, code: str) -> Resource:
+    """The resource with this code, or NotFound."""
+    resource = session.scalars(select(Resource).where(Resource.code == code)).first()
+    if resource is None:
+        raise NotFound(f"no resource {code}")
+    return resource
+
+
+def resource_schema(session: Session, resource: Resource) -> tuple[TableSchema, str]:
+    """The resource's current schema, parsed, with its version; Invalid if it has none."""
+    row = session.scalars(
+        select(ResourceSchema).where(
+            ResourceSchema.resource_id == resource.id,
+            ResourceSchema.version == resource.current_schema_version,
+        )
+    ).first()
+    if row is None:
+        raise Invalid(f"resource {resource.code} has no schema to load against", field="schema")
+    return parse_schema(row.descriptor), row.version
+
+
+def _access_managed(session: Session, actor: Principal, code: str, action: str) -> Resource:
+    """The resource if `actor` may do `action` on it as its provider's staff or an admin."""
+    authorize(session, actor, action, target=code, target_type="resource")
+    resource = session.scalars(select(Resource).where(Resource.code == code)).first()
+    if resource is None:
+        raise NotFound(f"no resource {code}")
+    if actor.kind != "system" and not actor.manages(resource.provider_id):
+        raise Forbidden(f"only the provider of {code} or an admin may do this")
+    return resource
+
+
+# --- submitting ----------------------------------------------------------------------------
+
+
+def submit_load(
+    session: Session,
+    actor: Principal,
+    code: str,
+    source: str,
+    *,
+    mode: LoadMode = LoadMode.FULL,
+    table: str | None = None,
+    encoding: str | None = None,
+    watermark: str | None = None,
+    filename: str | None = None,
+    settings: Settings | None = None,
+) -> jobs.Job:
+    """Queue a load of `source` (a file path, an http(s) URL or a database DSN) into a resource.
+
+    Only the provider's own staff or an admin may load. The job ("ingest.load") does the work.
+    """
+    resource = _access_managed(session, actor, code, "resource.load")
+    mode = LoadMode(mode)
+    schema, _ = resource_schema(session, resource)
+    if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
+        raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
+    if watermark is not None:
+        schema.field(watermark)
+    kind = sources.source_type(source)
+    if kind == "db" and not table:
+        raise Invalid("a database source needs a table", field="table")
+    cfg = settings or get_settings()
+    params = {
+        "code": code,
+        "source": source,
+        "mode": str(mode),
+        "table": table,
+        "encoding": encoding,
+        "watermark": watermark,
+        "filename": filename,
+        "actor": actor.label,
+        "lake_uri": cfg.lake_uri,
+        "var_dir": str(cfg.var_dir),
+        "upload_limit": cfg.upload_max_bytes,
+    }
+    job = jobs.submit(session, actor, KIND, params)
+    label = filename or (source if kind == "file" else sources._safe_url(source))
+    audit.record(
+        session, actor, "resource.load", target=code, target_type="resource",
+        detail=f"{mode} from {label} (job {job.id})",
+    )  # fmt: skip
+    return job
+
+
+def check_can_load(session: Session, actor: Principal, code: str) -> None:
+    """Forbidden unless `actor` may load into the resource (used before accepting an upload)."""
+    _access_managed(session, actor, code, "resource.load")
+
+
+def save_upload(stream: Any, settings: Settings | None = None) -> tuple[Path, str, int]:
+    """Stream an uploaded file object to `<var_dir>/uploads/<sha256>` under the size limit."""
+    cfg = settings or get_settings()
+    return sources.save_file(stream, cfg.var_dir / "uploads", limit=cfg.upload_max_bytes)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def list_versions(session: Session, actor: Principal, code: str) -> list[Version]:
+    """Every load of a resource, newest first; a draft's loads only for its provider or admins."""
+    if not actor.authenticated:
+        authorize(session, actor, "resource.load", target=code)
+    resource = get_resource(session, code)
+    if resource.status == ResourceStatus.DRAFT and not (
+        actor.kind == "system" or actor.manages(resource.provider_id)
+    ):
+        raise NotFound(f"no resource {code}")  # same error as missing: drafts stay hidden
+    return list(
+        session.scalars(
+            select(Version).where(Version.resource_id == resource.id).order_by(Version.id.desc())
+        )
+    )
+
+
+def read_rejects(
+    session: Session,
+    lake: Lake,
+    actor: Principal,
+    code: str,
+    *,
+    version: int | None = None,
+    limit: int = 1000,
+) -> pa.Table:
+    """The refused rows of a load (`version` = Version.id; default the newest load with any)."""
+    resource = _access_managed(session, actor, code, "resource.load")
+    if version is None:
+        version = session.scalars(
+            select(Version.id)
+            .where(Version.resource_id == resource.id, Version.rows_rejected > 0)
+            .order_by(Version.id.desc())
+            .limit(1)
+        ).first()
+    else:
+        chosen = session.get(Version, version)
+        if chosen is None or chosen.resource_id != resource.id:
+            raise NotFound(f"resource {code} has no load {version}")
+    uri = lake.rejects_uri(code)
+    if version is None or not DeltaTable.is_deltatable(uri):
+        return REJECTS_SCHEMA.empty_table()
+    con = duckdb.connect()
+    con.register("rejects", DeltaTable(uri).to_pyarrow_dataset())
+    table = con.sql(
+        f"SELECT * FROM rejects WHERE load_id = {int(version)} "
+        f"ORDER BY row_number, field LIMIT {int(limit)}"
+    ).to_arrow_table()
+    audit.record(
+        session, actor, "resource.rejects.read", target=code, target_type="resource",
+        count=table.num_rows, detail=f"load {version}",
+    )  # fmt: skip
+    return table.cast(REJECTS_SCHEMA)
+
+
+def read_rows(
+    session: Session,
+    lake: Lake,
+    actor: Principal,
+    code: str,
+    *,
+    version: int | None = None,
+    as_of: datetime | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    """The resource's rows as of a lake version or a time (default: the newest committed load)."""
+    resource = get_resource(session, code)
+    if actor.kind != "system" and not actor.manages(resource.provider_id):
+        authorize(session, actor, "resource.read", target=code, target_type="resource")
+    if resource.lake_version is None:
+        raise NotFound(f"resource {code} has no data in the lake yet")
+    if version is not None and version > resource.lake_version:
+        raise NotFound(f"resource {code} has no version {version}")
+    if version is None and as_of is None:
+        version = resource.lake_version
+    dataset = lake.dataset(code, version=version, as_of=as_of)
+    table = dataset.head(limit) if limit is not None else dataset.to_table()
+    audit.record(
+        session, actor, "resource.read", target=code, target_type="resource",
+        count=table.num_rows, detail=f"version {version}" if version is not None else f"as of {as_of}",
+    )  # fmt: skip
+    return table
+
+
+# --- the job ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Load:
+    ctx: jobs.JobContext
+    version_id: int
+    lake: Lake
+    code: str
+    work: Path
+
+
+@jobs.handler(KIND)
+def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
+    """Fetch, stage, validate and commit one load; safe to run again after a crash."""
+    p = ctx.params
+    lake = Lake(p["lake_uri"])
+    state = dict(ctx.resume or {})
+    with ctx.factory.begin() as session:
+        resource = get_resource(session, p["code"])
+        _settle_orphans(session, lake, resource, keep=state.get("version_id"))
+        version_id = state.get("version_id")
+        if version_id is None:
+            version = Version(
+                resource_id=resource.id,
+                mode=p["mode"],
+                source=p.get("filename") or _label(p["source"]),
+                source_kind=sources.source_type(p["source"]),
+                loaded_by=p["actor"],
+                job_id=ctx.job_id,
+                schema_version=resource.current_schema_version,
+                state=LoadState.RUNNING,
+                started_at=clock.now(),
+            )
+            session.add(version)
+            session.flush()
+            version_id = version.id
+    if "version_id" not in state:
+        state["version_id"] = version_id
+        ctx.save_point(state)
+    with ctx.factory() as session:
+        done = session.get(Version, version_id)
+        assert done is not None
+        if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
+            return _result(done)
+    work = Path(p["var_dir"]) / "work" / f"load-{version_id}"
+    load = _Load(ctx, version_id, lake, p["code"], work)
+    started = time.perf_counter()
+    try:
+        return _run(load, started)
+    except DomainError as exc:
+        _fail(ctx, version_id, exc, started)
+        raise
+    except Exception as exc:
+        _fail(ctx, version_id, exc, started)
+        raise
+    finally:
+        sources.cleanup(work)
+
+
+def _result(version: Version) -> dict[str, Any]:
+    return {
+        "version_id": version.id,
+        "state": str(version.state),
+        "lake_version": version.lake_version,
+        "rows_read": version.rows_read,
+        "rows_accepted": version.rows_accepted,
+        "rows_rejected": version.rows_rejected,
+    }
+
+
+def _label(source: str) -> str:
+    kind = sources.source_type(source)
+    return sources._safe_url(source) if kind != "file" else Path(source).name
+
+
+def _fail(ctx: jobs.JobContext, version_id: int, exc: Exception, started: float) -> None:
+    with ctx.factory.begin() as session:
+        version = session.get(Version, version_id)
+        if version is None or version.state == LoadState.COMMITTED:
+            return
+        version.state = LoadState.REJECTED if isinstance(exc, LoadRefused) else LoadState.FAILED
+        version.error = str(exc)[:4000]
+        version.duration_s = round(time.perf_counter() - started, 3)
+
+
+def _run(load: _Load, started: float) -> dict[str, Any]:
+    ctx, p = load.ctx, load.ctx.params
+    shutil.rmtree(load.work, ignore_errors=True)
+    load.work.mkdir(parents=True)
+    mode = LoadMode(p["mode"])
+    with ctx.factory() as session:
+        resource = get_resource(session, load.code)
+        schema, schema_version = resource_schema(session, resource)
+        threshold = resource.reject_threshold
+        last_mark = _last_watermark(session, resource.id) if p.get("watermark") else None
+    ctx.progress(0, 5, "fetching")
+    fetched = _fetch(load, p, last_mark)
+    noop = _same_input(ctx, load.version_id, fetched, mode)
+    if noop is not None:
+        _record(ctx, load.version_id, state=LoadState.NOOP, fetched=fetched, started=started,
+                error=f"same input as load {noop}")  # fmt: skip
+        return {"version_id": load.version_id, "state": str(LoadState.NOOP), "same_as": noop}
+    con = _duck(load.work)
+    checks = Checks(schema, key_only=mode == LoadMode.DELETE)
+    needed = [f.name for f in checks.fields]
+    relation = sources.relation_sql(
+        con, fetched, load.work, encoding=p.get("encoding"), fields=schema.names
+    )
+    columns = sources.columns_of(con, relation)
+    missing = [n for n in needed if n not in columns]
+    if missing:
+        raise sources.SourceError(
+            f"the header does not match the schema: missing {', '.join(missing)} "
+            f"(the file has {', '.join(columns[:20])}); check the delimiter, encoding and header row"
+        )
+    keep = [c for c in columns if c in schema.names]
+    where = None
+    if last_mark is not None and fetched.source_kind not in ("postgres", "mariadb"):
+        f = schema.field(p["watermark"])
+        where = f"TRY_CAST({q(f.name)} AS {SQL_TYPES[f.type]}) > CAST({lit(last_mark)} AS {SQL_TYPES[f.type]})"
+    ctx.progress(1, 5, "reading")
+    staged = load.work / "staged.parquet"
+    rows_read = sources.stage(con, relation, keep, staged, where=where)
+    if rows_read == 0 and mode == LoadMode.FULL:
+        raise sources.SourceError(
+            "the input has no data rows; a full load would empty the resource"
+        )
+    ctx.progress(2, 5, f"validating {rows_read:,} rows")
+    for statement in checks.dup_views(str(staged)):
+        con.sql(statement)
+    con.sql(
+        f"CREATE TEMP TABLE __rejects AS {checks.rejects_query(str(staged), load.version_id, keep)}"
+    )
+    counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
+    rows_rejected = int(counts[0][0])
+    field_errors = dict(
+        con.execute(
+            "SELECT field, count(DISTINCT row_number) FROM __rejects GROUP BY field"
+        ).fetchall()
+    )
+    _write_rejects(load, con)
+    share = rows_rejected / rows_read if rows_read else 0.0
+    if share > threshold:
+        _record(ctx, load.version_id, state=LoadState.RUNNING, fetched=fetched, started=started,
+                rows=(rows_read, 0, rows_rejected))  # fmt: skip
+        raise LoadRefused(
+            f"{rows_rejected:,} of {rows_read:,} rows broke the schema ({share:.1%}), more than "
+            f"the {threshold:.1%} allowed for {load.code}; nothing was committed",
+            rejected=rows_rejected,
+        )
+    ctx.progress(3, 5, "writing")
+    rows_accepted = rows_read - rows_rejected
+    mark = None
+    if p.get("watermark") and rows_accepted:
+        f = schema.field(p["watermark"])
+        top = f"max({checks.typed(f)})"
+        # Date-times are kept as local wall time, which is what department databases hold.
+        expr = (
+            f"strftime(CAST({top} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
+            if f.type == "datetime"
+            else f"CAST({top} AS VARCHAR)"
+        )
+        found = con.execute(
+            f"SELECT {expr} FROM {checks.from_clause(str(staged))} WHERE NOT {checks.bad()}"
+        ).fetchall()
+        mark = found[0][0] if found else None
+    meta = {
+        "minyun.load_id": str(load.version_id),
+        "minyun.rows_read": str(rows_read),
+        "minyun.rows_accepted": str(rows_accepted),
+        "minyun.rows_rejected": str(rows_rejected),
+        "minyun.source_sha256": fetched.sha256,
+        "minyun.watermark": mark or last_mark or "",
+    }
+    target = arrow_schema(schema)
+    if mode == LoadMode.DELETE:
+        target = pa.schema([target.field(n) for n in schema.primary_key])
+    reader = con.sql(
+        checks.accepted_query(str(staged), keys_only=mode == LoadMode.DELETE)
+    ).to_arrow_reader(BATCH_ROWS)
+    lake_version = _commit(load, mode, schema, reader.cast(target), meta)
+    con.close()
+    ctx.progress(4, 5, "quality")
+    quality, row_count = _quality(load, schema, lake_version, rows_read, field_errors)
+    with ctx.factory.begin() as session:
+        version = session.get(Version, load.version_id)
+        assert version is not None
+        _apply(version, fetched, started)
+        version.state = LoadState.COMMITTED
+        version.lake_version = lake_version
+        version.rows_read, version.rows_accepted, version.rows_rejected = (
+            rows_read,
+            rows_accepted,
+            rows_rejected,
+        )
+        version.watermark = mark or last_mark
+        version.schema_version = schema_version
+        version.quality = quality
+        version.committed_at = clock.now()
+        resource = get_resource(session, load.code)
+        resource.lake_version = lake_version
+        resource.row_count = row_count
+        audit.record(
+            session, Principal.system(on_behalf_of=p["actor"]), "resource.version",
+            target=load.code, target_type="resource", count=rows_accepted,
+            detail=f"lake version {lake_version}: {mode}, {rows_accepted} accepted, {rows_rejected} rejected",
+        )  # fmt: skip
+    ctx.progress(5, 5, f"version {lake_version}")
+    return {
+        "version_id": load.version_id,
+        "state": str(LoadState.COMMITTED),
+        "lake_version": lake_version,
+        "rows_read": rows_read,
+        "rows_accepted": rows_accepted,
+        "rows_rejected": rows_rejected,
+    }  # fmt: skip
+
+
+def _duck(work: Path) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={"memory_limit": LOAD_MEMORY})
+    con.sql(f"SET temp_directory = {lit(work / 'spill')}")
+    con.sql(f"SET TimeZone = {lit(SOURCE_TIMEZONE)}")
+    return con
+
+
+def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fetched:
+    source = p["source"]
+    kind = sources.source_type(source)
+    uploads = Path(p["var_dir"]) / "uploads"
+    if kind == "url":
+        return sources.fetch_url(source, uploads, limit=int(p["upload_limit"]))
+    if kind == "db":
+        mark = (p["watermark"], last_mark) if p.get("watermark") and last_mark is not None else None
+        return sources.fetch_table(source, p.get("table"), load.work, watermark=mark)
+    return sources.fetch_file(Path(source), filename=p.get("filename"))
+
+
+def _same_input(
+    ctx: jobs.JobContext, version_id: int, fetched: sources.Fetched, mode: LoadMode
+) -> int | None:
+    """The earlier load this one repeats, if any: same bytes, same mode, nothing changed since."""
+    with ctx.factory() as session:
+        current = session.get(Version, version_id)
+        assert current is not None
+        committed = list(
+            session.scalars(
+                select(Version)
+                .where(
+                    Version.resource_id == current.resource_id,
+                    Version.state == LoadState.COMMITTED,
+                )
+                .order_by(Version.id.desc())
+            )
+        )
+    if not committed:
+        return None
+    latest = committed[0]
+    if latest.sha256 == fetched.sha256 and latest.mode == mode:
+        return latest.id
+    # Appending the same file again would double its rows, whatever came in between.
+    if mode == LoadMode.APPEND:
+        for v in committed:
+            if v.sha256 == fetched.sha256 and v.mode == mode:
+                return v.id
+    return None
+
+
+def _last_watermark(session: Session, resource_id: int) -> str | None:
+    return session.scalars(
+        select(Version.watermark)
+        .where(
+            Version.resource_id == resource_id,
+            Version.state == LoadState.COMMITTED,
+            Version.watermark.is_not(None),
+        )
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _write_rejects(load: _Load, con: duckdb.DuckDBPyConnection) -> None:
+    """Keep the refused rows; a retry of the same load replaces its own earlier rejects."""
+    uri = load.lake.rejects_uri(load.code)
+    exists = DeltaTable.is_deltatable(uri)
+    if not exists and not con.execute("SELECT count(*) FROM __rejects").fetchall()[0][0]:
+        return
+    reader = con.sql("SELECT * FROM __rejects").to_arrow_reader(BATCH_ROWS).cast(REJECTS_SCHEMA)
+    if exists:
+        write_deltalake(uri, reader, mode="overwrite", predicate=f"load_id = {load.version_id}")
+    else:
+        write_deltalake(uri, reader, mode="append")
+
+
+def _commit(
+    load: _Load,
+    mode: LoadMode,
+    schema: TableSchema,
+    data: pa.RecordBatchReader,
+    meta: dict[str, str],
+) -> int:
+    """Write the accepted rows as one Delta commit; its version."""
+    uri = load.lake.table_uri(load.code)
+    props = CommitProperties(
+        custom_metadata=meta,
+        app_transactions=[Transaction(app_id=_app_id(load.version_id), version=1)],
+    )
+    exists = DeltaTable.is_deltatable(uri)
+    if mode == LoadMode.FULL or not exists:
+        if mode == LoadMode.DELETE:
+            raise Invalid(f"resource {load.code} has no data to delete from", field="mode")
+        write_deltalake(
+            uri, data, mode="overwrite" if exists else "append", schema_mode="overwrite" if exists else None,
+            configuration=CDF, commit_properties=props,
+        )  # fmt: skip
+    elif mode == LoadMode.APPEND:
+        write_deltalake(uri, data, mode="append", schema_mode="merge", commit_properties=props)
+    else:
+        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in schema.primary_key)
+        merger = DeltaTable(uri).merge(
+            data, on, source_alias="s", target_alias="t", commit_properties=props,
+            merge_schema=mode == LoadMode.UPSERT,
+        )  # fmt: skip
+        if mode == LoadMode.UPSERT:
+            merger.when_matched_update_all().when_not_matched_insert_all().execute()
+        else:
+            merger.when_matched_delete().execute()
+    found = _committed_version(DeltaTable(uri), load.version_id)
+    assert found is not None, "the Delta commit of this load is missing"
+    return found
+
+
+def _app_id(version_id: int) -> str:
+    return f"minyun-load-{version_id}"
+
+
+def _committed_version(table: DeltaTable, version_id: int, depth: int = 100) -> int | None:
+    """The Delta version committed by load `version_id`, if there is one."""
+    if table.transaction_version(_app_id(version_id)) is None:
+        return None
+    for entry in table.history(depth):
+        if str(entry.get("minyun.load_id")) == str(version_id):
+            return int(entry["version"])
+    return None
+
+
+def _quality(
+    load: _Load,
+    schema: TableSchema,
+    lake_version: int,
+    rows_read: int,
+    field_errors: dict[str, int],
+) -> tuple[dict[str, Any], int]:
+    con = duckdb.connect()
+    con.register("v", load.lake.dataset(load.code, version=lake_version))
+    cursor = con.execute(quality_query(schema, "v"))
+    names = [d[0] for d in cursor.description or ()]
+    row = dict(zip(names, cursor.fetchall()[0], strict=True))
+    con.close()
+    return quality_report(schema, row, rows_read, field_errors), int(row["rows"])
+
+
+def _apply(version: Version, fetched: sources.Fetched, started: float) -> None:
+    version.source = version.source if fetched.source_kind in sources.FILE_KINDS else fetched.label
+    version.source_kind = fetched.source_kind
+    version.sha256 = fetched.sha256
+    version.duration_s = round(time.perf_counter() - started, 3)
+
+
+def _record(
+    ctx: jobs.JobContext,
+    version_id: int,
+    *,
+    state: LoadState,
+    fetched: sources.Fetched,
+    started: float,
+    rows: tuple[int, int, int] | None = None,
+    error: str | None = None,
+) -> None:
+    with ctx.factory.begin() as session:
+        version = session.get(Version, version_id)
+        assert version is not None
+        _apply(version, fetched, started)
+        version.state = state
+        version.error = error
+        if rows is not None:
+            version.rows_read, version.rows_accepted, version.rows_rejected = rows
+
+
+def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: int | None) -> None:
+    """Finish loads that died after their Delta commit; fail those that died before it."""
+    running = list(
+        session.scalars(
+            select(Version).where(
+                Version.resource_id == resource.id, Version.state == LoadState.RUNNING
+            )
+        )
+    )
+    if not running:
+        return
+    uri = lake.table_uri(resource.code)
+    table = DeltaTable(uri) if DeltaTable.is_deltatable(uri) else None
+    for version in running:
+        found = _committed_version(table, version.id) if table is not None else None
+        if found is not None:
+            _adopt(session, lake, resource, version, table, found)  # type: ignore[arg-type]
+            continue
+        if version.id == keep:
+            continue
+        job = session.get(jobs.Job, version.job_id) if version.job_id else None
+        alive = (
+            job is not None
+            and job.state == jobs.JobState.RUNNING
+            and (job.heartbeat_at is not None and job.heartbeat_at > clock.now() - jobs.STALE_AFTER)
+        )
+        if not alive:
+            version.state = LoadState.FAILED
+            version.error = "the load was interrupted before it committed; nothing was written"
+
+
+def _adopt(
+    session: Session,
+    lake: Lake,
+    resource: Resource,
+    version: Version,
+    table: DeltaTable,
+    found: int,
+) -> None:
+    entry = next(e for e in table.history(100) if int(e["version"]) == found)
+    schema, _ = resource_schema(session, resource)
+    version.state = LoadState.COMMITTED
+    version.lake_version = found
+    version.rows_read = int(entry.get("minyun.rows_read", 0))
+    version.rows_accepted = int(entry.get("minyun.rows_accepted", 0))
+    version.rows_rejected = int(entry.get("minyun.rows_rejected", 0))
+    version.sha256 = entry.get("minyun.source_sha256") or version.sha256
+    version.watermark = entry.get("minyun.watermark") or None
+    version.committed_at = clock.now()
+    load = _Load(None, version.id, lake, resource.code, Path("."))  # type: ignore[arg-type]
+    version.quality, row_count = _quality(load, schema, found, version.rows_read, {})
+    if resource.lake_version is None or found > resource.lake_version:
+        resource.lake_version = found
+        resource.row_count = row_count
+    audit.record(
+        session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",
+        target=resource.code, target_type="resource", count=version.rows_accepted,
+        detail=f"lake version {found}: finished after an interrupted run",
+    )  # fmt: skip
+
+
+def versions_json(versions: list[Version]) -> list[dict[str, Any]]:
+    """The lineage of loads as plain JSON (CLI and API)."""
+    return [
+        {
+            "id": v.id,
+            "lake_version": v.lake_version,
+            "state": v.state,
+            "mode": v.mode,
+            "source": v.source,
+            "source_kind": v.source_kind,
+            "sha256": v.sha256,
+            "schema_version": v.schema_version,
+            "watermark": v.watermark,
+            "rows_read": v.rows_read,
+            "rows_accepted": v.rows_accepted,
+            "rows_rejected": v.rows_rejected,
+            "duration_s": v.duration_s,
+            "loaded_by": v.loaded_by,
+            "started_at": v.started_at.isoformat() if v.started_at else None,
+            "committed_at": v.committed_at.isoformat() if v.committed_at else None,
+            "error": v.error,
+        }
+        for v in versions
+    ]
+
+
+def rejects_json(table: pa.Table) -> list[dict[str, Any]]:
+    """Rejected rows as plain JSON, the raw record parsed back."""
+    rows: list[dict[str, Any]] = table.to_pylist()
+    for row in rows:
+        row["record"] = json.loads(row["record"]) if row["record"] else None
+    return rows

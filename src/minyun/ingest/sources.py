@@ -1,0 +1,475 @@
+"""Where a load's rows come from: an uploaded file, a URL, or a department's database table.
+
+Every source is first brought to a local file (an upload or download is streamed to disk
+under a size limit; a database table is dumped as CSV over a real connection), its SHA-256
+taken, and then read once by `write_parts`: one DuckDB query casts every column to its
+lake type, checks the row rules and writes Parquet files of the rows that pass (and of
+those that do not), so validation and writing have one code path whatever the source was.
+`numbered` is the same source with its row number `__row` (1-based, data rows), read
+again only to report rejected rows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import urllib.parse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import duckdb
+import pyarrow as pa
+
+from minyun.core.errors import Invalid
+
+CHUNK = 4 << 20
+ROW = "__row"
+FILE_KINDS = ("csv", "xlsx", "jsonl", "parquet")
+DB_SCHEMES = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mysql": "mariadb",
+    "mariadb": "mariadb",
+}
+_EXTENSIONS = {
+    ".csv": "csv", ".txt": "csv", ".tsv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl",
+    ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
+}  # fmt: skip
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_ENCODINGS = {"utf-8", "utf8", "utf-8-sig", "gbk", "gb2312", "gb18030", "big5", "latin-1"}
+
+
+class SourceError(Invalid):
+    """The input cannot be read as what it claims to be."""
+
+    code = "bad-source"
+    title = "Unreadable source"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A source brought to a local file."""
+
+    path: Path
+    kind: str  # csv, xlsx, jsonl, parquet
+    source_kind: str  # the Version's source_kind: a file kind, url, postgres, mariadb
+    label: str  # what the lineage shows: a file name, a URL, a DSN without credentials
+    sha256: str
+    size: int
+
+
+def source_type(source: str) -> str:
+    """'url', 'db' or 'file'."""
+    scheme = source.split("://", 1)[0].lower() if "://" in source else ""
+    if scheme in ("http", "https"):
+        return "url"
+    if scheme in DB_SCHEMES:
+        return "db"
+    return "file"
+
+
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_stream(chunks: Iterable[bytes], uploads: Path, *, limit: int) -> tuple[Path, str, int]:
+    """Stream bytes to `<uploads>/<sha256>`, refusing more than `limit` bytes; (path, sha, size)."""
+    uploads.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(dir=uploads, prefix=".upload-")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise SourceError(
+                        f"the upload is larger than the limit of {_human(limit)}",
+                        code="too-large",
+                        limit=limit,
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+        sha = digest.hexdigest()
+        final = uploads / sha
+        os.replace(tmp, final)
+        return final, sha, size
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_file(fileobj: BinaryIO, uploads: Path, *, limit: int) -> tuple[Path, str, int]:
+    """save_stream over a file object."""
+    return save_stream(iter(lambda: fileobj.read(CHUNK), b""), uploads, limit=limit)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n //= 1024
+    return str(n)
+
+
+def file_kind(path: Path, filename: str | None = None) -> str:
+    """The file kind by its name's extension, else by its first bytes."""
+    for name in (filename, path.name):
+        if name:
+            kind = _EXTENSIONS.get(Path(name.split("?")[0]).suffix.lower())
+            if kind:
+                return kind
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.lstrip().startswith(b"{"):
+        return "jsonl"
+    return "csv"
+
+
+def fetch_file(path: Path, *, filename: str | None = None, sha256: str | None = None) -> Fetched:
+    """A local file (an upload already saved, or an operator's path)."""
+    if not path.is_file():
+        raise SourceError(f"no file {path}", field="source")
+    kind = file_kind(path, filename)
+    return Fetched(
+        path=path,
+        kind=kind,
+        source_kind=kind,
+        label=filename or path.name,
+        sha256=sha256 or sha256_file(path),
+        size=path.stat().st_size,
+    )
+
+
+def fetch_url(url: str, uploads: Path, *, limit: int, timeout: float = 60.0) -> Fetched:
+    """Download a URL to the uploads folder, streamed and size-limited."""
+    import httpx
+
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise SourceError(f"{_safe_url(url)} answered HTTP {response.status_code}")
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > limit:
+                raise SourceError(
+                    f"{_safe_url(url)} is larger than the limit of {_human(limit)}",
+                    code="too-large",
+                )
+            path, sha, size = save_stream(response.iter_bytes(CHUNK), uploads, limit=limit)
+    except httpx.HTTPError as exc:
+        raise SourceError(f"cannot download {_safe_url(url)}: {exc}") from exc
+    kind = file_kind(path, urllib.parse.urlsplit(url).path)
+    return Fetched(path, kind, "url", _safe_url(url), sha, size)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user name or password."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+
+
+def fetch_table(
+    dsn: str,
+    table: str | None,
+    work: Path,
+    *,
+    watermark: tuple[str, str] | None = None,
+) -> Fetched:
+    """Dump a department's table as CSV over a real connection (PostgreSQL or MariaDB).
+
+    `watermark` = (column, last value): only rows with column > last value are pulled.
+    """
+    if not table:
+        raise SourceError("a database source needs --table", field="table")
+    if not _IDENT.match(table):
+        raise SourceError(f"table name {table!r} is not a plain [schema.]table name", field="table")
+    if watermark is not None and not _IDENT.match(watermark[0]):
+        raise SourceError(
+            f"watermark column {watermark[0]!r} is not a plain name", field="watermark"
+        )
+    scheme = dsn.split("://", 1)[0].lower()
+    flavour = DB_SCHEMES[scheme]
+    out = work / "table.csv"
+    label = f"{_safe_url(dsn)}#{table}"
+    try:
+        if flavour == "postgres":
+            _dump_postgres(dsn, table, out, watermark)
+        else:
+            _dump_mariadb(dsn, table, out, watermark)
+    except SourceError:
+        raise
+    except Exception as exc:  # any driver error: the DSN, the network, the table
+        raise SourceError(f"cannot read {label}: {_one_line(exc)}", field="source") from exc
+    return Fetched(out, "csv", flavour, label, sha256_file(out), out.stat().st_size)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _dump_postgres(dsn: str, table: str, out: Path, watermark: tuple[str, str] | None) -> None:
+    import psycopg
+    from psycopg import sql
+
+    name = sql.Identifier(*table.split("."))
+    query = sql.SQL("SELECT * FROM {}").format(name)
+    if watermark is not None:
+        query = sql.SQL("SELECT * FROM {} WHERE {} > {} ORDER BY {}").format(
+            name,
+            sql.Identifier(watermark[0]),
+            sql.Literal(watermark[1]),
+            sql.Identifier(watermark[0]),
+        )
+    dsn = dsn.replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(dsn, connect_timeout=10) as conn, conn.cursor() as cur:
+        copy_sql = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(query)
+        with out.open("wb") as f, cur.copy(copy_sql) as copy:
+            for chunk in copy:
+                f.write(chunk)
+
+
+def _dump_mariadb(dsn: str, table: str, out: Path, watermark: tuple[str, str] | None) -> None:
+    import pymysql
+    import pymysql.cursors
+
+    parts = urllib.parse.urlsplit(dsn)
+    quoted = ".".join(f"`{p}`" for p in table.split("."))
+    query = f"SELECT * FROM {quoted}"
+    args: tuple[Any, ...] = ()
+    if watermark is not None:
+        query += f" WHERE `{watermark[0]}` > %s ORDER BY `{watermark[0]}`"
+        args = (watermark[1],)
+    conn = pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=urllib.parse.unquote(parts.username or "root"),
+        password=urllib.parse.unquote(parts.password or ""),
+        database=parts.path.lstrip("/") or None,
+        charset="utf8mb4",
+        connect_timeout=10,
+        cursorclass=pymysql.cursors.SSCursor,
+    )
+    try:
+        with conn.cursor() as cur, out.open("w", newline="", encoding="utf-8") as f:
+            cur.execute(query, args)
+            writer = csv.writer(f)
+            writer.writerow([d[0] for d in cur.description])
+            # The driver hands rows over one by one; csv.writerows takes them in C.
+            while rows := cur.fetchmany(10_000):
+                writer.writerows(rows)
+    finally:
+        conn.close()
+
+
+# --- staging ------------------------------------------------------------------------
+
+
+def transcode(path: Path, encoding: str, work: Path) -> Path:
+    """A UTF-8 copy of a text file in another encoding (GBK, GB18030, ...), in chunks."""
+    enc = encoding.lower()
+    if enc not in _ENCODINGS:
+        try:
+            codecs.lookup(enc)
+        except LookupError as exc:
+            raise SourceError(f"unknown encoding {encoding!r}", field="encoding") from exc
+    if codecs.lookup(enc).name == "utf-8":
+        return path
+    decoder = codecs.getincrementaldecoder(enc)(errors="strict")
+    out = work / "utf8.csv"
+    offset = 0
+    try:
+        with path.open("rb") as src, out.open("w", encoding="utf-8", newline="") as dst:
+            while chunk := src.read(CHUNK):
+                dst.write(decoder.decode(chunk))
+                offset += len(chunk)
+            dst.write(decoder.decode(b"", final=True))
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"the file is not valid {encoding} (bad bytes at offset {offset + exc.start})",
+            field="encoding",
+        ) from exc
+    return out
+
+
+def relation_sql(con: duckdb.DuckDBPyConnection, fetched: Fetched, work: Path,
+                 *, encoding: str | None, fields: list[str]) -> str:  # fmt: skip
+    """A DuckDB FROM-clause reading the source; XLSX is read with calamine and registered."""
+    path = fetched.path
+    if fetched.kind == "csv":
+        if encoding:
+            path = transcode(path, encoding, work)
+        return (
+            f"read_csv({_lit(path)}, all_varchar=true, header=true, strict_mode=true, "
+            f"delim={_lit(_delimiter(path))}, quote='\"', escape='\"', null_padding=false)"
+        )
+    if fetched.kind == "jsonl":
+        columns = ", ".join(f"{_lit(f)}: 'VARCHAR'" for f in fields)
+        return f"read_json({_lit(path)}, format='newline_delimited', columns={{{columns}}})"
+    if fetched.kind == "parquet":
+        return f"read_parquet({_lit(path)})"
+    if fetched.kind == "xlsx":
+        con.register("__xlsx", _read_xlsx(path))
+        return "__xlsx"
+    raise SourceError(f"unknown file kind {fetched.kind}")
+
+
+def _delimiter(path: Path) -> str:
+    """The delimiter of the header line: the most frequent of , tab ; | (comma on a tie)."""
+    with path.open("rb") as f:
+        head = f.readline(1 << 16)
+    counts = {d: head.count(d.encode()) for d in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def _lit(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _read_xlsx(path: Path) -> pa.Table:
+    from python_calamine import CalamineWorkbook
+
+    try:
+        sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0)
+        rows = sheet.to_python(skip_empty_area=False)
+    except Exception as exc:  # calamine raises its own types for a damaged workbook
+        raise SourceError(f"cannot read the workbook: {_one_line(exc)}") from exc
+    if not rows:
+        raise SourceError("the workbook's first sheet is empty")
+    header = [str(h).strip() for h in rows[0]]
+    body = rows[1:]
+    columns = list(zip(*body, strict=True)) if body else [() for _ in header]
+    return pa.table(
+        {
+            name: pa.array(_cells(col), pa.string())
+            for name, col in zip(header, columns, strict=True)
+        }
+    )
+
+
+def _cells(values: tuple[Any, ...]) -> list[str | None]:
+    # Spreadsheet cells arrive as Python values from the reader; render them as text once.
+    return [
+        None
+        if v is None or v == ""
+        else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        for v in values
+    ]
+
+
+def columns_of(con: duckdb.DuckDBPyConnection, relation: str) -> list[str]:
+    """The column names the source has (reads only its head)."""
+    try:
+        return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot read the source: {_duck_message(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Part:
+    """One Parquet file written by `write_parts`."""
+
+    path: Path
+    ok: bool  # its rows passed the row rules
+    rows: int
+    size: int
+    stats: dict[str, dict[str, str]]  # column -> DuckDB's statistics (min, max, null_count, ...)
+
+
+def numbered(relation: str, columns: list[str], *, where: str | None = None) -> str:
+    """A FROM item: the source's columns with their 1-based row number `__row`."""
+    cols = ", ".join(_q(c) for c in columns)
+    # row_number() OVER () is a streaming window in DuckDB: it numbers rows in file order.
+    inner = f"SELECT row_number() OVER () AS {ROW}, {cols} FROM {relation}"
+    return f"(SELECT * FROM ({inner})" + (f" WHERE {where})" if where else ")")
+
+
+def write_parts(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    select: str,
+    ok: str,
+    out: Path,
+    *,
+    where: str | None = None,
+    row_group_rows: int = 122_880,
+) -> list[Part]:
+    """Read the source once: typed rows (`select`, over `src`) to Parquet files under `out`.
+
+    Rows for which `ok` holds go to `out/ok=true/`, the others to `out/ok=false/`; DuckDB
+    writes with all its threads and does not keep the file order (nothing needs it).
+    """
+    query = f"SELECT {select}, {ok} AS ok FROM {relation} AS src" + (
+        f" WHERE {where}" if where else ""
+    )
+    try:
+        con.sql("SET preserve_insertion_order = false")
+        found = con.execute(
+            f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, PARTITION_BY (ok), RETURN_STATS, "
+            f"FILENAME_PATTERN 'part-{{uuid}}', ROW_GROUP_SIZE {int(row_group_rows)})"
+        )
+        names = [d[0] for d in found.description or ()]
+        rows = [dict(zip(names, r, strict=True)) for r in found.fetchall()]
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot read the source: {_duck_message(exc)}") from exc
+    finally:
+        con.sql("SET preserve_insertion_order = true")
+    parts = []
+    for r in rows:
+        stats = {_unq(k): dict(v) for k, v in (r.get("column_statistics") or {}).items()}
+        keys = r.get("partition_keys") or {}
+        parts.append(
+            Part(
+                path=Path(r["filename"]),
+                ok=str(keys.get("ok", "")).lower() == "true",
+                rows=int(r["count"]),
+                size=int(r["file_size_bytes"]),
+                stats=stats,
+            )
+        )
+    return parts
+
+
+def _unq(name: str) -> str:
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _duck_message(exc: duckdb.Error) -> str:
+    text = str(exc)
+    if "Invalid unicode" in text or "byte sequence" in text.lower():
+        return "the file is not valid UTF-8; give its encoding (e.g. --encoding gb18030)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    detail = " ".join(lines[:3])[:500]
+    if "CSV parsing dialect" in text or "Expected Number of Columns" in text:
+        return f"the file is not well-formed CSV (truncated, or rows of unequal length): {detail}"
+    return detail
+
+
+def cleanup(work: Path) -> None:
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,317 @@
+"""Row validation as DuckDB SQL: one boolean expression per rule, never a Python loop per row.
+
+`Checks` turns a TableSchema into SQL over the source rows (`src`, the columns as they
+came, and, where rejects are reported, the source row number `__row`): the typed value of
+each field, each rule as a (field, reason, condition) triple, the row check `ok()` used
+while writing, the duplicate-key joins (over typed keys), and the aggregate query of the
+quality report.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from minyun.catalog.tableschema import Field, TableSchema
+from minyun.core import identifiers
+from minyun.core.errors import Invalid
+from minyun.ingest.sources import ROW
+
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMPTZ",
+    "time": "TIME",
+    "year": "INTEGER",
+}
+CODE_TABLES = {"GB/T 2260", "divisions"}
+EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+
+
+def q(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def lit(value: object) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Rule:
+    field: str
+    reason: str
+    condition: str  # true when the row breaks the rule; never null
+
+
+class Checks:
+    """The SQL of one load's validation, for the fields this load checks."""
+
+    def __init__(self, schema: TableSchema, *, key_only: bool = False) -> None:
+        self.schema = schema
+        self.fields = [f for f in schema.fields if not key_only or f.name in schema.primary_key]
+        self.rules: list[Rule] = []
+        self.row_rules: list[Rule] = []  # the rules a row can break on its own
+        self.dup_tables: list[tuple[str, list[str]]] = []  # (alias, columns)
+        for f in self.fields:
+            self.rules.extend(self._field_rules(f))
+        self.row_rules = list(self.rules)
+        unique_sets = [[f.name] for f in self.fields if f.unique and not key_only]
+        if schema.primary_key:
+            unique_sets.insert(0, list(schema.primary_key))
+        for n, cols in enumerate(unique_sets):
+            alias = f"__dup{n}"
+            self.dup_tables.append((alias, cols))
+            label = "primary key" if n == 0 and schema.primary_key else "value"
+            self.rules.append(
+                Rule(
+                    ",".join(cols),
+                    f"duplicate {label} (first at row ' || {alias}.first || ')",
+                    f"coalesce({alias}.first <> src.{ROW}, false)",
+                )
+            )
+
+    def typed(self, f: Field) -> str:
+        """The field's value in its lake type; null if absent or not convertible."""
+        raw = f"src.{q(f.name)}"
+        if f.type == "string":
+            return f"CAST({raw} AS VARCHAR)"
+        return f"TRY_CAST({raw} AS {SQL_TYPES[f.type]})"
+
+    def _field_rules(self, f: Field) -> list[Rule]:
+        raw = f"src.{q(f.name)}"
+        t = self.typed(f)
+        rules: list[Rule] = []
+        required = f.required or f.name in self.schema.primary_key
+        if required:
+            rules.append(Rule(f.name, "required", f"{raw} IS NULL"))
+        if f.type != "string":
+            rules.append(
+                Rule(f.name, f"not a valid {f.type}", f"({raw} IS NOT NULL AND {t} IS NULL)")
+            )
+        if f.type == "year":
+            rules.append(Rule(f.name, "not a year", f"coalesce({t} NOT BETWEEN 0 AND 9999, false)"))
+        if f.enum is not None:
+            values = ", ".join(self._value(f, v) for v in f.enum)
+            rules.append(
+                Rule(
+                    f.name,
+                    "not one of the allowed values",
+                    f"coalesce({t} NOT IN ({values}), false)",
+                )
+            )
+        codes = _codelist(f)
+        if codes is not None:
+            values = ", ".join(lit(v) for v in codes)
+            rules.append(
+                Rule(
+                    f.name,
+                    "not in the code list",
+                    f"coalesce(CAST({t} AS VARCHAR) NOT IN ({values}), false)",
+                )
+            )
+        if f.pattern is not None:
+            rules.append(
+                Rule(
+                    f.name,
+                    "does not match the pattern",
+                    f"coalesce(NOT regexp_full_match(CAST({t} AS VARCHAR), {lit(f.pattern)}), false)",
+                )
+            )
+        if f.minimum is not None:
+            rules.append(
+                Rule(
+                    f.name,
+                    f"below the minimum {f.minimum}",
+                    f"coalesce({t} < {self._value(f, f.minimum)}, false)",
+                )
+            )
+        if f.maximum is not None:
+            rules.append(
+                Rule(
+                    f.name,
+                    f"above the maximum {f.maximum}",
+                    f"coalesce({t} > {self._value(f, f.maximum)}, false)",
+                )
+            )
+        if f.min_length is not None:
+            rules.append(
+                Rule(
+                    f.name,
+                    f"shorter than {f.min_length}",
+                    f"coalesce(length(CAST({t} AS VARCHAR)) < {int(f.min_length)}, false)",
+                )
+            )
+        if f.max_length is not None:
+            rules.append(
+                Rule(
+                    f.name,
+                    f"longer than {f.max_length}",
+                    f"coalesce(length(CAST({t} AS VARCHAR)) > {int(f.max_length)}, false)",
+                )
+            )
+        if f.format == "cn-ric":
+            check = identifiers.ric_check_sql(f.name).replace(q(f.name), t)
+            rules.append(
+                Rule(
+                    f.name,
+                    "not a valid identity number (GB 11643)",
+                    f"coalesce(NOT {check}, false)",
+                )
+            )
+        elif f.format == "cn-uscc":
+            check = identifiers.uscc_check_sql(f.name).replace(q(f.name), t)
+            rules.append(
+                Rule(f.name, "not a valid credit code (GB 32100)", f"coalesce(NOT {check}, false)")
+            )
+        elif f.format == "email":
+            rules.append(
+                Rule(
+                    f.name,
+                    "not an e-mail address",
+                    f"coalesce(NOT regexp_full_match({t}, {lit(EMAIL)}), false)",
+                )
+            )
+        return rules  # fmt: skip
+
+    def _value(self, f: Field, value: Any) -> str:
+        if f.type in ("integer", "number", "year") and isinstance(value, int | float):
+            return repr(value)
+        return f"CAST({lit(value)} AS {SQL_TYPES[f.type]})"
+
+    # --- queries over the source rows ---
+
+    def key_fields(self) -> list[str]:
+        """The columns of every unique set (primary key first), each once."""
+        seen: list[str] = []
+        for _, cols in self.dup_tables:
+            seen.extend(c for c in cols if c not in seen)
+        return seen
+
+    def ok(self) -> str:
+        """True for a row that breaks none of the rules a row can break on its own."""
+        if not self.row_rules:
+            return "true"
+        return "NOT (" + " OR ".join(r.condition for r in self.row_rules) + ")"
+
+    def select_typed(self, *, keys_only: bool = False) -> str:
+        """The select list of the lake columns, typed, over `src`."""
+        fields = self.fields if keys_only else self.schema.fields
+        return ", ".join(f"{self.typed(f)} AS {q(f.name)}" for f in fields)
+
+    def from_clause(self, source: str, *, dups: bool = True) -> str:
+        """`source` (a FROM item yielding `src`) joined to the first rows of duplicated keys."""
+        joins = []
+        if dups:
+            for alias, cols in self.dup_tables:
+                on = " AND ".join(
+                    f"{alias}.{q(c)} = {self.typed(self.schema.field(c))}" for c in cols
+                )
+                joins.append(f" LEFT JOIN {alias} ON {on}")
+        return f"{source} AS src" + "".join(joins)
+
+    def dup_views(self, source: str) -> list[str]:
+        """CREATE statements for the typed keys that occur more than once, with their first row."""
+        statements = []
+        for alias, cols in self.dup_tables:
+            keys = ", ".join(f"{self.typed(self.schema.field(c))} AS {q(c)}" for c in cols)
+            groups = ", ".join(str(i + 1) for i in range(len(cols)))
+            not_null = " AND ".join(f"{self.typed(self.schema.field(c))} IS NOT NULL" for c in cols)
+            statements.append(
+                f"CREATE OR REPLACE TEMP TABLE {alias} AS SELECT {keys}, min(src.{ROW}) AS first "
+                f"FROM {source} AS src WHERE {not_null} "
+                f"GROUP BY {groups} HAVING count(*) > 1"
+            )
+        return statements
+
+    def dup_count_query(self, files: str) -> str | None:
+        """The number of typed key values written more than once, over Parquet `files`."""
+        if not self.dup_tables:
+            return None
+        parts = []
+        for _, cols in self.dup_tables:
+            keys = ", ".join(q(c) for c in cols)
+            not_null = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
+            parts.append(
+                f"(SELECT count(*) FROM (SELECT {keys} FROM read_parquet({files}) "
+                f"WHERE {not_null} GROUP BY ALL HAVING count(*) > 1))"
+            )
+        return "SELECT " + " + ".join(parts)
+
+    def bad(self, *, dups: bool = True) -> str:
+        """True for a row that breaks any rule."""
+        rules = self.rules if dups else self.row_rules
+        if not rules:
+            return "false"
+        return "(" + " OR ".join(r.condition for r in rules) + ")"
+
+    def rejects_query(
+        self, source: str, load_id: int, raw_columns: list[str], *, dups: bool = True
+    ) -> str:
+        """One row per broken rule: load_id, row_number, field, reason, record (JSON text)."""
+        rules = self.rules if dups else self.row_rules
+        parts = ", ".join(
+            f"CASE WHEN {r.condition} THEN {{'field': {lit(r.field)}, 'reason': '{r.reason}'}} END"
+            for r in rules
+        )
+        record = ", ".join(f"{lit(c)}: src.{q(c)}" for c in raw_columns)
+        inner = (
+            f"SELECT src.{ROW} AS row_number, to_json({{{record}}})::VARCHAR AS record, "
+            f"list_filter([{parts}], lambda x: x IS NOT NULL) AS errors "
+            f"FROM {self.from_clause(source, dups=dups)} WHERE {self.bad(dups=dups)}"
+        )
+        return (
+            f"SELECT CAST({load_id} AS BIGINT) AS load_id, row_number, e.field AS field, "
+            f"e.reason AS reason, record FROM ({inner}), unnest(errors) AS u(e) "
+            "ORDER BY row_number"
+        )
+
+
+def _codelist(f: Field) -> list[str] | None:
+    if f.codelist is None:
+        return None
+    if isinstance(f.codelist, list):
+        return f.codelist
+    if f.codelist in CODE_TABLES:
+        return sorted(identifiers.division_codes())
+    raise Invalid(f"field {f.name!r}: unknown code list {f.codelist!r}", field=f.name)
+
+
+def quality_query(schema: TableSchema, table: str) -> str:
+    """One aggregate over a table version: rows, and per field non-null, distinct, min, max."""
+    parts = ["count(*) AS rows"]
+    for i, f in enumerate(schema.fields):
+        c = q(f.name)
+        parts.append(f"count({c}) AS n{i}")
+        parts.append(f"approx_count_distinct({c}) AS d{i}")
+        if f.type != "boolean":
+            parts.append(f"CAST(min({c}) AS VARCHAR) AS lo{i}, CAST(max({c}) AS VARCHAR) AS hi{i}")
+    return f"SELECT {', '.join(parts)} FROM {table}"
+
+
+def quality_report(
+    schema: TableSchema, row: dict[str, Any], rows_read: int, field_errors: dict[str, int]
+) -> dict[str, Any]:
+    """Completeness, validity, uniqueness, distinct values, min and max of each field."""
+    rows = int(row["rows"])
+    fields: dict[str, Any] = {}
+    for i, f in enumerate(schema.fields):
+        non_null = int(row[f"n{i}"])
+        distinct = min(int(row[f"d{i}"]), non_null)
+        errors = field_errors.get(f.name, 0)
+        fields[f.name] = {
+            "completeness": round(non_null / rows, 6) if rows else None,
+            "validity": round(1 - errors / rows_read, 6) if rows_read else None,
+            "uniqueness": round(distinct / non_null, 6) if non_null else None,
+            "distinct": distinct,
+            "min": row.get(f"lo{i}"),
+            "max": row.get(f"hi{i}"),
+            "rejected": errors,
+        }
+    report: dict[str, Any] = json.loads(json.dumps({"rows": rows, "fields": fields}, default=str))
+    return report

@@ -1,0 +1,1 @@
+"""Row queries on resources: fields, filters, sorting, cursor paging, time travel."""

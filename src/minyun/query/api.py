@@ -1,0 +1,105 @@
+"""Query API: a resource's rows as JSON, CSV or Parquet, one page at a time."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from fastapi import APIRouter, Query, Request, Response
+
+from minyun.query import service
+from minyun.web.deps import ActorDep, PlatformDep, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["query"])
+PARQUET = "application/vnd.apache.parquet"
+
+
+class RowFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
+_DOWNLOADS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": 'One page of rows; `Link: <…>; rel="next"` points to the next page.',
+        "content": {
+            "application/json": {},
+            "text/csv": {},
+            PARQUET: {},
+        },
+    }
+}
+
+
+@router.get("/resources/{code}/rows", response_class=Response, responses=_DOWNLOADS)
+def read_rows(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: ActorDep,
+    fields: Annotated[str | None, Query(description="fields to return: `a,b,c`")] = None,
+    filter: Annotated[
+        str | None, Query(description="e.g. `age >= 18 and city in ('福州', '厦门')`")
+    ] = None,
+    sort: Annotated[str | None, Query(description="`field,-other` (- for descending)")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = service.DEFAULT_LIMIT,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the page before")] = None,
+    version: Annotated[int | None, Query(ge=0, description="a past version (time travel)")] = None,
+    format: RowFormat = RowFormat.JSON,
+    purpose: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Rows of a resource (its provider's staff and admins); every page is audited."""
+    page = service.query_rows(
+        session,
+        platform.lake,
+        actor,
+        code,
+        fields=fields,
+        filter=filter,
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+        version=version,
+        purpose=purpose,
+    )
+    headers = {"X-Resource-Version": str(page.version)}
+    if page.next_cursor is not None:
+        following = request.url.include_query_params(cursor=page.next_cursor)
+        headers["Link"] = f'<{following}>; rel="next"'
+    if format == RowFormat.CSV:
+        buffer = io.BytesIO()
+        pacsv.write_csv(page.table, buffer)
+        headers["Content-Disposition"] = f'attachment; filename="{code}.csv"'
+        return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+    if format == RowFormat.PARQUET:
+        buffer = io.BytesIO()
+        pq.write_table(page.table, buffer)
+        headers["Content-Disposition"] = f'attachment; filename="{code}.parquet"'
+        return Response(buffer.getvalue(), media_type=PARQUET, headers=headers)
+    body = {
+        "rows": page.table.to_pylist(),
+        "next_cursor": page.next_cursor,
+        "version": page.version,
+    }
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+    return Response(content.encode(), media_type="application/json", headers=headers)
+
+
+def _json_value(value: Any) -> Any:
+    # Decimals as text keep their precision; binary as base64.
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -1,0 +1,162 @@
+"""End to end: the real day over MQTT into a running node, a planted episode, the joint response
+in a real browser, and the station map in headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+
+from minyun.apps.ecocloud import mqtt
+from minyun.apps.ecocloud.models import Alert, Reading
+from minyun.core.audit import AuditRecord
+from minyun.core.platform import Platform
+from minyun.demo import province
+from minyun.web.app import create_app
+from tests.apps.ecocloud.conftest import DAY, plant_episode
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+RESULTS = Path(__file__).resolve().parents[3] / "test-results"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def server(platform: Platform) -> Iterator[str]:
+    """The app served by uvicorn on a free local port, in a background thread."""
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("the server did not answer /healthz")
+        time.sleep(0.05)
+    try:
+        yield base
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_episode_over_mqtt_to_a_closed_joint_response(
+    platform: Platform, server: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with platform.factory.begin() as session:
+        province.load_departments(session)
+        demo = {a.username: a for a in province.load_accounts(session, platform.settings.var_dir)}
+    account = demo["eco-fuzhou"]  # 福州市生态环境局值班员
+
+    prefix = f"minyun-test/{uuid.uuid4().hex[:12]}/eco/stations"
+    subscriber = mqtt.Subscriber(platform.factory, prefix=prefix, batch_seconds=0.1).start()
+    try:
+        assert subscriber.subscribed.wait(10)
+        # 24 real hours at 36000× real time (0.1 s an hour), Fuzhou and Xiamen planted high.
+        sent = mqtt.replay(DAY, speed=36000, prefix=prefix, transform=plant_episode)
+        assert sent == 1008
+        assert subscriber.wait_idle(quiet=0.5, timeout=60)
+    finally:
+        subscriber.stop()
+    assert len(subscriber.stats.alerts_opened) == 1 and subscriber.stats.failures == 0
+    alert_id = subscriber.stats.alerts_opened[0]
+    with platform.factory() as session:
+        assert session.scalar(select(func.count()).select_from(Reading)) == 1007
+        alert = session.get(Alert, alert_id)
+        assert alert is not None and {"福州市", "厦门市"} <= set(alert.cities)
+        assert {"fz-eco", "xm-eco"} <= set(alert.org_codes)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{server}/login")
+            page.fill("#username", account.username)
+            page.fill("#password", account.password)
+            page.click("form.stack button[type=submit]")
+            page.wait_for_url(f"{server}/")
+
+            page.goto(f"{server}/eco/alerts")
+            page.click(f"a[href='/eco/alerts/{alert_id}']")
+            expect(page.locator("#alert-state")).to_have_text("open")
+            page.fill("#consult-form input[name=departments]", "xm-eco fj-transport")
+            page.fill("#consult-form input[name=note]", "福州、厦门视频会商")
+            page.click("#consult-form button")
+            expect(page.locator("#alert-state")).to_have_text("consulting")
+            page.select_option("#level-form select[name=level]", "light")
+            page.click("#level-form button")
+            expect(page.locator("#alert-state")).to_have_text("responding")
+            page.fill("#action-form input[name=note]", "建筑工地停工，道路增加洒水频次")
+            page.click("#action-form button")
+            expect(page.locator("#timeline")).to_contain_text("道路增加洒水频次")
+            page.fill("#close-form input[name=note]", "空气质量恢复良好")
+            page.click("#close-form button")
+            expect(page.locator("#alert-state")).to_have_text("closed")
+            expect(page.locator("#time-to-response")).to_contain_text("min")
+            page.screenshot(path=tmp_path / "eco-alert.png", full_page=True)
+
+            page.goto(f"{server}/eco")
+            expect(page.locator("path.eco-station")).to_have_count(42)
+            expect(page.locator("path.eco-outline")).to_have_count(9)
+            page.screenshot(path=tmp_path / "eco-map.png", full_page=True)
+
+            page.goto(f"{server}/eco/cities?city=福州市")
+            expect(page.locator(".eco-chart[data-ready='1'] canvas")).to_have_count(1)
+            page.screenshot(path=tmp_path / "eco-cities.png", full_page=True)
+
+            public = browser.new_page()
+            public.goto(f"{server}/air")
+            expect(public.locator(".eco-city")).to_have_count(9)
+        finally:
+            browser.close()
+
+    RESULTS.mkdir(exist_ok=True)
+    for name in ("eco-map.png", "eco-alert.png", "eco-cities.png"):
+        shutil.copy(tmp_path / name, RESULTS / name)
+    assert (tmp_path / "eco-map.png").stat().st_size > 10_000
+    with platform.factory() as session:
+        actions = set(
+            session.scalars(
+                select(AuditRecord.action).where(AuditRecord.object_id == str(alert_id))
+            )
+        )
+    assert {
+        "eco.alert.consult",
+        "eco.alert.level",
+        "eco.alert.action",
+        "eco.alert.close",
+    } <= actions

@@ -1,0 +1,167 @@
+"""Ingest of hourly readings: idempotent per station-hour, bad input dead-lettered with a reason."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud.models import CityHour, DeadLetter, Reading, Station
+from minyun.core.audit import AuditRecord
+from minyun.core.errors import Forbidden
+from minyun.core.security import Principal, Role
+from tests import factories
+from tests.apps.ecocloud.conftest import DAY
+
+SYSTEM = Principal.system()
+
+
+def count(session: Session, model: type) -> int:
+    return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def reading(session: Session, code: str, hour: str) -> Reading:
+    found = session.scalars(
+        select(Reading).where(
+            Reading.station_code == code, Reading.hour == service.parse_hour(hour)
+        )
+    ).one()
+    return found
+
+
+def one_row(**values: object) -> pa.Table:
+    row: dict[str, object] = {
+        "station_code": "1282A",
+        "hour": "2022-01-05T01:00:00+08:00",
+        "pm10": 76,
+        "pm2_5": 37,
+        "o3": 8,
+        "no2": 76,
+        "so2": 3,
+        "co": 1.0,
+    }
+    row.update(values)
+    return pa.Table.from_pylist([row])
+
+
+def test_real_day_loads_stations_readings_and_city_hours(
+    session: Session, day_rows: pa.Table
+) -> None:
+    factories.ensure_divisions(session)
+    report = service.ingest_readings(session, SYSTEM, day_rows)
+    assert (report.received, report.inserted, report.refused) == (1008, 1007, 1)
+    assert report.stations_added == 42 and count(session, Station) == 42
+    fuzhou = session.get(Station, "1280A")
+    assert fuzhou is not None and fuzhou.city == "福州市" and fuzhou.control_point
+    assert fuzhou.division_code == "350100"
+    # The row without any 1-hour value is kept as a dead letter, with its reason.
+    letter = session.scalars(select(DeadLetter)).one()
+    assert letter.reason == "no pollutant values" and "3527A" in letter.payload
+    # 9 cities × 24 hours of city AQI.
+    assert count(session, CityHour) == 9 * 24
+    audit = session.scalars(select(AuditRecord).where(AuditRecord.action == "eco.ingest")).one()
+    assert audit.record_count == 1007
+
+
+def test_station_aqi_reproduces_the_official_figures(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows)
+    official = cnemc.read_cnemc(cnemc.cnemc_files(DAY))
+    ours = {
+        (code, hour.isoformat()): aqi
+        for code, hour, aqi in session.execute(
+            select(Reading.station_code, Reading.hour, Reading.aqi)
+        )
+    }
+    hours = [service.parse_hour(h).isoformat() for h in official["timepoint"].to_pylist()]
+    codes = official["stationcode"].to_pylist()
+    published = pc.cast(official["aqi"], pa.int64()).to_pylist()
+    same = sum(
+        1
+        for code, hour, aqi in zip(codes, hours, published, strict=True)
+        if aqi is not None and ours.get((code, hour)) == aqi
+    )
+    assert same == sum(1 for aqi in published if aqi is not None) == 970
+
+
+def test_the_same_readings_again_change_nothing(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows)
+    again = service.ingest_readings(session, SYSTEM, day_rows)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 1007)
+    assert count(session, Reading) == 1007
+
+
+def test_duplicates_within_a_batch_keep_the_last(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    batch = pa.concat_tables([one_row(pm2_5=40), one_row(pm2_5=41)])
+    report = service.ingest_readings(session, SYSTEM, batch)
+    assert report.inserted == 1
+    assert reading(session, "1282A", "2022-01-05T01:00:00+08:00").pm2_5 == 41
+
+
+def test_late_out_of_order_correction_replaces_the_hour(
+    session: Session, day_rows: pa.Table
+) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows)
+    late = one_row(hour="2022-01-04T05:00:00", pm2_5=120)
+    report = service.ingest_readings(session, SYSTEM, late)
+    assert (report.inserted, report.updated) == (0, 1)
+    fixed = reading(session, "1282A", "2022-01-04T05:00:00")
+    assert fixed.pm2_5 == 120 and fixed.aqi == 158 and fixed.level == 4
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"pm2_5": -5}, "negative concentration: pm2_5=-5"),
+        ({"pm10": 99999}, "absurd concentration: pm10=99999"),
+        ({"station_code": "9999Z"}, "unknown station 9999Z"),
+        ({"station_code": None}, "missing or malformed station code"),
+        ({"hour": "yesterday"}, "hour is missing or not an ISO 8601 time: yesterday"),
+        ({"hour": "2022-01-05T01:30:00+08:00"}, "hour is not on the hour"),
+        ({"hour": "2099-01-05T01:00:00+08:00"}, "hour is in the future"),
+        ({"no2": "lots"}, "no2 is not a number: lots"),
+        (
+            {"pm10": None, "pm2_5": None, "o3": None, "no2": None, "so2": None, "co": None},
+            "no pollutant values",
+        ),
+    ],
+)
+def test_bad_readings_become_dead_letters_with_their_reason(
+    session: Session, day_rows: pa.Table, values: dict[str, object], reason: str
+) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    before = count(session, Reading)
+    row = one_row(**values)
+    row = pa.table({name: pc.cast(row[name], pa.string()) for name in row.column_names})
+    report = service.ingest_readings(session, SYSTEM, row, source=service.Source.MQTT)
+    assert report.refused == 1 and count(session, Reading) == before
+    letter = session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc())).first()
+    assert letter is not None and letter.reason.startswith(reason) and letter.source == "mqtt"
+
+
+def test_co_in_micrograms_is_converted_and_flagged(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    service.ingest_readings(session, SYSTEM, one_row(co=800))
+    got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
+    assert got.co == pytest.approx(0.8) and got.flags == "co-µg/m³-converted"
+
+
+def test_missing_pollutant_is_kept_flagged_without_an_aqi(
+    session: Session, day_rows: pa.Table
+) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    service.ingest_readings(session, SYSTEM, one_row(so2=None))
+    got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
+    # CNEMC publishes no AQI unless all six 1-hour values exist; we do the same.
+    assert got.aqi is None and got.flags == "missing:so2" and got.pm2_5 == 37
+
+
+def test_only_stewards_and_admins_ingest(session: Session, day_rows: pa.Table) -> None:
+    consumer = factories.make_user(session, roles=[Role.CONSUMER])
+    from minyun.accounts.service import principal_for
+
+    with pytest.raises(Forbidden):
+        service.ingest_readings(session, principal_for(consumer), day_rows.slice(0, 1))

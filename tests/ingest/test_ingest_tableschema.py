@@ -1,0 +1,99 @@
+"""Table Schema descriptors: frictionless rules, minyun keys, lake types, compatibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from minyun.catalog.tableschema import arrow_schema, compatibility, parse_schema
+from minyun.core.errors import Invalid
+from tests.ingest.loadkit import PERSON_SCHEMA
+
+
+def _schema(*fields: dict[str, Any], pk: list[str] | None = None) -> dict[str, Any]:
+    return {"fields": list(fields), "primaryKey": pk or []}
+
+
+def test_person_schema_parses_with_minyun_keys() -> None:
+    ts = parse_schema(PERSON_SCHEMA)
+    ric = ts.field("ric")
+    assert ts.primary_key == ("id",)
+    assert (ric.format, ric.sensitivity, ric.mask, ric.unique) == (
+        "cn-ric",
+        "sensitive",
+        "partial",
+        True,
+    )
+    assert ts.field("county").codelist == "GB/T 2260"
+    assert ts.field("name").sensitivity == "internal"
+
+
+def test_unknown_type_is_refused_naming_the_field() -> None:
+    with pytest.raises(Invalid, match=r"'age'.*integr"):
+        parse_schema(_schema({"name": "age", "type": "integr"}))
+
+
+def test_type_frictionless_knows_but_the_lake_does_not_is_refused() -> None:
+    with pytest.raises(Invalid, match=r"'where'.*geopoint"):
+        parse_schema(_schema({"name": "where", "type": "geopoint"}))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"sensitivity": "top"}, "sensitivity"),
+        ({"mask": "blur"}, "mask"),
+        ({"codelist": [1, 2]}, "codelist"),
+        ({"constraints": {"pattern": "["}}, "pattern"),
+    ],
+)
+def test_bad_minyun_keys_are_refused(extra: dict[str, Any], message: str) -> None:
+    with pytest.raises(Invalid, match=message) as caught:
+        parse_schema(_schema({"name": "x", "type": "string", **extra}))
+    assert "'x'" in str(caught.value) or caught.value.extra.get("field") in ("x", "schema")
+
+
+def test_primary_key_must_name_a_field_and_names_are_unique() -> None:
+    with pytest.raises(Invalid, match="primary key"):
+        parse_schema(_schema({"name": "a"}, pk=["b"]))
+    with pytest.raises(Invalid, match="not unique"):
+        parse_schema(_schema({"name": "a"}, {"name": "a"}))
+
+
+def test_arrow_schema_gives_lake_types() -> None:
+    schema = arrow_schema(parse_schema(PERSON_SCHEMA))
+    assert schema.field("id").type == pa.int64() and not schema.field("id").nullable
+    assert schema.field("birth").type == pa.date32()
+    assert schema.field("updated").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("score").type == pa.float64()
+
+
+def test_compatibility() -> None:
+    base = _schema(
+        {"name": "id", "type": "integer"},
+        {"name": "n", "type": "integer", "constraints": {"maximum": 10}},
+        pk=["id"],
+    )
+    old = parse_schema(base)
+    assert compatibility(old, parse_schema(base)) == "same"
+    added = {**base, "fields": [*base["fields"], {"name": "note", "type": "string"}]}
+    assert compatibility(old, parse_schema(added)) == "compatible"
+    widened = _schema({"name": "id", "type": "integer"}, {"name": "n", "type": "number"}, pk=["id"])
+    assert compatibility(old, parse_schema(widened)) == "compatible"
+    narrowed = _schema(
+        {"name": "id", "type": "integer"},
+        {"name": "n", "type": "integer", "constraints": {"maximum": 5}},
+        pk=["id"],
+    )
+    assert compatibility(old, parse_schema(narrowed)) == "major"
+    dropped = _schema({"name": "id", "type": "integer"}, pk=["id"])
+    assert compatibility(old, parse_schema(dropped)) == "major"
+    new_pk = {**base, "primaryKey": ["n"]}
+    assert compatibility(old, parse_schema(new_pk)) == "major"
+    required = {
+        **base,
+        "fields": [*base["fields"], {"name": "r", "constraints": {"required": True}}],
+    }
+    assert compatibility(old, parse_schema(required)) == "major"
