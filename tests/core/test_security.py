@@ -140,3 +140,16 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path) -> None:
     first = load_settings(var_dir=tmp_path).secret_key
     assert len(first) >= 48 and load_settings(var_dir=tmp_path).secret_key == first
     assert (tmp_path / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_client_scope_never_opens_another_departments_rows(session: Session) -> None:
+    client = Principal(
+        kind="client", name="mc_bank", organization_id=999,
+        scopes=frozenset({"resource.read", "resource.load", "org.read"}),
+    )  # fmt: skip
+    assert authorize(session, client, "org.read").via == "role"
+    for action in ("resource.read", "resource.load"):
+        with pytest.raises(Forbidden):
+            authorize(session, client, action, target="population-base")
+    audit_client = Principal(kind="client", name="mc_audit", scopes=frozenset({"audit.read"}))
+    assert authorize(session, audit_client, "audit.read").via == "scope"

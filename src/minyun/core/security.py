@@ -182,6 +182,10 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.read": frozenset({Role.ADMIN}),
 }
 
+# Reading or writing a resource's rows is never opened by a client's scope alone: only
+# the provider's own clients (service check), admins, or a sharing grant may.
+DATA_ACTIONS = frozenset({"resource.read", "resource.load"})
+
 GrantCheck = Callable[[Session, Principal, str, str | None], bool]
 # Later issues register grant checks here (e.g. "resource.read" by an approved Grant).
 GRANT_CHECKS: list[GrantCheck] = []
@@ -204,7 +208,7 @@ def decide(session: Session, actor: Principal, action: str, target: str | None =
     allowed_roles = POLICY.get(action)
     if allowed_roles is not None and ("*" in allowed_roles or actor.roles & allowed_roles):
         return Decision(True, f"role allows {action}")
-    if actor.kind == "client" and action in actor.scopes:
+    if actor.kind == "client" and action in actor.scopes and action not in DATA_ACTIONS:
         return Decision(True, f"scope {action}", via="scope")
     for check in GRANT_CHECKS:
         if check(session, actor, action, target):
