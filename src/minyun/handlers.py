@@ -1,4 +1,5 @@
 """Import every module that registers a job handler, so any process can run any job."""
 
+import minyun.apps.ecocloud.lake
 import minyun.demo.province
 import minyun.ingest.service  # noqa: F401

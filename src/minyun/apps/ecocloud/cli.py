@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from minyun.apps.ecocloud import mqtt, service
+from minyun.apps.ecocloud import lake, mqtt, service
 from minyun.apps.ecocloud.cnemc import (
     cnemc_files,
     compare,
@@ -95,8 +95,23 @@ def aqi_command(
     )
 
 
-def _open_platform() -> Platform:
-    return Platform.open(load_settings(), run_jobs_here=False)
+def _open_platform(*, run_jobs_here: bool = False) -> Platform:
+    return Platform.open(load_settings(), run_jobs_here=run_jobs_here)
+
+
+def _publish(node: Platform) -> None:
+    """Publish what changed into the lake resources, unless their department is not on file."""
+    with node.factory() as session:
+        missing = lake.provider_missing(session)
+    if missing:
+        typer.echo(f"lake: not published ({missing})")
+        return
+    job = lake.publish_now(
+        node.factory, Principal.system(on_behalf_of="cli"), settings=node.settings
+    )
+    typer.echo(lake.describe(job))
+    if job.state != "succeeded":
+        raise typer.Exit(1)
 
 
 @eco_app.command("ingest")
@@ -104,6 +119,9 @@ def ingest_command(
     source: Annotated[
         Path, typer.Argument(metavar="INPUT", help="A CNEMC hourly CSV file or a directory.")
     ],
+    publish: Annotated[
+        bool, typer.Option(help="Then publish what changed into the lake resources.")
+    ] = True,
 ) -> None:
     """Load CNEMC station files into the eco-cloud in bulk (idempotent; runs detection)."""
     files = _inputs(source)
@@ -117,16 +135,33 @@ def ingest_command(
                 rows,
                 rules=service.Rules.from_env(),
             )
+        typer.echo(
+            f"{report.received} readings from {len(files)} file(s): {report.inserted} new, "
+            f"{report.updated} corrected, {report.unchanged} unchanged, {report.refused} refused "
+            f"(dead letters); {report.stations_added} stations added, "
+            f"{report.anomalies} anomalies, {len(report.alerts_opened)} alerts opened."
+        )
+        if publish:
+            _publish(node)
     except Invalid as exc:
         raise typer.BadParameter(str(exc)) from None
     finally:
         node.close()
-    typer.echo(
-        f"{report.received} readings from {len(files)} file(s): {report.inserted} new, "
-        f"{report.updated} corrected, {report.unchanged} unchanged, {report.refused} refused "
-        f"(dead letters); {report.stations_added} stations added, {report.anomalies} anomalies, "
-        f"{len(report.alerts_opened)} alerts opened."
-    )
+
+
+@eco_app.command("publish")
+def publish_command() -> None:
+    """Upsert the readings, city hours and alert steps changed since the last publish into the
+    lake resources of fj-eco (eco-station-aqi-hourly, eco-city-aqi-hourly, eco-alert-steps)."""
+    node = _open_platform()
+    try:
+        with node.factory() as session:
+            missing = lake.provider_missing(session)
+        if missing:
+            raise typer.BadParameter(missing)
+        _publish(node)
+    finally:
+        node.close()
 
 
 @eco_app.command("replay")
@@ -162,11 +197,24 @@ def listen_command(
     prefix: Annotated[
         str, typer.Option("--topic-prefix", help="Topics are PREFIX/<station>/readings.")
     ] = mqtt.TOPIC_PREFIX,
+    publish_every: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Publish to the lake at most this often (seconds; one job per minute); 0 never.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Subscribe to every station's readings and ingest them until interrupted (Ctrl-C)."""
-    node = _open_platform()
+    node = _open_platform(run_jobs_here=True)  # the publish jobs run in this process
     subscriber = mqtt.Subscriber(
-        node.factory, host=host, port=port, rules=service.Rules.from_env(), prefix=prefix
+        node.factory,
+        host=host,
+        port=port,
+        rules=service.Rules.from_env(),
+        prefix=prefix,
+        publish_every=publish_every or None,
+        settings=node.settings,
     )
     subscriber.start()
     typer.echo(f"listening on {host}:{port} {prefix}/+/readings")

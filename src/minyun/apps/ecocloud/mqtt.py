@@ -28,8 +28,10 @@ import pyarrow.compute as pc
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session, sessionmaker
 
-from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud import cnemc, lake, service
 from minyun.apps.ecocloud.models import Source
+from minyun.core import jobs
+from minyun.core.config import Settings
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 
@@ -88,6 +90,7 @@ class Stats:
     refused: int = 0
     alerts_opened: list[int] = field(default_factory=list)
     failures: int = 0
+    publishes: int = 0  # eco.publish jobs submitted
 
 
 class Subscriber:
@@ -104,8 +107,16 @@ class Subscriber:
         batch_seconds: float = 0.25,
         client_id: str = "",
         prefix: str = TOPIC_PREFIX,
+        publish_every: float | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.factory = factory
+        # Publishing to the lake: an `eco.publish` job at most every `publish_every` seconds
+        # after a batch changed something, keyed by the minute (None: never).
+        self.publish_every = publish_every
+        self.settings = settings
+        self._dirty = False
+        self._next_publish = 0.0
         self.host, self.port = host, port
         self.rules = rules
         self.prefix = prefix
@@ -175,6 +186,31 @@ class Subscriber:
             if batch:
                 with self._busy:
                     self.process(batch)
+            if self._dirty and time.monotonic() >= self._next_publish:
+                self.submit_publish()
+        if self._dirty:
+            self.submit_publish(final=True)  # what the last batches changed, before stopping
+
+    def submit_publish(self, *, final: bool = False) -> None:
+        """Queue the lake publish of this minute; it runs after the batches before it committed.
+
+        The job is keyed by the minute, so several listeners publish once a minute together;
+        the last one, when stopping, is not keyed (this minute's job may be over already).
+        """
+        assert self.publish_every is not None
+        self._next_publish = time.monotonic() + self.publish_every
+        try:
+            with unit_of_work(self.factory) as session:
+                key = None if final else lake.minute_key()
+                job = lake.submit_publish(session, ACTOR, key=key, settings=self.settings)
+                queued = job.state == jobs.JobState.QUEUED
+        except Exception:  # the lake can wait; the stream must not
+            log.exception("could not submit the eco-cloud lake publish")
+            return
+        # A job of this minute that already started may not see the latest batch: try again.
+        if queued:
+            self._dirty = False
+            self.stats.publishes += 1
 
     def _drain(self) -> Iterator[tuple[str, bytes]]:
         deadline = time.monotonic() + self.batch_seconds
@@ -218,6 +254,8 @@ class Subscriber:
             self._dead_letter_all(messages, f"ingest failed: {type(exc).__name__}: {exc}")
         else:
             self.stats.readings += report.inserted + report.updated + report.unchanged
+            if self.publish_every is not None and report.inserted + report.updated:
+                self._dirty = True
             self.stats.refused += report.refused + len(letters)
             self.stats.alerts_opened += report.alerts_opened
         self.stats.batches += 1
