@@ -139,8 +139,9 @@ def _child_load(var: Path, source: Path, mode: str) -> float:
         [sys.executable, "-c", CHILD, str(var), CODE, str(source), mode],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    line = next(x for x in out.stdout.splitlines() if x.startswith("REPORT "))
-    report = json.loads(line.removeprefix("REPORT "))
+    # DuckDB may draw a progress bar on the same stdout: take the text after the marker.
+    line = next(x for x in out.stdout.splitlines() if "REPORT " in x)
+    report = json.loads(line.split("REPORT ", 1)[1])
     assert report["state"] == "succeeded", report["error"]
     return float(report["seconds"])
 

@@ -151,5 +151,9 @@ def test_a_client_scope_never_opens_another_departments_rows(session: Session) -
     for action in ("resource.read", "resource.load"):
         with pytest.raises(Forbidden):
             authorize(session, client, action, target="population-base")
+    # The providing department's own client may use its scope on its own data.
+    assert authorize(session, client, "resource.load", target="x", provider_id=999).via == "scope"
+    with pytest.raises(Forbidden):
+        authorize(session, client, "resource.load", target="x", provider_id=5)
     audit_client = Principal(kind="client", name="mc_audit", scopes=frozenset({"audit.read"}))
     assert authorize(session, audit_client, "audit.read").via == "scope"

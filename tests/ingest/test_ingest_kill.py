@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent(
     """
     import sys, time
-    import pyarrow as pa
     import minyun.handlers
     from minyun.core import jobs
     from minyun.core.config import load_settings
@@ -42,22 +41,15 @@ CHILD = textwrap.dedent(
         time.sleep(600)
 
     if where == "writing":
-        service.BATCH_ROWS = 500
-        write = service.write_deltalake
+        # Every data file of the load is written into the table folder; the Delta commit
+        # has not been made.
 
-        def slow_write(uri, data, **kw):
-            if "/resources/" not in str(uri):
-                return write(uri, data, **kw)
+        def stop_before_commit(load, mode, target, folder, parts, meta):
+            assert parts and all(p.path.is_file() for p in parts)
+            assert str(folder) in str(parts[0].path)
+            stop()
 
-            def batches():
-                for n, batch in enumerate(data):
-                    yield batch
-                    if n == 3:
-                        stop()
-
-            return write(uri, pa.RecordBatchReader.from_batches(data.schema, batches()), **kw)
-
-        service.write_deltalake = slow_write
+        service._commit_files = stop_before_commit
     else:
         service._quality = lambda *a, **k: stop()
     jobs.run(node.factory, job_id)

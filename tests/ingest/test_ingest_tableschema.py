@@ -97,3 +97,32 @@ def test_compatibility() -> None:
         "fields": [*base["fields"], {"name": "r", "constraints": {"required": True}}],
     }
     assert compatibility(old, parse_schema(required)) == "major"
+
+
+def test_the_fast_identity_number_check_equals_the_reference() -> None:
+    import datetime as dt
+    import random
+
+    import duckdb
+
+    from minyun.core import identifiers
+    from minyun.ingest.validate import _fast_ric_sql
+
+    assert "list_dot_product" not in _fast_ric_sql("ric")
+    good = [
+        identifiers.make_ric("350102", dt.date(1950, 1, 1) + dt.timedelta(days=n * 7), n % 1000)
+        for n in range(2000)
+    ]
+    rnd = random.Random(1)
+    broken = []
+    for value in good:
+        chars = list(value)
+        chars[rnd.randrange(18)] = rnd.choice("0123456789X")
+        broken.append("".join(chars))
+    odd = ["", "abc", "35010219800101001", "3501021980010100100", "+3501021980010100X"]
+    values = good + broken + odd
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (ric VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
+    got = dict(con.execute(f"SELECT ric, {_fast_ric_sql('ric')} FROM t").fetchall())
+    assert {v: got[v] for v in values} == {v: identifiers.is_valid_ric(v) for v in values}

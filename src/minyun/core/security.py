@@ -182,8 +182,8 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.read": frozenset({Role.ADMIN}),
 }
 
-# Reading or writing a resource's rows is never opened by a client's scope alone: only
-# the provider's own clients (service check), admins, or a sharing grant may.
+# Reading or writing a resource's rows is never opened by a client's scope alone: the scope
+# counts only for the providing department's own clients; others need a sharing grant.
 DATA_ACTIONS = frozenset({"resource.read", "resource.load"})
 
 GrantCheck = Callable[[Session, Principal, str, str | None], bool]
@@ -199,7 +199,14 @@ class Decision:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def decide(session: Session, actor: Principal, action: str, target: str | None = None) -> Decision:
+def decide(
+    session: Session,
+    actor: Principal,
+    action: str,
+    target: str | None = None,
+    *,
+    provider_id: int | None = None,
+) -> Decision:
     """Whether `actor` may do `action` (on `target`), and why; writes nothing."""
     if actor.kind == "system":
         return Decision(True, "system")
@@ -208,7 +215,12 @@ def decide(session: Session, actor: Principal, action: str, target: str | None =
     allowed_roles = POLICY.get(action)
     if allowed_roles is not None and ("*" in allowed_roles or actor.roles & allowed_roles):
         return Decision(True, f"role allows {action}")
-    if actor.kind == "client" and action in actor.scopes and action not in DATA_ACTIONS:
+    own_data = provider_id is not None and provider_id == actor.organization_id
+    if (
+        actor.kind == "client"
+        and action in actor.scopes
+        and (action not in DATA_ACTIONS or own_data)
+    ):
         return Decision(True, f"scope {action}", via="scope")
     for check in GRANT_CHECKS:
         if check(session, actor, action, target):
@@ -224,13 +236,16 @@ def authorize(
     target: str | None = None,
     target_type: str | None = None,
     purpose: str | None = None,
+    provider_id: int | None = None,
 ) -> Decision:
     """The one authorisation point: allow, or raise Forbidden carrying the denial's audit entry.
+
+    `provider_id` is the organisation that provides the data being touched, if any.
 
     The entry is written by `unit_of_work` after the caller's transaction rolls back, so a
     refused request leaves its audit record and nothing else.
     """
-    decision = decide(session, actor, action, target)
+    decision = decide(session, actor, action, target, provider_id=provider_id)
     if not decision.allowed:
         error: DomainError = (
             Forbidden(decision.reason) if actor.authenticated else Unauthenticated(decision.reason)

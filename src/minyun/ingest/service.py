@@ -10,16 +10,20 @@ two commits is finished by the next attempt, which finds its Delta commit by tha
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import Schema as DeltaSchema
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -85,8 +89,11 @@ def resource_schema(session: Session, resource: Resource) -> tuple[TableSchema, 
 
 def _access_managed(session: Session, actor: Principal, code: str, action: str) -> Resource:
     """The resource if `actor` may do `action` on it as its provider's staff or an admin."""
-    authorize(session, actor, action, target=code, target_type="resource")
     resource = session.scalars(select(Resource).where(Resource.code == code)).first()
+    authorize(
+        session, actor, action, target=code, target_type="resource",
+        provider_id=resource.provider_id if resource is not None else None,
+    )  # fmt: skip
     if resource is None:
         raise NotFound(f"no resource {code}")
     if actor.kind != "system" and not actor.manages(resource.provider_id):
@@ -365,70 +372,124 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
     if last_mark is not None and fetched.source_kind not in ("postgres", "mariadb"):
         f = schema.field(p["watermark"])
         where = f"TRY_CAST({q(f.name)} AS {SQL_TYPES[f.type]}) > CAST({lit(last_mark)} AS {SQL_TYPES[f.type]})"
-    ctx.progress(1, 5, "reading")
-    staged = load.work / "staged.parquet"
-    rows_read = sources.stage(con, relation, keep, staged, where=where)
-    if rows_read == 0 and mode == LoadMode.FULL:
-        raise sources.SourceError(
-            "the input has no data rows; a full load would empty the resource"
-        )
-    ctx.progress(2, 5, f"validating {rows_read:,} rows")
-    for statement in checks.dup_views(str(staged)):
-        con.sql(statement)
-    con.sql(
-        f"CREATE TEMP TABLE __rejects AS {checks.rejects_query(str(staged), load.version_id, keep)}"
-    )
-    counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
-    rows_rejected = int(counts[0][0])
-    field_errors = dict(
-        con.execute(
-            "SELECT field, count(DISTINCT row_number) FROM __rejects GROUP BY field"
-        ).fetchall()
-    )
-    _write_rejects(load, con)
-    share = rows_rejected / rows_read if rows_read else 0.0
-    if share > threshold:
-        _record(ctx, load.version_id, state=LoadState.RUNNING, fetched=fetched, started=started,
-                rows=(rows_read, 0, rows_rejected))  # fmt: skip
-        raise LoadRefused(
-            f"{rows_rejected:,} of {rows_read:,} rows broke the schema ({share:.1%}), more than "
-            f"the {threshold:.1%} allowed for {load.code}; nothing was committed",
-            rejected=rows_rejected,
-        )
-    ctx.progress(3, 5, "writing")
-    rows_accepted = rows_read - rows_rejected
-    mark = None
-    if p.get("watermark") and rows_accepted:
-        f = schema.field(p["watermark"])
-        top = f"max({checks.typed(f)})"
-        # Date-times are kept as local wall time, which is what department databases hold.
-        expr = (
-            f"strftime(CAST({top} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
-            if f.type == "datetime"
-            else f"CAST({top} AS VARCHAR)"
-        )
-        found = con.execute(
-            f"SELECT {expr} FROM {checks.from_clause(str(staged))} WHERE NOT {checks.bad()}"
-        ).fetchall()
-        mark = found[0][0] if found else None
-    meta = {
-        "minyun.load_id": str(load.version_id),
-        "minyun.rows_read": str(rows_read),
-        "minyun.rows_accepted": str(rows_accepted),
-        "minyun.rows_rejected": str(rows_rejected),
-        "minyun.source_sha256": fetched.sha256,
-        "minyun.watermark": mark or last_mark or "",
-    }
     target = arrow_schema(schema)
+    written = [f.name for f in checks.fields] if mode == LoadMode.DELETE else schema.names
     if mode == LoadMode.DELETE:
         target = pa.schema([target.field(n) for n in schema.primary_key])
-    reader = con.sql(
-        checks.accepted_query(str(staged), keys_only=mode == LoadMode.DELETE)
-    ).to_arrow_reader(BATCH_ROWS)
-    lake_version = _commit(load, mode, schema, reader.cast(target), meta)
+        if p.get("watermark") and p["watermark"] not in written and p["watermark"] in keep:
+            written.append(p["watermark"])
+    uri = load.lake.table_uri(load.code)
+    direct = _direct_dir(uri, mode, target)
+    parts_dir = (direct or load.work) / f"load-{load.version_id}-{uuid.uuid4().hex[:12]}"
+    try:
+        ctx.progress(1, 5, "reading")
+        select = ", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written)
+        parts = sources.write_parts(con, relation, select, checks.ok(), parts_dir, where=where)
+        rows_read = sum(part.rows for part in parts)
+        if rows_read == 0 and mode == LoadMode.FULL:
+            raise sources.SourceError(
+                "the input has no data rows; a full load would empty the resource"
+            )
+        ctx.progress(2, 5, f"validating {rows_read:,} rows")
+        good = [_flatten(part, parts_dir) for part in parts if part.ok]
+        failing = sum(part.rows for part in parts if not part.ok)
+        every = good + [part for part in parts if not part.ok]
+        dup_sql = checks.dup_count_query(_files_sql(every)) if every else None
+        dups = int(con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
+        con.sql(
+            "CREATE TEMP TABLE __rejects (load_id BIGINT, row_number BIGINT, field VARCHAR, "
+            "reason VARCHAR, record VARCHAR)"
+        )
+        if failing or dups:
+            # Only now is the source read again with row numbers, for the rows it refused.
+            numbered = sources.numbered(relation, keep, where=where)
+            try:
+                if dups:
+                    for statement in checks.dup_views(numbered):
+                        con.sql(statement)
+                con.sql(
+                    "INSERT INTO __rejects "
+                    + checks.rejects_query(numbered, load.version_id, keep, dups=bool(dups))
+                )
+            except duckdb.Error as exc:
+                raise sources.SourceError(
+                    f"cannot read the source: {sources._duck_message(exc)}"
+                ) from exc
+        for part in parts:
+            if not part.ok:
+                part.path.unlink(missing_ok=True)
+        counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
+        rows_rejected = int(counts[0][0])
+        field_errors = dict(
+            con.execute(
+                "SELECT field, count(DISTINCT row_number) FROM __rejects GROUP BY field"
+            ).fetchall()
+        )
+        if dups:
+            # Later occurrences of a key passed the row rules and were written: write again
+            # without every rejected row.
+            again = sources.write_parts(
+                con, sources.numbered(relation, keep, where=where), select, "true",
+                parts_dir / "again", where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)",
+            )  # fmt: skip
+            for part in good:
+                part.path.unlink(missing_ok=True)
+            good = [_flatten(part, parts_dir) for part in again if part.ok]
+        assert sum(part.rows for part in good) == rows_read - rows_rejected
+        _write_rejects(load, con)
+        share = rows_rejected / rows_read if rows_read else 0.0
+        if share > threshold:
+            _record(ctx, load.version_id, state=LoadState.RUNNING, fetched=fetched, started=started,
+                    rows=(rows_read, 0, rows_rejected))  # fmt: skip
+            raise LoadRefused(
+                f"{rows_rejected:,} of {rows_read:,} rows broke the schema ({share:.1%}), more than "
+                f"the {threshold:.1%} allowed for {load.code}; nothing was committed",
+                rejected=rows_rejected,
+            )
+        ctx.progress(3, 5, "writing")
+        rows_accepted = rows_read - rows_rejected
+        mark = None
+        if p.get("watermark") and rows_accepted:
+            f = schema.field(p["watermark"])
+            top = f"max({q(f.name)})"
+            # Date-times are kept as local wall time, which is what department databases hold.
+            expr = (
+                f"strftime(CAST({top} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
+                if f.type == "datetime"
+                else f"CAST({top} AS VARCHAR)"
+            )
+            found = con.execute(f"SELECT {expr} FROM read_parquet({_files_sql(good)})").fetchall()
+            mark = found[0][0] if found else None
+        meta = {
+            "minyun.load_id": str(load.version_id),
+            "minyun.rows_read": str(rows_read),
+            "minyun.rows_accepted": str(rows_accepted),
+            "minyun.rows_rejected": str(rows_rejected),
+            "minyun.source_sha256": fetched.sha256,
+            "minyun.watermark": mark or last_mark or "",
+        }
+        if direct is not None:
+            lake_version = _commit_files(load, mode, target, direct, good, meta)
+        else:
+            cols = ", ".join(q(n) for n in target.names)
+            data = (
+                con.sql(f"SELECT {cols} FROM read_parquet({_files_sql(good)})")
+                .to_arrow_reader(BATCH_ROWS)
+                .cast(target)
+                if good
+                else pa.RecordBatchReader.from_batches(target, [])
+            )
+            lake_version = _commit(load, mode, schema, data, meta)
+    except BaseException:
+        if direct is not None and not _has_commit(uri, load.version_id):
+            shutil.rmtree(parts_dir, ignore_errors=True)  # never committed: nobody reads them
+        raise
     con.close()
     ctx.progress(4, 5, "quality")
-    quality, row_count = _quality(load, schema, lake_version, rows_read, field_errors)
+    quality, row_count = _quality(
+        load, schema, lake_version, rows_read, field_errors,
+        files=[part.path for part in good] if mode == LoadMode.FULL else None,
+    )  # fmt: skip
     with ctx.factory.begin() as session:
         version = session.get(Version, load.version_id)
         assert version is not None
@@ -465,9 +526,47 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
 
 def _duck(work: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": LOAD_MEMORY})
+    con.sql("SET enable_progress_bar = false")
     con.sql(f"SET temp_directory = {lit(work / 'spill')}")
     con.sql(f"SET TimeZone = {lit(SOURCE_TIMEZONE)}")
     return con
+
+
+def _direct_dir(uri: str, mode: LoadMode, target: pa.Schema) -> Path | None:
+    """The table folder, when DuckDB may write the new files straight into it.
+
+    That is a full or append load into a local lake whose table is new or has exactly the
+    load's schema; anything else (merges, schema changes, object stores) goes through
+    delta-rs.
+    """
+    if "://" in uri or mode not in (LoadMode.FULL, LoadMode.APPEND):
+        return None
+    if DeltaTable.is_deltatable(uri):
+        current = pa.schema(DeltaTable(uri).schema().to_arrow())
+        if not current.equals(target):
+            return None
+    folder = Path(uri)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _flatten(part: sources.Part, parts_dir: Path) -> sources.Part:
+    """Move a file out of DuckDB's `ok=true` folder, so no reader takes it for a partition."""
+    moved = parts_dir / part.path.name
+    part.path.replace(moved)
+    return sources.Part(moved, part.ok, part.rows, part.size, part.stats)
+
+
+def _files_sql(parts: list[sources.Part]) -> str:
+    return "[" + ", ".join(lit(part.path) for part in parts) + "]"
+
+
+def _has_commit(uri: str, version_id: int) -> bool:
+    try:
+        table = DeltaTable(uri) if DeltaTable.is_deltatable(uri) else None
+    except Exception:  # an unreadable log: keep the files, vacuum decides later
+        return True
+    return table is not None and _committed_version(table, version_id) is not None
 
 
 def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fetched:
@@ -576,6 +675,97 @@ def _commit(
     return found
 
 
+def _commit_files(
+    load: _Load,
+    mode: LoadMode,
+    target: pa.Schema,
+    folder: Path,
+    parts: list[sources.Part],
+    meta: dict[str, str],
+) -> int:
+    """Commit Parquet files already written into the table folder as one Delta commit.
+
+    A full load replaces every earlier file in the same commit (overwrite); the commit
+    carries the load's metadata and app transaction like any other.
+    """
+    uri = load.lake.table_uri(load.code)
+    props = CommitProperties(
+        custom_metadata=meta,
+        app_transactions=[Transaction(app_id=_app_id(load.version_id), version=1)],
+    )
+    adds = [
+        AddAction(
+            path=part.path.relative_to(folder).as_posix(),
+            size=part.path.stat().st_size,
+            partition_values={},
+            modification_time=int(part.path.stat().st_mtime * 1000),
+            data_change=True,
+            stats=_delta_stats(part, target),
+        )
+        for part in parts
+    ]
+    if not DeltaTable.is_deltatable(uri):
+        create_table_with_add_actions(
+            uri, DeltaSchema.from_arrow(target), adds, mode="error", configuration=CDF,
+            commit_properties=props,
+        )  # fmt: skip
+    else:
+        actions: list[AddAction | RemoveAction] = list(adds)
+        DeltaTable(uri).create_write_transaction(
+            actions, mode="overwrite" if mode == LoadMode.FULL else "append", schema=target,
+            commit_properties=props,
+        )  # fmt: skip
+    found = _committed_version(DeltaTable(uri), load.version_id)
+    assert found is not None, "the Delta commit of this load is missing"
+    return found
+
+
+def _delta_stats(part: sources.Part, target: pa.Schema) -> str:
+    """The Delta `stats` of a file from DuckDB's own statistics of it (for data skipping)."""
+    lows: dict[str, Any] = {}
+    highs: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for field in target:
+        st = part.stats.get(field.name)
+        if not st:
+            continue
+        if st.get("null_count") is not None:
+            nulls[field.name] = int(st["null_count"])
+        exact = st.get("min_is_exact") == "true" and st.get("max_is_exact") == "true"
+        if not exact or st.get("min") is None or st.get("max") is None:
+            continue
+        low, high = (
+            _stat_value(field.type, st["min"], up=False),
+            _stat_value(field.type, st["max"], up=True),
+        )
+        if low is not None and high is not None:
+            lows[field.name], highs[field.name] = low, high
+    return json.dumps(
+        {"numRecords": part.rows, "minValues": lows, "maxValues": highs, "nullCount": nulls},
+        ensure_ascii=False,
+    )
+
+
+def _stat_value(kind: pa.DataType, text: str, *, up: bool) -> Any:
+    """A statistic as Delta writes it; None where it is safer to give none."""
+    if pa.types.is_integer(kind):
+        return int(text)
+    if pa.types.is_floating(kind):
+        value = float(text)
+        return value if math.isfinite(value) else None
+    if pa.types.is_string(kind) or pa.types.is_date(kind):
+        return text
+    if pa.types.is_timestamp(kind):
+        # Delta keeps milliseconds: round the bounds outwards so they stay bounds.
+        moment = datetime.fromisoformat(text)
+        micros = moment.microsecond
+        millis = micros // 1000 + (1 if up and micros % 1000 else 0)
+        stamp = moment.replace(microsecond=0).timestamp() + millis / 1000
+        rounded = datetime.fromtimestamp(stamp, tz=UTC)
+        return rounded.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rounded.microsecond // 1000:03d}Z"
+    return None  # booleans and times: no bounds
+
+
 def _app_id(version_id: int) -> str:
     return f"minyun-load-{version_id}"
 
@@ -596,10 +786,18 @@ def _quality(
     lake_version: int,
     rows_read: int,
     field_errors: dict[str, int],
+    *,
+    files: list[Path] | None = None,
 ) -> tuple[dict[str, Any], int]:
+    """The quality report of the new version; from the load's own files when they are all of it."""
     con = duckdb.connect()
-    con.register("v", load.lake.dataset(load.code, version=lake_version))
-    cursor = con.execute(quality_query(schema, "v"))
+    con.sql("SET enable_progress_bar = false")
+    if files:
+        table = "read_parquet([" + ", ".join(lit(f) for f in files) + "])"
+    else:
+        con.register("v", load.lake.dataset(load.code, version=lake_version))
+        table = "v"
+    cursor = con.execute(quality_query(schema, table))
     names = [d[0] for d in cursor.description or ()]
     row = dict(zip(names, cursor.fetchall()[0], strict=True))
     con.close()

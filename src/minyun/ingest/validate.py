@@ -156,7 +156,7 @@ class Checks:
                 )
             )
         if f.format == "cn-ric":
-            check = identifiers.ric_check_sql(f.name).replace(q(f.name), t)
+            check = _fast_ric_sql(f.name).replace(q(f.name), t)
             rules.append(
                 Rule(
                     f.name,
@@ -270,6 +270,24 @@ class Checks:
             f"e.reason AS reason, record FROM ({inner}), unnest(errors) AS u(e) "
             "ORDER BY row_number"
         )
+
+
+def _fast_ric_sql(name: str) -> str:
+    """identifiers.ric_check_sql with its weighted sum done on the 17 digits as one BIGINT.
+
+    The check's own regular expression already requires 17 digits, so taking them with
+    integer division gives the same sum as the character list, at about half the cost
+    (the list expression is the most expensive part of a load of identity numbers). If
+    the check's text ever changes shape, the original is used unchanged.
+    """
+    col = q(name)
+    weights = identifiers.RIC_WEIGHTS
+    slow = identifiers._weighted_mod_sql(col, 1, weights, "ascii(c) - 48", 11)
+    digits = f"TRY_CAST(substr({col}, 1, {len(weights)}) AS BIGINT)"
+    terms = " + ".join(
+        f"(({digits} // {10 ** (len(weights) - 1 - i)}) % 10) * {w}" for i, w in enumerate(weights)
+    )
+    return identifiers.ric_check_sql(name).replace(slow, f"(({terms}) % 11)")
 
 
 def _codelist(f: Field) -> list[str] | None:
