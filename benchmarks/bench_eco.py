@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from minyun.apps.ecocloud import cnemc, mqtt, service
 from minyun.apps.ecocloud.aqi import BREAKPOINTS, HOURLY_COLUMNS, IAQI_STEPS, hourly_aqi_table
+from minyun.apps.ecocloud.cnemc import SAMPLE_DAY
 from minyun.core.config import load_settings
 from minyun.core.platform import Platform
 
@@ -73,7 +74,7 @@ def _best_seconds(work: Callable[[], object]) -> float:
 
 
 MQTT_DAYS = 10  # the real day replayed as 10 consecutive days: 10 080 readings
-DAY = Path(__file__).resolve().parents[1] / "tests" / "data" / "cnemc" / "fujian-2022-01-04"
+DAY = SAMPLE_DAY
 
 
 DAY_READINGS = 1008

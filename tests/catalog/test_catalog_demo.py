@@ -82,7 +82,8 @@ def _params(platform: Platform) -> dict[str, Any]:
 
 
 def test_demo_job_publishes_and_loads_the_resources(platform: Platform) -> None:
-    with platform.factory.begin() as s:
+    # Queued for no background runner: this test runs the job itself.
+    with platform.factory(info={"jobs": jobs.Dispatcher("inline")}) as s, s.begin():
         job_id = jobs.submit(s, Principal.system(), "demo.load", _params(platform), key="d").id
     job = jobs.run(platform.factory, job_id)
     assert job.state == JobState.SUCCEEDED, job.error
@@ -90,11 +91,14 @@ def test_demo_job_publishes_and_loads_the_resources(platform: Platform) -> None:
         published = s.scalars(select(Resource).where(Resource.status == ResourceStatus.PUBLISHED))
         resources = {r.code: r for r in published}
         versions = list(s.scalars(select(Version)))
-    assert len(resources) == len(RESOURCES)
+    eco = {"eco-station-aqi-hourly", "eco-city-aqi-hourly", "eco-alert-steps"}
+    assert set(resources) == {r.code for r in RESOURCES} | eco
     committed = [v for v in versions if v.state == "committed"]
-    assert len(committed) == len(RESOURCES)
+    # The real day raises no alert, so eco-alert-steps stays empty (no version yet).
+    assert len(committed) == len(RESOURCES) + len(eco) - 1
+    assert resources["eco-station-aqi-hourly"].row_count == 1007  # the real day
     assert sum(1 for v in committed if v.rows_rejected) >= 5
-    assert all(r.lake_version is not None for r in resources.values())
+    assert all(r.lake_version is not None for c, r in resources.items() if c != "eco-alert-steps")
 
     steward = make_user(platform, roles=["steward"])
     client: TestClient = browser(create_app(platform))

@@ -210,6 +210,9 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         from minyun.demo import resources
 
         resources.publish_resources(ctx, state, folder=lake / "resources", seed=seed)
+    if not state.get("air") and ctx.params.get("air", True):
+        state["air"] = load_air_quality(ctx)
+        ctx.save_point(state)
     batch = min(100_000, PART_ROWS)
     persons = _write_parts(
         ctx, state, "persons", lake / "persons", n_persons, offset=2, total=total,
@@ -225,6 +228,25 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         ),
     )  # fmt: skip
     return {"persons": persons, "enterprises": enterprises, "lake": str(lake)}
+
+
+def load_air_quality(ctx: jobs.JobContext) -> int:
+    """The real day of Fujian's stations into the eco-cloud, then into its lake resources."""
+    from minyun.apps.ecocloud import lake as eco_lake
+    from minyun.apps.ecocloud import service as eco
+    from minyun.apps.ecocloud.cnemc import SAMPLE_DAY, cnemc_files, read_cnemc
+    from minyun.core.config import load_settings
+
+    rows = eco.rows_from_cnemc(read_cnemc(cnemc_files(SAMPLE_DAY)))
+    with ctx.factory.begin() as session:
+        report = eco.ingest_readings(session, SYSTEM, rows, rules=eco.Rules.from_env())
+        missing = eco_lake.provider_missing(session)
+    if missing is None:
+        settings = load_settings(
+            var_dir=Path(ctx.params["var_dir"]), lake_uri=ctx.params["lake_uri"]
+        )
+        eco_lake.publish_now(ctx.factory, SYSTEM, settings=settings)
+    return report.received
 
 
 def _write_parts(

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from sqlalchemy.orm import Session
 
 from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud.cnemc import SAMPLE_DAY
 from minyun.orgs.models import Organization
 from tests import factories
 
-DAY = Path(__file__).resolve().parents[2] / "data" / "cnemc" / "fujian-2022-01-04"
+DAY = SAMPLE_DAY
 EPISODE_CITIES = ("福州市", "厦门市")
 EPISODE_HOURS = tuple(f"2022-01-04T{h:02d}:00:00" for h in range(10, 15))
 EPISODE_PM2_5 = "180"  # IAQI 230: 重度污染 (heavy), far above the real day's values

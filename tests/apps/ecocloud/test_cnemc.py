@@ -17,6 +17,7 @@ from minyun.apps.ecocloud.cli import eco_app
 from minyun.apps.ecocloud.cnemc import (
     COLUMNS,
     HOURLY_SOURCES,
+    SAMPLE_DAY,
     city_hourly_aqi,
     cnemc_files,
     compare,
@@ -27,7 +28,7 @@ from minyun.apps.ecocloud.cnemc import (
     write_cnemc_csv,
 )
 
-DATA = Path(__file__).parents[2] / "data" / "cnemc" / "fujian-2022-01-04"
+DATA = SAMPLE_DAY
 ONE_HOUR = ("so2", "no2", "pm10", "pm2_5", "co", "o3_24h")
 # `hourly_aqi` argument → CNEMC column holding it.
 _HOURLY_ARGS = dict(zip(("so2", "no2", "pm10", "pm2_5", "co", "o3"), ONE_HOUR, strict=True))

@@ -33,6 +33,9 @@ import pyarrow.csv as pa_csv
 from minyun.apps.ecocloud.aqi import Item, aqi_columns, city_hourly_aqi_table
 from minyun.core.errors import Invalid
 
+# The real day shipped with minyun: 24 hours of Fujian's stations as CNEMC published them.
+SAMPLE_DAY = Path(__file__).parent / "data" / "fujian-2022-01-04"
+
 COLUMNS: tuple[str, ...] = (
     "timepoint",
     "stationcode",
