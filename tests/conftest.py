@@ -19,7 +19,6 @@ from minyun.core.keys import NodeKey, load_node_key
 from minyun.core.platform import Platform
 
 PG_ADMIN = os.environ.get("MINYUN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-DATA = Path(__file__).parent / "data"
 
 
 class PostgresDatabases:
