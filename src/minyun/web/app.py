@@ -23,10 +23,10 @@ from minyun.core.errors import DomainError
 from minyun.core.jobs import recover
 from minyun.core.platform import Platform
 from minyun.web import problems
+from minyun.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 64 * 1024 * 1024  # larger uploads go through the chunked upload API (later)
 SESSION_MAX_AGE = 8 * 3600
 
 
@@ -68,6 +68,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         https_only=node.settings.base_url.startswith("https://"),
     )
     app.middleware("http")(_request_context)
+    app.add_middleware(BodyLimit, upload_limit=node.settings.upload_max_bytes)
 
     from minyun.accounts.api import router as accounts_api
     from minyun.admin.api import router as admin_api
@@ -123,14 +124,7 @@ async def _request_context(
     request.state.request_id = request_id
     context.request_id.set(request_id)
     context.client_ip.set(request.client.host if request.client else None)
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        response: Response = problems.problem(
-            413, "too-large", "Request too large",
-            f"the body is {int(declared)} bytes; the limit is {MAX_BODY_BYTES}", request,
-        )  # fmt: skip
-    else:
-        response = await call_next(request)
+    response = await call_next(request)
     response.headers["X-Request-ID"] = request_id
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
