@@ -110,3 +110,29 @@ def pg_platform(tmp_path: Path, pg_databases: PostgresDatabases) -> Iterator[Pla
     node.migrate()
     yield node
     node.close()
+
+
+@pytest.fixture
+def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A node's var folder made by `minyun init`, with the environment pointing at it (CLI tests)."""
+    from typer.testing import CliRunner
+
+    from minyun.cli import app
+
+    var = tmp_path / "var"
+    monkeypatch.setenv("MINYUN_VAR_DIR", str(var))
+    for name in ("MINYUN_DATABASE_URL", "MINYUN_JOBS_MODE", "MINYUN_LAKE_URI"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["init"])
+    assert result.exit_code == 0, result.output
+    return var
+
+
+@pytest.fixture
+def server(platform: Platform) -> Iterator[str]:
+    """The embedded node's app served on a free local port (browser tests)."""
+    from minyun.web.app import create_app
+    from tests.browser import serve
+
+    with serve(create_app(platform)) as base:
+        yield base

@@ -17,17 +17,6 @@ from minyun.core.security import Principal
 runner = CliRunner()
 
 
-@pytest.fixture
-def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    var = tmp_path / "var"
-    monkeypatch.setenv("MINYUN_VAR_DIR", str(var))
-    for name in ("MINYUN_DATABASE_URL", "MINYUN_JOBS_MODE", "MINYUN_LAKE_URI"):
-        monkeypatch.delenv(name, raising=False)
-    result = runner.invoke(app, ["init"])
-    assert result.exit_code == 0, result.output
-    return var
-
-
 def test_init_creates_the_embedded_node_once(var: Path) -> None:
     assert (var / "minyun.db").exists() and (var / "secret.key").exists()
     again = runner.invoke(app, ["init"])

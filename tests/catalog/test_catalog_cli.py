@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from minyun.catalog import service
@@ -15,16 +14,6 @@ from minyun.core.platform import Platform
 from tests import factories
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    var = tmp_path / "var"
-    monkeypatch.setenv("MINYUN_VAR_DIR", str(var))
-    for name in ("MINYUN_DATABASE_URL", "MINYUN_JOBS_MODE", "MINYUN_LAKE_URI"):
-        monkeypatch.delenv(name, raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
-    return var
 
 
 def test_resource_create_registers_and_publishes(var: Path, tmp_path: Path) -> None:

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 
 from minyun.core import jobs
 from minyun.core.jobs import JobContext
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.demo import province
-from minyun.web.app import create_app
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, keep
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# Screenshots also land here (gitignored) so a person can look at them after the run.
-RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 _release = threading.Event()
 
 
@@ -42,45 +25,6 @@ def _half_then_wait(ctx: JobContext) -> dict[str, int]:
     ctx.progress(5, 10, "halfway")
     _release.wait(15)
     return {"rows": 10}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def server(platform: Platform) -> Iterator[str]:
-    """The app served by uvicorn on a free local port, in a background thread."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not answer /healthz")
-        time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
-
-
-def _keep(shot: Path) -> None:
-    RESULTS.mkdir(exist_ok=True)
-    shutil.copy(shot, RESULTS / shot.name)
 
 
 def test_steward_signs_in_and_sees_the_dashboard(
@@ -109,7 +53,7 @@ def test_steward_signs_in_and_sees_the_dashboard(
             expect(desktop.locator("#card-jobs")).to_be_visible()
             expect(desktop.locator(".nav")).to_be_visible()
             desktop.screenshot(path=tmp_path / "dashboard-desktop.png", full_page=True)
-            _keep(tmp_path / "dashboard-desktop.png")
+            keep(tmp_path / "dashboard-desktop.png")
 
             phone_context = browser.new_context(
                 viewport={"width": 375, "height": 812},
@@ -124,12 +68,12 @@ def test_steward_signs_in_and_sees_the_dashboard(
             # The menu hides behind its button on a phone and opens on a tap.
             expect(phone.locator(".nav")).to_be_hidden()
             phone.screenshot(path=tmp_path / "dashboard-phone.png", full_page=True)
-            _keep(tmp_path / "dashboard-phone.png")
+            keep(tmp_path / "dashboard-phone.png")
             phone.tap(".nav-button")
             expect(phone.locator(".nav")).to_be_visible()
             expect(phone.locator(".nav")).to_contain_text("单位目录")
             phone.screenshot(path=tmp_path / "dashboard-phone-menu.png")
-            _keep(tmp_path / "dashboard-phone-menu.png")
+            keep(tmp_path / "dashboard-phone-menu.png")
             # Nothing wider than the screen: no sideways scrolling on a phone.
             width = phone.evaluate("document.documentElement.scrollWidth")
             assert width <= 375
@@ -137,7 +81,7 @@ def test_steward_signs_in_and_sees_the_dashboard(
             phone.goto(f"{server}/orgs")
             expect(phone.locator("#results")).to_contain_text("福建省市场监督管理局")
             phone.screenshot(path=tmp_path / "orgs-phone.png", full_page=True)
-            _keep(tmp_path / "orgs-phone.png")
+            keep(tmp_path / "orgs-phone.png")
 
             # A running job's page follows its progress by itself (htmx polls every second).
             _release.clear()
@@ -146,7 +90,7 @@ def test_steward_signs_in_and_sees_the_dashboard(
             desktop.goto(f"{server}/jobs/{job_id}")
             expect(desktop.locator("#job-progress")).to_contain_text("50% · 5 / 10")
             desktop.screenshot(path=tmp_path / "job-running.png", full_page=True)
-            _keep(tmp_path / "job-running.png")
+            keep(tmp_path / "job-running.png")
             _release.set()
             expect(desktop.locator("#job-progress .state-succeeded")).to_be_visible(timeout=5000)
             expect(desktop.locator("#job-progress")).to_contain_text("100% · 10 / 10")

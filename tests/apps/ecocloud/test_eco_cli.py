@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -17,16 +16,6 @@ from minyun.core.platform import Platform
 from tests.apps.ecocloud.conftest import DAY
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    var = tmp_path / "var"
-    monkeypatch.setenv("MINYUN_VAR_DIR", str(var))
-    for name in ("MINYUN_DATABASE_URL", "MINYUN_JOBS_MODE", "MINYUN_LAKE_URI"):
-        monkeypatch.delenv(name, raising=False)
-    assert runner.invoke(app, ["init"]).exit_code == 0
-    return var
 
 
 def test_ingest_loads_the_day_and_says_what_it_did(var: Path) -> None:

@@ -4,16 +4,10 @@ in a real browser, and the station map in headless Chromium."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from minyun.apps.ecocloud import mqtt
@@ -21,55 +15,10 @@ from minyun.apps.ecocloud.models import Alert, Reading
 from minyun.core.audit import AuditRecord
 from minyun.core.platform import Platform
 from minyun.demo import province
-from minyun.web.app import create_app
 from tests.apps.ecocloud.conftest import DAY, plant_episode
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, RESULTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-RESULTS = Path(__file__).resolve().parents[3] / "test-results"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def server(platform: Platform) -> Iterator[str]:
-    """The app served by uvicorn on a free local port, in a background thread."""
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(platform), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not answer /healthz")
-        time.sleep(0.05)
-    try:
-        yield base
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_episode_over_mqtt_to_a_closed_joint_response(
