@@ -2,4 +2,5 @@
 
 import minyun.apps.ecocloud.lake
 import minyun.demo.province
-import minyun.ingest.service  # noqa: F401
+import minyun.ingest.service
+import minyun.query.service  # noqa: F401

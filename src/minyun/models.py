@@ -14,6 +14,7 @@ from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
 from minyun.core.jobs import Job
+from minyun.core.serving import ServingRow, ServingState
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 
@@ -33,6 +34,8 @@ __all__ = [
     "Reading",
     "Resource",
     "ResourceSchema",
+    "ServingRow",
+    "ServingState",
     "Station",
     "User",
     "Version",

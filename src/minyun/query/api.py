@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
-from datetime import date, datetime, time
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -14,6 +11,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query, Request, Response
 
+from minyun.core.serving import json_value
 from minyun.query import service
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep
 
@@ -90,16 +88,5 @@ def read_rows(
         "next_cursor": page.next_cursor,
         "version": page.version,
     }
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_json_value)
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=json_value)
     return Response(content.encode(), media_type="application/json", headers=headers)
-
-
-def _json_value(value: Any) -> Any:
-    # Decimals as text keep their precision; binary as base64.
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -7,6 +7,11 @@ of the rows it returned.
 Paging is by keyset: the cursor holds the last row's sort-key values (the sort fields, then
 the primary key, so the order is total) and the table version, so every page of one query
 reads the same snapshot. Cursors are signed with a key derived from the node key.
+
+A lookup by the whole primary key (`pk = v [and pk2 = w]`, no version, no cursor) is
+answered from the serving index (`core.serving`) when it is at the resource's current
+version, with the same checks, audit record and response; otherwise from the lake. Every
+committed load queues `serving.refresh` (`submit_refresh`) to bring the index up to date.
 """
 
 from __future__ import annotations
@@ -32,9 +37,19 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource
-from minyun.core import audit
+from minyun.core import audit, jobs, serving
 from minyun.core.errors import ConfigError, Invalid, NotFound
-from minyun.core.filters import compile_filter, kind_of, parse_fields, parse_sort, quote
+from minyun.core.filters import (
+    BoolOp,
+    Node,
+    Test,
+    compile_filter,
+    kind_of,
+    parse_fields,
+    parse_filter,
+    parse_sort,
+    quote,
+)
 from minyun.core.keys import NodeKey
 from minyun.core.lake import Lake
 from minyun.core.security import Principal, authorize
@@ -44,6 +59,7 @@ MAX_LIMIT = 10_000
 AUDIT_KEYS_UP_TO = 100
 MAX_CURSOR = 8192
 DATASETS_CACHED = 32
+REFRESH_KIND = "serving.refresh"
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,10 @@ def query_rows(
         )
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    if cursor is None and version is None and filter:
+        served = _from_index(session, lake, actor, resource, fields, filter, sort, purpose)
+        if served is not None:
+            return served
     query_id = hashlib.sha256(f"{code}\0{filter or ''}\0{sort or ''}".encode()).hexdigest()[:16]
     key = _cursor_key(session)
     position = _read_cursor(key, cursor, query_id) if cursor else None
@@ -159,6 +179,139 @@ def query_rows(
         detail=_describe(read_version, selected, filter, sort),
     )
     return RowsPage(out, next_cursor, read_version)
+
+
+# --- the serving index ---------------------------------------------------------------------
+
+
+def _from_index(
+    session: Session,
+    lake: Lake,
+    actor: Principal,
+    resource: Resource,
+    fields: str | None,
+    filter: str,
+    sort: str | None,
+    purpose: str | None,
+) -> RowsPage | None:
+    """The page of a whole-primary-key lookup from the serving index; None to read the lake.
+
+    The index answers only when it is at the resource's current version, and then exactly
+    as the lake would: same fields, types, audit record and version.
+    """
+    version = resource.lake_version
+    if version is None:
+        return None
+    primary_key = _primary_key(session, resource)
+    if not primary_key:
+        return None
+    try:
+        wanted = _key_equalities(parse_filter(filter), primary_key)
+    except Invalid:
+        return None  # the lake read reports it
+    if wanted is None:
+        return None
+    schema = _output_schema(lake, resource.code, version)
+    columns = {f.name: kind_of(f.type) for f in schema}
+    values: list[Any] = []
+    for name in primary_key:
+        if name not in columns:
+            return None
+        value = _key_value(wanted[name], schema.field(name).type)
+        if value is None:
+            return None
+        values.append(value)
+    selected = parse_fields(fields, columns)
+    parse_sort(sort, columns)  # refused as the lake read would refuse it
+    fresh, row = serving.lookup(session, resource.id, serving.encode_key(values), version)
+    if not fresh:
+        return None
+    table = serving.rows_table([row] if row is not None else [], schema)
+    keys = [(c, False) for c in primary_key]
+    key_table = table.select(primary_key)
+    audit.record(
+        session,
+        actor,
+        "resource.read",
+        target=resource.code,
+        target_type="resource",
+        keys=_row_keys(key_table, keys, primary_key, 0),
+        count=table.num_rows,
+        purpose=purpose,
+        detail=_describe(version, selected, filter, sort),
+    )
+    return RowsPage(table.select(selected), None, version)
+
+
+def _key_equalities(node: Node | None, primary_key: list[str]) -> dict[str, Any] | None:
+    """{field: literal} when the filter is `pk1 = v1 and …` over exactly the primary key."""
+    terms: list[Node] = []
+    pending: list[Node | None] = [node]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BoolOp) and item.op == "and":
+            pending.extend(item.items)
+        elif isinstance(item, Test):
+            terms.append(item)
+        else:
+            return None
+    found: dict[str, Any] = {}
+    for term in terms:
+        assert isinstance(term, Test)
+        if term.kind != "compare" or term.op != "=" or term.field.name in found:
+            return None
+        found[term.field.name] = term.values[0].value
+    return found if sorted(found) == sorted(primary_key) else None
+
+
+def _key_value(literal: Any, type_: pa.DataType) -> Any:
+    """The key value a literal stands for, when it compares as the lake compares it."""
+    kind = serving.key_kind(type_)
+    if kind == "integer" and isinstance(literal, int) and not isinstance(literal, bool):
+        return literal
+    if kind == "string" and isinstance(literal, str):
+        return literal
+    if kind == "date" and isinstance(literal, str):
+        try:
+            return date.fromisoformat(literal)
+        except ValueError:
+            return None
+    return None
+
+
+def refresh_index(session: Session, lake: Lake, code: str) -> int:
+    """Bring the serving index of resource `code` to its current version (rows written)."""
+    resource = catalog.get_resource(session, code)
+    return serving.refresh(session, lake, resource, _primary_key(session, resource))
+
+
+def submit_refresh(session: Session, code: str, lake_version: int, *, lake_uri: str) -> jobs.Job:
+    """Queue the index refresh of a committed load, inside the load's own transaction.
+
+    The job exists if and only if that transaction commits; one job per version.
+    """
+    return jobs.submit(
+        session,
+        Principal.system(),
+        REFRESH_KIND,
+        {"code": code, "lake_version": lake_version, "lake_uri": lake_uri},
+        key=f"serving:{code}:{lake_version}",
+    )
+
+
+@jobs.handler(REFRESH_KIND)
+def run_refresh(ctx: jobs.JobContext) -> dict[str, Any]:
+    """The `serving.refresh` job: safe to run again (an index already there is left alone)."""
+    lake = Lake(ctx.params["lake_uri"])
+    with ctx.factory.begin() as session:
+        written = refresh_index(session, lake, ctx.params["code"])
+        resource = catalog.get_resource(session, ctx.params["code"])
+        state = serving.state(session, resource.id)
+        return {
+            "written": written,
+            "lake_version": state.lake_version if state is not None else None,
+            "rows": state.rows if state is not None else 0,
+        }
 
 
 def _pick_version(resource: Resource, version: int | None, position: _Position | None) -> int:
@@ -316,6 +469,29 @@ def _dataset(lake: Lake, code: str, version: int) -> ds.Dataset:
         while len(_datasets) > DATASETS_CACHED:
             _datasets.popitem(last=False)
     return dataset
+
+
+_schemas: OrderedDict[tuple[str, int], pa.Schema] = OrderedDict()
+
+
+def _output_schema(lake: Lake, code: str, version: int) -> pa.Schema:
+    """The Arrow schema a lake read returns (DuckDB's types) at `version`, cached."""
+    key = (lake.table_uri(code), version)
+    with _datasets_lock:
+        if key in _schemas:
+            _schemas.move_to_end(key)
+            return _schemas[key]
+    con = _duckdb().cursor()
+    try:
+        con.register("t", _dataset(lake, code, version))
+        schema = con.sql("SELECT * FROM t LIMIT 0").to_arrow_table().schema
+    finally:
+        con.close()
+    with _datasets_lock:
+        _schemas[key] = schema
+        while len(_schemas) > DATASETS_CACHED:
+            _schemas.popitem(last=False)
+    return schema
 
 
 @lru_cache(maxsize=1)
