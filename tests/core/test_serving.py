@@ -230,7 +230,7 @@ def _json(page: RowsPage) -> bytes:
         "version": page.version,
     }
     return json.dumps(
-        body, ensure_ascii=False, separators=(",", ":"), default=api._json_value
+        body, ensure_ascii=False, separators=(",", ":"), default=serving.json_value
     ).encode()
 
 
