@@ -20,7 +20,6 @@ from minyun.core.audit import AuditRecord
 from minyun.core.jobs import Job
 from minyun.core.lake import Lake
 from minyun.core.serving import ServingRow, ServingState
-from minyun.query import api
 from minyun.query.service import RowsPage, query_rows, refresh_index, submit_refresh
 from tests.factories import make_org
 from tests.query.data import ADMIN
