@@ -174,3 +174,24 @@ def test_worker_mode_enqueues_in_the_same_transaction_and_runs_in_a_worker(
         "part-00000.parquet"
     ]
     node.close()
+
+
+def test_a_failing_after_commit_hook_never_undoes_the_commit(platform: Platform) -> None:
+    from minyun.core.db import on_commit
+
+    def broken() -> None:
+        raise RuntimeError("the thread pool is gone")
+
+    with platform.factory.begin() as s:
+        on_commit(s, broken)
+        job_id = jobs.submit(s, ACTOR, "test.count", {"n": 1}).id
+    assert _wait(platform, job_id).state == JobState.SUCCEEDED
+
+
+def test_jobs_submitted_while_shutting_down_stay_queued_for_recovery(platform: Platform) -> None:
+    platform.dispatcher.shutdown()
+    with platform.factory.begin() as s:
+        job_id = jobs.submit(s, ACTOR, "test.count", {"n": 1}).id
+    with platform.factory() as s:
+        assert jobs.get_job(s, job_id).state == JobState.QUEUED
+    assert job_id in jobs.recover(platform.factory, jobs.Dispatcher("inline"))

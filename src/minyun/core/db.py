@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -106,8 +109,13 @@ def on_commit(session: Session, fn: Callable[[], None]) -> None:
 
 
 def _run_commit_hooks(session: Session) -> None:
+    # The transaction is already committed: a failing hook is logged, never raised into
+    # the code that committed (that would report a committed change as failed).
     for fn in session.info.pop("on_commit", []):
-        fn()
+        try:
+            fn()
+        except Exception:
+            log.exception("an after-commit hook failed")
 
 
 def _drop_commit_hooks(session: Session) -> None:

@@ -134,6 +134,7 @@ class Dispatcher:
         self.factory = factory
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._closed = False
 
     def enqueue(self, session: Session, job: Job) -> None:
         """Called inside the submitting transaction."""
@@ -146,13 +147,20 @@ class Dispatcher:
         if self.factory is None:
             return  # the caller runs it in the foreground (CLI)
         with self._lock:
+            if self._closed:
+                # Stays queued; `recover` runs it when this node starts next.
+                log.info("job %s stays queued: this process is shutting down", job_id)
+                return
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="minyun-job")
-        self._pool.submit(run, self.factory, job_id)
+            self._pool.submit(run, self.factory, job_id)
 
     def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _defer_on_queue(session: Session, job_id: str) -> None:

@@ -14,7 +14,8 @@ import math
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
 from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
+from minyun.query.service import submit_refresh
 
 KIND = "ingest.load"
 CDF = {"delta.enableChangeDataFeed": "true"}
@@ -349,18 +351,24 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         last_mark = _last_watermark(session, resource.id) if p.get("watermark") else None
     ctx.progress(0, 5, "fetching")
     fetched = _fetch(load, p, last_mark)
-    noop = _same_input(ctx, load.version_id, fetched, mode)
-    if noop is not None:
-        _record(ctx, load.version_id, state=LoadState.NOOP, fetched=fetched, started=started,
-                error=f"same input as load {noop}")  # fmt: skip
-        return {"version_id": load.version_id, "state": str(LoadState.NOOP), "same_as": noop}
+    hashing: Future[str] | None = None
+    if fetched.sha256:  # downloads and dumps were hashed while being written
+        noop = _same_input(ctx, load.version_id, fetched, mode)
+        if noop is not None:
+            return _noop(ctx, load.version_id, fetched, started, noop)
+    else:
+        # A local file is hashed beside the DuckDB pass (hashlib releases the GIL); the
+        # same-input check then comes after the read, before anything is committed.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="minyun-sha256")
+        hashing = pool.submit(sources.sha256_file, fetched.path)
+        pool.shutdown(wait=False)
     con = _duck(load.work)
     checks = Checks(schema, key_only=mode == LoadMode.DELETE)
     needed = [f.name for f in checks.fields]
-    relation = sources.relation_sql(
+    raw = sources.relation_sql(
         con, fetched, load.work, encoding=p.get("encoding"), fields=schema.names
     )
-    columns = sources.columns_of(con, relation)
+    columns = sources.columns_of(con, raw)
     missing = [n for n in needed if n not in columns]
     if missing:
         raise sources.SourceError(
@@ -368,6 +376,7 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             f"(the file has {', '.join(columns[:20])}); check the delimiter, encoding and header row"
         )
     keep = [c for c in columns if c in schema.names]
+    relation = checks.wrap(raw, columns)
     where = None
     if last_mark is not None and fetched.source_kind not in ("postgres", "mariadb"):
         f = schema.field(p["watermark"])
@@ -386,6 +395,14 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         select = ", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written)
         parts = sources.write_parts(con, relation, select, checks.ok(), parts_dir, where=where)
         rows_read = sum(part.rows for part in parts)
+        if hashing is not None:
+            fetched = replace(fetched, sha256=hashing.result())
+            hashing = None
+            noop = _same_input(ctx, load.version_id, fetched, mode)
+            if noop is not None:
+                shutil.rmtree(parts_dir, ignore_errors=True)  # never committed
+                con.close()
+                return _noop(ctx, load.version_id, fetched, started, noop)
         if rows_read == 0 and mode == LoadMode.FULL:
             raise sources.SourceError(
                 "the input has no data rows; a full load would empty the resource"
@@ -402,7 +419,7 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         )
         if failing or dups:
             # Only now is the source read again with row numbers, for the rows it refused.
-            numbered = sources.numbered(relation, keep, where=where)
+            numbered = checks.wrap(sources.numbered(raw, keep, where=where), keep)
             try:
                 if dups:
                     for statement in checks.dup_views(numbered):
@@ -429,7 +446,7 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             # Later occurrences of a key passed the row rules and were written: write again
             # without every rejected row.
             again = sources.write_parts(
-                con, sources.numbered(relation, keep, where=where), select, "true",
+                con, checks.wrap(sources.numbered(raw, keep, where=where), keep), select, "true",
                 parts_dir / "again", where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)",
             )  # fmt: skip
             for part in good:
@@ -481,6 +498,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             )
             lake_version = _commit(load, mode, schema, data, meta)
     except BaseException:
+        if hashing is not None:
+            hashing.cancel()
         if direct is not None and not _has_commit(uri, load.version_id):
             shutil.rmtree(parts_dir, ignore_errors=True)  # never committed: nobody reads them
         raise
@@ -513,6 +532,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             target=load.code, target_type="resource", count=rows_accepted,
             detail=f"lake version {lake_version}: {mode}, {rows_accepted} accepted, {rows_rejected} rejected",
         )  # fmt: skip
+        # The serving index follows in its own job, which exists iff this version committed.
+        submit_refresh(session, load.code, lake_version, lake_uri=load.lake.uri)
     ctx.progress(5, 5, f"version {lake_version}")
     return {
         "version_id": load.version_id,
@@ -522,6 +543,14 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         "rows_accepted": rows_accepted,
         "rows_rejected": rows_rejected,
     }  # fmt: skip
+
+
+def _noop(
+    ctx: jobs.JobContext, version_id: int, fetched: sources.Fetched, started: float, same: int
+) -> dict[str, Any]:
+    _record(ctx, version_id, state=LoadState.NOOP, fetched=fetched, started=started,
+            error=f"same input as load {same}")  # fmt: skip
+    return {"version_id": version_id, "state": str(LoadState.NOOP), "same_as": same}
 
 
 def _duck(work: Path) -> duckdb.DuckDBPyConnection:
@@ -578,7 +607,7 @@ def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fet
     if kind == "db":
         mark = (p["watermark"], last_mark) if p.get("watermark") and last_mark is not None else None
         return sources.fetch_table(source, p.get("table"), load.work, watermark=mark)
-    return sources.fetch_file(Path(source), filename=p.get("filename"))
+    return sources.fetch_file(Path(source), filename=p.get("filename"), hash_later=True)
 
 
 def _same_input(
@@ -885,6 +914,7 @@ def _adopt(
     if resource.lake_version is None or found > resource.lake_version:
         resource.lake_version = found
         resource.row_count = row_count
+        submit_refresh(session, resource.code, found, lake_uri=lake.uri)
     audit.record(
         session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",
         target=resource.code, target_type="resource", count=version.rows_accepted,

@@ -2,9 +2,10 @@
 
 Every source is first brought to a local file (an upload or download is streamed to disk
 under a size limit; a database table is dumped as CSV over a real connection), its SHA-256
-taken, and then read once by `write_parts`: one DuckDB query casts every column to its
-lake type, checks the row rules and writes Parquet files of the rows that pass (and of
-those that do not), so validation and writing have one code path whatever the source was.
+taken (a local file's beside the read), and read once by `write_parts`: one DuckDB query
+casts every column to its lake type, checks the row rules and writes Parquet files of the
+rows that pass (and of those that do not), so validation and writing have one code path
+whatever the source was.
 `numbered` is the same source with its row number `__row` (1-based, data rows), read
 again only to report rejected rows.
 """
@@ -142,8 +143,13 @@ def file_kind(path: Path, filename: str | None = None) -> str:
     return "csv"
 
 
-def fetch_file(path: Path, *, filename: str | None = None, sha256: str | None = None) -> Fetched:
-    """A local file (an upload already saved, or an operator's path)."""
+def fetch_file(
+    path: Path, *, filename: str | None = None, sha256: str | None = None, hash_later: bool = False
+) -> Fetched:
+    """A local file (an upload already saved, or an operator's path).
+
+    With `hash_later` its SHA-256 is left empty for the caller to take beside the read.
+    """
     if not path.is_file():
         raise SourceError(f"no file {path}", field="source")
     kind = file_kind(path, filename)
@@ -152,7 +158,7 @@ def fetch_file(path: Path, *, filename: str | None = None, sha256: str | None = 
         kind=kind,
         source_kind=kind,
         label=filename or path.name,
-        sha256=sha256 or sha256_file(path),
+        sha256=sha256 or ("" if hash_later else sha256_file(path)),
         size=path.stat().st_size,
     )
 
