@@ -66,6 +66,9 @@ def test_csv_load_commits_a_version_with_lineage_quality_and_rejects(
         "min": "1", "max": "8", "rejected": 1,
     }  # fmt: skip
     assert q["fields"]["sex"]["validity"] == 0.9
+    # The report is public to catalog readers: no real identity number as a min or max.
+    assert (q["fields"]["ric"]["min"], q["fields"]["ric"]["max"]) == (None, None)
+    assert "withheld" in q["fields"]["ric"] and q["fields"]["ric"]["distinct"] == 8
     table = rows(node, code)
     assert sorted(table.column("id").to_pylist()) == list(range(1, 9))
     assert table.schema.field("birth").type == pa.date32()

@@ -352,6 +352,15 @@ def _codelist(f: Field) -> list[str] | None:
     raise Invalid(f"field {f.name!r}: unknown code list {f.codelist!r}", field=f.name)
 
 
+WITHHELD = frozenset({"sensitive", "secret"})
+
+
+def _withheld(f: Field) -> bool:
+    # The quality report is shown to every reader of the catalog: a minimum or maximum of
+    # a sensitive field would be a real person's identity number, so none is computed.
+    return f.sensitivity in WITHHELD
+
+
 def quality_query(schema: TableSchema, table: str) -> str:
     """One aggregate over a table version: rows, and per field non-null, distinct, min, max."""
     parts = ["count(*) AS rows"]
@@ -359,7 +368,7 @@ def quality_query(schema: TableSchema, table: str) -> str:
         c = q(f.name)
         parts.append(f"count({c}) AS n{i}")
         parts.append(f"approx_count_distinct({c}) AS d{i}")
-        if f.type != "boolean":
+        if f.type != "boolean" and not _withheld(f):
             parts.append(f"CAST(min({c}) AS VARCHAR) AS lo{i}, CAST(max({c}) AS VARCHAR) AS hi{i}")
     return f"SELECT {', '.join(parts)} FROM {table}"
 
@@ -383,5 +392,7 @@ def quality_report(
             "max": row.get(f"hi{i}"),
             "rejected": errors,
         }
+        if _withheld(f):
+            fields[f.name]["withheld"] = "min and max are not shown for a sensitive field"
     report: dict[str, Any] = json.loads(json.dumps({"rows": rows, "fields": fields}, default=str))
     return report
