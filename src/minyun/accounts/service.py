@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -108,9 +109,9 @@ def create_user(
     return user
 
 
-def _check(validate: object, value: str, field: str) -> None:
+def _check(validate: Callable[[str], None], value: str, field: str) -> None:
     try:
-        validate(value)  # type: ignore[operator]
+        validate(value)
     except ValueError as exc:
         raise Invalid(f"{field}: {exc}", field=field) from exc
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -58,19 +57,3 @@ class Lake:
     ) -> ds.Dataset:
         """The resource's rows as a lazily read Arrow dataset."""
         return self.table(code, version=version, as_of=as_of).to_pyarrow_dataset()
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A fresh in-process DuckDB connection for reading lake data."""
-        return duckdb.connect(":memory:")
-
-    def register(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        name: str,
-        code: str,
-        *,
-        version: int | None = None,
-        as_of: datetime | None = None,
-    ) -> None:
-        """Make the resource readable as the view `name` in `con` (Arrow scan, pushdown)."""
-        con.register(name, self.dataset(code, version=version, as_of=as_of))
