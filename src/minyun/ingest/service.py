@@ -393,8 +393,10 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
     try:
         ctx.progress(1, 5, "reading")
         select = ", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written)
-        parts = sources.write_parts(con, relation, select, checks.ok(), parts_dir, where=where)
-        rows_read = sum(part.rows for part in parts)
+        written_once = sources.write_parts(
+            con, relation, select, checks.ok(), parts_dir, where=where
+        )
+        good, rows_read = written_once.parts, written_once.rows_read
         if hashing is not None:
             fetched = replace(fetched, sha256=hashing.result())
             hashing = None
@@ -408,33 +410,32 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
                 "the input has no data rows; a full load would empty the resource"
             )
         ctx.progress(2, 5, f"validating {rows_read:,} rows")
-        good = [_flatten(part, parts_dir) for part in parts if part.ok]
-        failing = sum(part.rows for part in parts if not part.ok)
-        every = good + [part for part in parts if not part.ok]
-        dup_sql = checks.dup_count_query(_files_sql(every)) if every else None
-        dups = int(con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
+        failing = rows_read - sum(part.rows for part in good)
         con.sql(
             "CREATE TEMP TABLE __rejects (load_id BIGINT, row_number BIGINT, field VARCHAR, "
             "reason VARCHAR, record VARCHAR)"
         )
-        if failing or dups:
-            # Only now is the source read again with row numbers, for the rows it refused.
-            numbered = checks.wrap(sources.numbered(raw, keep, where=where), keep)
-            try:
+        numbered = checks.wrap(sources.numbered(raw, keep, where=where), keep)
+        try:
+            if failing:
+                # A refused row's key still makes a later copy of it a duplicate: look for
+                # repeated keys over the whole source, not only over the written rows.
+                dups = _find_duplicates(con, checks, numbered)
+            else:
+                dup_sql = checks.dup_count_query(_files_sql(good)) if good else None
+                dups = int(con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
                 if dups:
-                    for statement in checks.dup_views(numbered):
-                        con.sql(statement)
+                    _find_duplicates(con, checks, numbered)
+            if failing or dups:
+                # Only now is the source read again with row numbers, for the rows it refused.
                 con.sql(
                     "INSERT INTO __rejects "
                     + checks.rejects_query(numbered, load.version_id, keep, dups=bool(dups))
                 )
-            except duckdb.Error as exc:
-                raise sources.SourceError(
-                    f"cannot read the source: {sources._duck_message(exc)}"
-                ) from exc
-        for part in parts:
-            if not part.ok:
-                part.path.unlink(missing_ok=True)
+        except duckdb.Error as exc:
+            raise sources.SourceError(
+                f"cannot read the source: {sources._duck_message(exc)}"
+            ) from exc
         counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
         rows_rejected = int(counts[0][0])
         field_errors = dict(
@@ -446,12 +447,13 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             # Later occurrences of a key passed the row rules and were written: write again
             # without every rejected row.
             again = sources.write_parts(
-                con, checks.wrap(sources.numbered(raw, keep, where=where), keep), select, "true",
-                parts_dir / "again", where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)",
+                con, numbered, select, "true", parts_dir / "again",
+                where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)", count=False,
             )  # fmt: skip
             for part in good:
                 part.path.unlink(missing_ok=True)
-            good = [_flatten(part, parts_dir) for part in again if part.ok]
+            good = [_flatten(part, parts_dir) for part in again.parts]
+            shutil.rmtree(parts_dir / "again", ignore_errors=True)
         assert sum(part.rows for part in good) == rows_read - rows_rejected
         _write_rejects(load, con)
         share = rows_rejected / rows_read if rows_read else 0.0
@@ -580,10 +582,19 @@ def _direct_dir(uri: str, mode: LoadMode, target: pa.Schema) -> Path | None:
 
 
 def _flatten(part: sources.Part, parts_dir: Path) -> sources.Part:
-    """Move a file out of DuckDB's `ok=true` folder, so no reader takes it for a partition."""
+    """Move a file up into the load's folder, beside the others of the same version."""
     moved = parts_dir / part.path.name
     part.path.replace(moved)
-    return sources.Part(moved, part.ok, part.rows, part.size, part.stats)
+    return replace(part, path=moved)
+
+
+def _find_duplicates(con: duckdb.DuckDBPyConnection, checks: Checks, numbered: str) -> int:
+    """Build the tables of repeated keys (with their first row) over `numbered`; their size."""
+    found = 0
+    for statement, (alias, _) in zip(checks.dup_views(numbered), checks.dup_tables, strict=True):
+        con.sql(statement)
+        found += int(con.execute(f"SELECT count(*) FROM {alias}").fetchall()[0][0])
+    return found
 
 
 def _files_sql(parts: list[sources.Part]) -> str:

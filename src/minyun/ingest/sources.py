@@ -4,7 +4,7 @@ Every source is first brought to a local file (an upload or download is streamed
 under a size limit; a database table is dumped as CSV over a real connection), its SHA-256
 taken (a local file's beside the read), and read once by `write_parts`: one DuckDB query
 casts every column to its lake type, checks the row rules and writes Parquet files of the
-rows that pass (and of those that do not), so validation and writing have one code path
+rows that pass, counting the rows it read, so validation and writing have one code path
 whatever the source was.
 `numbered` is the same source with its row number `__row` (1-based, data rows), read
 again only to report rejected rows.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -396,10 +397,17 @@ class Part:
     """One Parquet file written by `write_parts`."""
 
     path: Path
-    ok: bool  # its rows passed the row rules
     rows: int
     size: int
     stats: dict[str, dict[str, str]]  # column -> DuckDB's statistics (min, max, null_count, ...)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What one pass over the source wrote: the files of passing rows, and how many rows it read."""
+
+    parts: list[Part]
+    rows_read: int
 
 
 def numbered(relation: str, columns: list[str], *, where: str | None = None) -> str:
@@ -418,42 +426,97 @@ def write_parts(
     out: Path,
     *,
     where: str | None = None,
+    count: bool = True,
     row_group_rows: int = 122_880,
-) -> list[Part]:
-    """Read the source once: typed rows (`select`, over `src`) to Parquet files under `out`.
+) -> Written:
+    """Read the source once: the typed rows (`select`, over `src`) for which `ok` holds, to Parquet.
 
-    Rows for which `ok` holds go to `out/ok=true/`, the others to `out/ok=false/`; DuckDB
-    writes with all its threads and does not keep the file order (nothing needs it).
+    DuckDB writes with all its threads, one file per thread, and does not keep the file
+    order (nothing needs it). Rows that fail `ok` are not written: they are counted, as
+    the rows the scan read minus the rows written, and reported by a second read only
+    when there are some. The scan's count comes from DuckDB's query profile, with filter
+    pushdown off so no filter reaches into the scan; with a `where` (a watermark), or a
+    profile without the count, the rows are counted by a query of their own (`count=False`:
+    not at all, `rows_read` is then the rows written).
     """
-    query = f"SELECT {select}, {ok} AS ok FROM {relation} AS src" + (
-        f" WHERE {where}" if where else ""
+    query = f"SELECT {select} FROM {relation} AS src WHERE {ok}" + (
+        f" AND ({where})" if where else ""
     )
     try:
         con.sql("SET preserve_insertion_order = false")
+        con.sql("SET disabled_optimizers = 'filter_pushdown'")
+        con.sql("SET enable_profiling = 'no_output'")
         found = con.execute(
-            f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, PARTITION_BY (ok), RETURN_STATS, "
+            f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, PER_THREAD_OUTPUT, RETURN_STATS, "
             f"FILENAME_PATTERN 'part-{{uuid}}', ROW_GROUP_SIZE {int(row_group_rows)})"
         )
         names = [d[0] for d in found.description or ()]
         rows = [dict(zip(names, r, strict=True)) for r in found.fetchall()]
+        profile = con.get_profiling_information(format="json") if count and not where else None
+        scanned = _scanned_rows(profile) if profile else None
     except duckdb.Error as exc:
         raise SourceError(f"cannot read the source: {_duck_message(exc)}") from exc
     finally:
+        con.sql("RESET enable_profiling")
+        con.sql("RESET disabled_optimizers")
         con.sql("SET preserve_insertion_order = true")
     parts = []
     for r in rows:
+        path = Path(r["filename"])
+        if not int(r["count"]):  # DuckDB leaves an empty file when nothing passed
+            path.unlink(missing_ok=True)
+            continue
         stats = {_unq(k): dict(v) for k, v in (r.get("column_statistics") or {}).items()}
-        keys = r.get("partition_keys") or {}
-        parts.append(
-            Part(
-                path=Path(r["filename"]),
-                ok=str(keys.get("ok", "")).lower() == "true",
-                rows=int(r["count"]),
-                size=int(r["file_size_bytes"]),
-                stats=stats,
-            )
-        )
-    return parts
+        parts.append(Part(path, int(r["count"]), int(r["file_size_bytes"]), stats))
+    if not count:
+        scanned = sum(part.rows for part in parts)
+    elif scanned is None:
+        scanned = count_rows(con, relation, where=where)
+    return Written(parts, scanned)
+
+
+def count_rows(con: duckdb.DuckDBPyConnection, relation: str, *, where: str | None = None) -> int:
+    """The number of rows of the source (those matching `where`, if given)."""
+    query = f"SELECT count(*) FROM {relation} AS src" + (f" WHERE {where}" if where else "")
+    try:
+        return int(con.execute(query).fetchall()[0][0])
+    except duckdb.Error as exc:
+        raise SourceError(f"cannot read the source: {_duck_message(exc)}") from exc
+
+
+# Leaves of a query plan that are not the source: constant lists (IN), CTE and join helpers.
+_NOT_SOURCE = {
+    "COLUMN_DATA_SCAN",
+    "DUMMY_SCAN",
+    "CHUNK_SCAN",
+    "DELIM_SCAN",
+    "CTE_SCAN",
+    "EMPTY_RESULT",
+}
+
+
+def _scanned_rows(profile: str) -> int | None:
+    """The rows the one source scan of a profiled query produced; None if that is not clear."""
+    counts: list[int] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        children = node.get("children") or []
+        kind = str(node.get("operator_type") or node.get("type") or "")
+        if not children and kind.endswith("SCAN") and kind not in _NOT_SOURCE:
+            value = node.get("operator_cardinality", node.get("intermediate_rows"))
+            if isinstance(value, int):
+                counts.append(value)
+        for child in children:
+            walk(child)
+
+    try:
+        tree = json.loads(profile)
+    except ValueError:
+        return None
+    roots = tree.get("children") or tree.get("operator") or []
+    for root in roots if isinstance(roots, list) else []:
+        walk(root)
+    return counts[0] if len(counts) == 1 else None
 
 
 def _unq(name: str) -> str:

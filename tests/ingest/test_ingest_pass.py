@@ -1,0 +1,121 @@
+"""The one pass over a source: rows read come from the scan, refused rows are not written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from minyun.core import jobs
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+from minyun.core.uow import unit_of_work
+from minyun.ingest import service, sources
+from tests.ingest.loadkit import load, make_resource, person, rows, versions, write_csv
+
+ROWS = [("1", "a"), ("2", "b"), ("3", "c"), ("4", "d")]
+
+
+def _sources(tmp_path: Path, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    (tmp_path / "s.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in ROWS))
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"x": x, "y": y}) + "\n" for x, y in ROWS))
+    table = pa.table({"x": [x for x, _ in ROWS], "y": [y for _, y in ROWS]})
+    pq.write_table(table, tmp_path / "s.parquet")
+    con.register("__sheet", table)
+    return {
+        "csv": f"read_csv('{tmp_path / 's.csv'}', all_varchar=true, header=true)",
+        "jsonl": f"read_json('{tmp_path / 's.jsonl'}', format='newline_delimited', "
+        "columns={'x': 'VARCHAR', 'y': 'VARCHAR'})",
+        "parquet": f"read_parquet('{tmp_path / 's.parquet'}')",
+        "xlsx": "__sheet",  # a workbook is registered as an Arrow table
+    }
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet", "xlsx"])
+def test_rows_read_come_from_the_scan_and_refused_rows_are_not_written(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    con = duckdb.connect()
+    relation = _sources(tmp_path, con)[kind]
+    # The query profile must answer by itself: counting again would hide a broken profile.
+    monkeypatch.setattr(sources, "count_rows", lambda *a, **k: pytest.fail("counted again"))
+    written = sources.write_parts(
+        con, relation, "src.x AS x, src.y AS y", "src.x NOT IN ('2', '4')", tmp_path / "out"
+    )
+    assert written.rows_read == 4
+    assert sum(part.rows for part in written.parts) == 2
+    got = con.execute(
+        "SELECT x FROM read_parquet([" + ", ".join(f"'{p.path}'" for p in written.parts) + "])"
+    ).fetchall()
+    assert sorted(got) == [("1",), ("3",)]
+    # Settings are put back for the queries that follow on the same connection.
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall() == [("",)]
+
+
+def test_a_pass_where_no_row_passes_leaves_no_file(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    relation = _sources(tmp_path, con)["csv"]
+    written = sources.write_parts(con, relation, "src.x AS x", "false", tmp_path / "out")
+    assert (written.rows_read, written.parts) == (4, [])
+    assert list((tmp_path / "out").glob("*.parquet")) == []
+
+
+def test_with_a_watermark_the_rows_read_are_those_past_it(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    relation = _sources(tmp_path, con)["csv"]
+    written = sources.write_parts(
+        con, relation, "src.x AS x", "src.y <> 'd'", tmp_path / "out", where="src.x > '1'"
+    )
+    assert written.rows_read == 3 and sum(p.rows for p in written.parts) == 2
+
+
+def test_a_profile_without_one_clear_scan_gives_no_count() -> None:
+    assert sources._scanned_rows("not json") is None
+    two = {"children": [{"operator_type": "TABLE_SCAN", "operator_cardinality": 3},
+                        {"operator_type": "TABLE_SCAN", "operator_cardinality": 4}]}  # fmt: skip
+    assert sources._scanned_rows(json.dumps(two)) is None
+    one = {"children": [{"type": "HASH_JOIN", "children": [
+        {"type": "TABLE_SCAN", "intermediate_rows": 7},
+        {"type": "COLUMN_DATA_SCAN", "intermediate_rows": 5}]}]}  # fmt: skip
+    assert sources._scanned_rows(json.dumps(one)) == 7
+
+
+def test_a_repeated_key_with_no_other_broken_row_is_rejected(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    node = sqlite_node
+    code, actor = make_resource(node)
+    data = [person(i) for i in range(1, 6)] + [person(2, ric=person(6)["ric"])]
+    job = load(node, actor, code, write_csv(tmp_path / "p.csv", data))
+    assert job.state == jobs.JobState.SUCCEEDED, job.error
+    [v] = versions(node, code)
+    assert (v.rows_read, v.rows_accepted, v.rows_rejected) == (6, 5, 1)
+    with unit_of_work(node.factory) as session:
+        rejects = service.read_rejects(session, node.lake, Principal.system(), code).to_pylist()
+    assert [(r["row_number"], r["reason"]) for r in rejects] == [
+        (6, "duplicate primary key (first at row 2)")
+    ]
+    assert sorted(rows(node, code).column("id").to_pylist()) == [1, 2, 3, 4, 5]
+    assert not list(Path(node.lake.table_uri(code)).glob("load-*/again"))
+
+
+def test_a_key_first_seen_on_a_refused_row_makes_its_later_copy_a_duplicate(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    node = sqlite_node
+    code, actor = make_resource(node)
+    data = [person(1, sex="X"), person(2), person(1), person(3), person(4)]
+    job = load(node, actor, code, write_csv(tmp_path / "p.csv", data))
+    assert job.state == jobs.JobState.SUCCEEDED, job.error
+    [v] = versions(node, code)
+    assert (v.rows_read, v.rows_accepted, v.rows_rejected) == (5, 3, 2)
+    with unit_of_work(node.factory) as session:
+        rejects = service.read_rejects(session, node.lake, Principal.system(), code).to_pylist()
+    reasons = {(r["row_number"], r["reason"]) for r in rejects}
+    assert (3, "duplicate primary key (first at row 1)") in reasons
+    assert (1, "not one of the allowed values") in reasons
+    assert sorted(rows(node, code).column("id").to_pylist()) == [2, 3, 4]
