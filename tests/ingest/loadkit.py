@@ -97,12 +97,25 @@ def make_resource(node: Platform, *, descriptor: dict[str, Any] | None = None,
 
 def load(node: Platform, actor: Principal, code: str, source: str | Path,
          mode: LoadMode = LoadMode.FULL, **kw: Any) -> jobs.Job:  # fmt: skip
-    """Submit a load and run its job here to its end."""
+    """Submit a load and run its job here to its end, then the quality report it queued."""
     with unit_of_work(node.factory) as session:
         job = service.submit_load(session, actor, code, str(source), mode=mode,
                                   settings=node.settings, **kw)  # fmt: skip
         job_id = job.id
-    return jobs.run(node.factory, job_id)
+    done = jobs.run(node.factory, job_id)
+    run_quality_jobs(node)
+    return done
+
+
+def run_quality_jobs(node: Platform) -> list[jobs.Job]:
+    """Run the queued quality reports (this node runs no jobs by itself)."""
+    with node.factory() as session:
+        queued = session.scalars(
+            select(jobs.Job.id).where(
+                jobs.Job.kind == service.QUALITY_KIND, jobs.Job.state == jobs.JobState.QUEUED
+            )
+        ).all()
+    return [jobs.run(node.factory, job_id) for job_id in queued]
 
 
 def versions(node: Platform, code: str) -> list[Version]:

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from minyun.accounts import service as accounts
 from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from minyun.ingest import service
 from minyun.web.app import create_app
 from tests.ingest.loadkit import make_resource, person, write_csv
 
@@ -64,6 +66,10 @@ def test_upload_loads_the_file_and_lists_versions_and_rejects(
     job = _wait(platform, r.json()["job"])
     assert job.state == jobs.JobState.SUCCEEDED, job.error
     assert (platform.settings.var_dir / "uploads").is_dir()
+    # The quality report is a job of its own, queued by the version's commit.
+    with platform.factory() as s:
+        quality = s.scalars(select(jobs.Job).where(jobs.Job.kind == service.QUALITY_KIND)).one()
+    assert _wait(platform, quality.id).state == jobs.JobState.SUCCEEDED
     [version] = client.get(f"/api/v1/resources/{code}/versions", headers=headers).json()
     assert (version["rows_read"], version["rows_accepted"], version["rows_rejected"]) == (6, 5, 1)
     assert version["source"] == "人口.csv" and version["quality"]["rows"] == 5

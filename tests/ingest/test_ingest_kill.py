@@ -51,7 +51,7 @@ CHILD = textwrap.dedent(
 
         service._commit_files = stop_before_commit
     else:
-        service._quality = lambda *a, **k: stop()
+        service._row_count = lambda *a, **k: stop()
     jobs.run(node.factory, job_id)
     """
 )

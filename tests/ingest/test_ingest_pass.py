@@ -119,3 +119,22 @@ def test_a_key_first_seen_on_a_refused_row_makes_its_later_copy_a_duplicate(
     assert (3, "duplicate primary key (first at row 1)") in reasons
     assert (1, "not one of the allowed values") in reasons
     assert sorted(rows(node, code).column("id").to_pylist()) == [2, 3, 4]
+
+
+def test_repeated_integer_keys_are_counted_with_a_bitmap_within_their_bounds(
+    tmp_path: Path,
+) -> None:
+    from minyun.catalog.tableschema import parse_schema
+    from minyun.ingest.validate import BITMAP_MAX, Checks
+
+    schema = parse_schema({"fields": [{"name": "id", "type": "integer"}], "primaryKey": ["id"]})
+    pq.write_table(pa.table({"id": [5, 7, None, 7, 9, 7]}), tmp_path / "k.parquet")
+    files = f"['{tmp_path / 'k.parquet'}']"
+    checks = Checks(schema)
+    bitmap = checks.dup_count_query(files, {"id": (5, 9)})
+    hashed = checks.dup_count_query(files, {"id": (0, BITMAP_MAX + 1)})
+    assert bitmap is not None and "bitstring_agg" in bitmap
+    assert hashed is not None and "count(DISTINCT" in hashed
+    con = duckdb.connect()
+    # Two later copies of 7; the null key is the required rule's business, not a repeat.
+    assert con.execute(bitmap).fetchall() == con.execute(hashed).fetchall() == [(2,)]

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
@@ -124,8 +125,8 @@ def submit_load(
     Only the provider's own staff or an admin may load. The job ("ingest.load") does the work.
     """
     resource = _access_managed(session, actor, code, "resource.load")
-    mode = LoadMode(mode)
     schema, _ = resource_schema(session, resource)
+    mode = LoadMode(mode)
     if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
         raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
     if watermark is not None:
@@ -422,7 +423,11 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
                 # repeated keys over the whole source, not only over the written rows.
                 dups = _find_duplicates(con, checks, numbered)
             else:
-                dup_sql = checks.dup_count_query(_files_sql(good)) if good else None
+                dup_sql = (
+                    checks.dup_count_query(_files_sql(good), _integer_bounds(good, target))
+                    if good
+                    else None
+                )
                 dups = int(con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
                 if dups:
                     _find_duplicates(con, checks, numbered)
@@ -506,11 +511,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             shutil.rmtree(parts_dir, ignore_errors=True)  # never committed: nobody reads them
         raise
     con.close()
-    ctx.progress(4, 5, "quality")
-    quality, row_count = _quality(
-        load, schema, lake_version, rows_read, field_errors,
-        files=[part.path for part in good] if mode == LoadMode.FULL else None,
-    )  # fmt: skip
+    ctx.progress(4, 5, "recording")
+    row_count = _row_count(load.lake, load.code, lake_version)
     with ctx.factory.begin() as session:
         version = session.get(Version, load.version_id)
         assert version is not None
@@ -524,7 +526,6 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         )
         version.watermark = mark or last_mark
         version.schema_version = schema_version
-        version.quality = quality
         version.committed_at = clock.now()
         resource = get_resource(session, load.code)
         resource.lake_version = lake_version
@@ -534,8 +535,11 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
             target=load.code, target_type="resource", count=rows_accepted,
             detail=f"lake version {lake_version}: {mode}, {rows_accepted} accepted, {rows_rejected} rejected",
         )  # fmt: skip
-        # The serving index follows in its own job, which exists iff this version committed.
+        # The serving index and the quality report follow in jobs of their own, which exist
+        # if and only if this version committed.
         submit_refresh(session, load.code, lake_version, lake_uri=load.lake.uri)
+        submit_quality(session, load.code, load.version_id, lake_uri=load.lake.uri,
+                       field_errors=field_errors)  # fmt: skip
     ctx.progress(5, 5, f"version {lake_version}")
     return {
         "version_id": load.version_id,
@@ -586,6 +590,22 @@ def _flatten(part: sources.Part, parts_dir: Path) -> sources.Part:
     moved = parts_dir / part.path.name
     part.path.replace(moved)
     return replace(part, path=moved)
+
+
+def _integer_bounds(parts: list[sources.Part], target: pa.Schema) -> dict[str, tuple[int, int]]:
+    """Smallest and largest value of each integer column over the files, from their statistics."""
+    bounds: dict[str, tuple[int, int]] = {}
+    for field in target:
+        if not pa.types.is_integer(field.type):
+            continue
+        stats = [part.stats.get(field.name) or {} for part in parts]
+        if any(st.get("min") is None or st.get("max") is None for st in stats):
+            continue
+        bounds[field.name] = (
+            min(int(st["min"]) for st in stats),
+            max(int(st["max"]) for st in stats),
+        )
+    return bounds
 
 
 def _find_duplicates(con: duckdb.DuckDBPyConnection, checks: Checks, numbered: str) -> int:
@@ -820,28 +840,96 @@ def _committed_version(table: DeltaTable, version_id: int, depth: int = 100) -> 
     return None
 
 
-def _quality(
-    load: _Load,
-    schema: TableSchema,
-    lake_version: int,
-    rows_read: int,
-    field_errors: dict[str, int],
+QUALITY_KIND = "ingest.quality"
+
+
+def submit_quality(
+    session: Session,
+    code: str,
+    version_id: int,
     *,
-    files: list[Path] | None = None,
-) -> tuple[dict[str, Any], int]:
-    """The quality report of the new version; from the load's own files when they are all of it."""
+    lake_uri: str,
+    field_errors: dict[str, int] | None,
+) -> jobs.Job:
+    """Queue the quality report of a committed version, inside that commit's transaction.
+
+    `field_errors` (rejected rows per field) come from the load; None takes them from the
+    rejects table (a run finished after a crash no longer has them in hand).
+    """
+    return jobs.submit(
+        session,
+        Principal.system(),
+        QUALITY_KIND,
+        {"code": code, "version_id": version_id, "lake_uri": lake_uri,
+         "field_errors": field_errors},
+        key=f"quality:{code}:{version_id}",
+    )  # fmt: skip
+
+
+@jobs.handler(QUALITY_KIND)
+def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
+    """The `ingest.quality` job: the report of one committed version; safe to run again."""
+    p = ctx.params
+    lake = Lake(p["lake_uri"])
+    with ctx.factory() as session:
+        version = session.get(Version, p["version_id"])
+        if version is None or version.lake_version is None:
+            raise NotFound(f"no committed version {p['version_id']} of {p['code']}")
+        resource = get_resource(session, p["code"])
+        row = session.scalars(
+            select(ResourceSchema).where(
+                ResourceSchema.resource_id == resource.id,
+                ResourceSchema.version
+                == (version.schema_version or resource.current_schema_version),
+            )
+        ).first()
+        if row is None:
+            raise Invalid(f"resource {p['code']} has no schema", field="schema")
+        schema = parse_schema(row.descriptor)
+        lake_version, rows_read = version.lake_version, version.rows_read or 0
+    errors = p.get("field_errors")
+    if errors is None:
+        errors = _field_errors(lake, p["code"], p["version_id"])
+    ctx.progress(0, 1, "quality")
     con = duckdb.connect()
     con.sql("SET enable_progress_bar = false")
-    if files:
-        table = "read_parquet([" + ", ".join(lit(f) for f in files) + "])"
-    else:
-        con.register("v", load.lake.dataset(load.code, version=lake_version))
-        table = "v"
-    cursor = con.execute(quality_query(schema, table))
+    con.register("v", lake.dataset(p["code"], version=lake_version))
+    cursor = con.execute(quality_query(schema, "v"))
     names = [d[0] for d in cursor.description or ()]
-    row = dict(zip(names, cursor.fetchall()[0], strict=True))
+    found = dict(zip(names, cursor.fetchall()[0], strict=True))
     con.close()
-    return quality_report(schema, row, rows_read, field_errors), int(row["rows"])
+    report = quality_report(schema, found, rows_read, errors)
+    with ctx.factory.begin() as session:
+        version = session.get(Version, p["version_id"])
+        assert version is not None
+        version.quality = report
+    ctx.progress(1, 1, "quality")
+    return {"version_id": p["version_id"], "lake_version": lake_version, "rows": report["rows"]}
+
+
+def _field_errors(lake: Lake, code: str, version_id: int) -> dict[str, int]:
+    """Rejected rows per field of one load, from the rejects table."""
+    uri = lake.rejects_uri(code)
+    if not DeltaTable.is_deltatable(uri):
+        return {}
+    con = duckdb.connect()
+    con.register("r", DeltaTable(uri).to_pyarrow_dataset())
+    found = con.execute(
+        "SELECT field, count(DISTINCT row_number) FROM r WHERE load_id = ? GROUP BY field",
+        [version_id],
+    ).fetchall()
+    con.close()
+    return {str(f): int(n) for f, n in found}
+
+
+def _row_count(lake: Lake, code: str, lake_version: int) -> int:
+    """The rows of a table version, from the record counts its Delta log keeps per file."""
+    table = DeltaTable(lake.table_uri(code), version=lake_version)
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    if counts.null_count == 0:
+        return int(pc.sum(counts).as_py() or 0)
+    # A file without statistics (not written by minyun): count the rows themselves.
+    return int(table.to_pyarrow_dataset().count_rows())
 
 
 def _apply(version: Version, fetched: sources.Fetched, started: float) -> None:
@@ -911,7 +999,6 @@ def _adopt(
     found: int,
 ) -> None:
     entry = next(e for e in table.history(100) if int(e["version"]) == found)
-    schema, _ = resource_schema(session, resource)
     version.state = LoadState.COMMITTED
     version.lake_version = found
     version.rows_read = int(entry.get("minyun.rows_read", 0))
@@ -920,12 +1007,11 @@ def _adopt(
     version.sha256 = entry.get("minyun.source_sha256") or version.sha256
     version.watermark = entry.get("minyun.watermark") or None
     version.committed_at = clock.now()
-    load = _Load(None, version.id, lake, resource.code, Path("."))  # type: ignore[arg-type]
-    version.quality, row_count = _quality(load, schema, found, version.rows_read, {})
     if resource.lake_version is None or found > resource.lake_version:
         resource.lake_version = found
-        resource.row_count = row_count
+        resource.row_count = _row_count(lake, resource.code, found)
         submit_refresh(session, resource.code, found, lake_uri=lake.uri)
+    submit_quality(session, resource.code, version.id, lake_uri=lake.uri, field_errors=None)
     audit.record(
         session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",
         target=resource.code, target_type="resource", count=version.rows_accepted,
