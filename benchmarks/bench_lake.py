@@ -3,9 +3,11 @@
 A person table (the demo population plus extra columns, 15 in all, identity numbers
 checked) is written as CSV, then:
 
-- `lake.load_vs_duckdb_ratio`: our load's rows/s (fetch, hash, stage, validate every rule,
-  write one Delta version, quality report) ÷ the rows/s of DuckDB's
-  `COPY (SELECT * FROM read_csv(...)) TO '...parquet'`; target ≥ 0.5.
+- `lake.load_vs_duckdb_ratio`: our load's rows/s (fetch, hash, read, validate every rule,
+  check the keys, write one Delta version, record it) ÷ the rows/s of DuckDB's
+  `COPY (SELECT * FROM read_csv(...)) TO '...parquet'`, the better of two runs; target ≥ 0.5.
+- `lake.quality_s`: seconds of the quality report the version's commit queues (a job of
+  its own since the load no longer waits for it).
 - `lake.load_peak_rss_gib`: peak RSS of the load, run in a child process; target < 3 GiB.
 - `lake.upsert_1m_s`: seconds to upsert 1 million changed rows (a tenth of the table when
   MINYUN_BENCH_ROWS shrinks it) into that table.
@@ -67,6 +69,7 @@ SCHEMA = {
 
 CHILD = """
 import json, sys, time
+from sqlalchemy import select
 import minyun.handlers
 from minyun.core import jobs
 from minyun.core import identifiers
@@ -82,8 +85,14 @@ with unit_of_work(node.factory) as s:
                                  settings=node.settings).id
 started = time.perf_counter()
 job = jobs.run(node.factory, job_id)
-print("REPORT " + json.dumps({"seconds": time.perf_counter() - started, "state": job.state,
-                  "error": job.error, "result": job.result}))
+seconds = time.perf_counter() - started
+started = time.perf_counter()
+with node.factory() as s:
+    queued = s.scalars(select(jobs.Job.id).where(jobs.Job.kind == service.QUALITY_KIND,
+                                                 jobs.Job.state == jobs.JobState.QUEUED)).all()
+assert all(jobs.run(node.factory, q).state == jobs.JobState.SUCCEEDED for q in queued)
+print("REPORT " + json.dumps({"seconds": seconds, "state": job.state, "error": job.error,
+                  "result": job.result, "quality_seconds": time.perf_counter() - started}))
 """
 
 
@@ -134,7 +143,7 @@ def _setup(var: Path) -> None:
     node.close()
 
 
-def _child_load(var: Path, source: Path, mode: str) -> float:
+def _child_load(var: Path, source: Path, mode: str) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(var), CODE, str(source), mode],
         check=True, capture_output=True, text=True,
@@ -143,7 +152,16 @@ def _child_load(var: Path, source: Path, mode: str) -> float:
     line = next(x for x in out.stdout.splitlines() if "REPORT " in x)
     report = json.loads(line.split("REPORT ", 1)[1])
     assert report["state"] == "succeeded", report["error"]
-    return float(report["seconds"])
+    return float(report["seconds"]), float(report["quality_seconds"])
+
+
+def _duck_copy(csv_path: Path, out: Path) -> float:
+    """Seconds of DuckDB's own CSV → Parquet copy of the file (the baseline)."""
+    started = time.perf_counter()
+    duckdb.sql(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{out}'")
+    seconds = time.perf_counter() - started
+    out.unlink()
+    return seconds
 
 
 def run() -> dict[str, float]:
@@ -151,18 +169,15 @@ def run() -> dict[str, float]:
     try:
         csv_path = work / "persons.csv"
         write_persons_csv(csv_path, ROWS)
-        started = time.perf_counter()
-        duckdb.sql(f"COPY (SELECT * FROM read_csv('{csv_path}')) TO '{work / 'duck.parquet'}'")
-        duck_s = time.perf_counter() - started
-        (work / "duck.parquet").unlink()
+        duck_s = min(_duck_copy(csv_path, work / "duck.parquet") for _ in range(2))
         var = work / "var"
         _setup(var)
-        ours_s = _child_load(var, csv_path, "full")
+        ours_s, quality_s = _child_load(var, csv_path, "full")
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         changed = min(1_000_000, max(ROWS // 10, 1))
         upsert_path = work / "changed.csv"
         write_persons_csv(upsert_path, changed, changed=True)
-        upsert_s = _child_load(var, upsert_path, "upsert")
+        upsert_s, _ = _child_load(var, upsert_path, "upsert")
         per_million = upsert_s * 1_000_000 / changed
         return {
             "lake.rows": float(ROWS),
@@ -170,6 +185,7 @@ def run() -> dict[str, float]:
             "lake.load_rows_per_s": round(ROWS / ours_s, 1),
             "lake.load_vs_duckdb_ratio": round(duck_s / ours_s, 3),
             "lake.load_peak_rss_gib": round(peak_kib / (1 << 20), 3),
+            "lake.quality_s": round(quality_s, 2),
             "lake.upsert_1m_s": round(per_million, 2),
         }
     finally:

@@ -65,6 +65,8 @@ def test_jobs_list_shows_the_demo_load(var: Path) -> None:
     result = runner.invoke(app, ["demo", "--persons", "1000", "--enterprises", "100"])
     assert result.exit_code == 0, result.output
     assert "steward" in result.output and "auditor" in result.output
-    # The demo also loads its catalog resources, one ingest.load job each.
-    listing = runner.invoke(app, ["jobs", "list", "--limit", "100"])
+    # The demo also loads its catalog resources: an ingest.load job each, and the
+    # serving.refresh and ingest.quality jobs each committed version queues.
+    listing = runner.invoke(app, ["jobs", "list", "--limit", "500"])
     assert "demo.load" in listing.output and "succeeded" in listing.output
+    assert "failed" not in listing.output
