@@ -893,8 +893,15 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
     ctx.progress(0, 1, "quality")
     con = duckdb.connect()
     con.sql("SET enable_progress_bar = false")
-    con.register("v", lake.dataset(p["code"], version=lake_version))
-    cursor = con.execute(quality_query(schema, "v"))
+    files = DeltaTable(lake.table_uri(p["code"]), version=lake_version).file_uris()
+    if all("://" not in f for f in files) and files:
+        # A local table: DuckDB reads the version's files itself (several times faster
+        # than through an Arrow dataset, and in less memory).
+        table = "read_parquet([" + ", ".join(lit(f) for f in files) + "])"
+    else:
+        con.register("v", lake.dataset(p["code"], version=lake_version))
+        table = "v"
+    cursor = con.execute(quality_query(schema, table))
     names = [d[0] for d in cursor.description or ()]
     found = dict(zip(names, cursor.fetchall()[0], strict=True))
     con.close()
