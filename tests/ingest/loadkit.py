@@ -128,6 +128,12 @@ def versions(node: Platform, code: str) -> list[Version]:
         )
 
 
+def rejects(node: Platform, actor: Principal, code: str, **kw: Any) -> list[dict[str, Any]]:
+    """The refused rows of a resource as `actor` may read them."""
+    with unit_of_work(node.factory) as session:
+        return service.read_rejects(session, node.lake, actor, code, **kw).to_pylist()
+
+
 def rows(node: Platform, code: str, **kw: Any) -> pa.Table:
     with unit_of_work(node.factory) as session:
         return service.read_rows(session, node.lake, Principal.system(), code, **kw)

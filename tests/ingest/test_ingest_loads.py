@@ -31,17 +31,13 @@ from tests.ingest.loadkit import (
     make_resource,
     person,
     persons_table,
+    rejects,
     rows,
     versions,
     write_csv,
 )
 
 SUCCEEDED = jobs.JobState.SUCCEEDED
-
-
-def _rejects(node: Platform, actor: Principal, code: str, **kw: object) -> list[dict[str, object]]:
-    with unit_of_work(node.factory) as session:
-        return service.read_rejects(session, node.lake, actor, code, **kw).to_pylist()  # type: ignore[arg-type]
 
 
 def test_csv_load_commits_a_version_with_lineage_quality_and_rejects(
@@ -72,7 +68,7 @@ def test_csv_load_commits_a_version_with_lineage_quality_and_rejects(
     table = rows(node, code)
     assert sorted(table.column("id").to_pylist()) == list(range(1, 9))
     assert table.schema.field("birth").type == pa.date32()
-    rejected = _rejects(node, actor, code)
+    rejected = rejects(node, actor, code)
     assert [(r["row_number"], r["field"]) for r in rejected] == [
         (9, "sex"),
         (10, "id"),
@@ -110,7 +106,7 @@ def test_every_rule_rejects_its_row_with_its_reason(sqlite_node: Platform, tmp_p
     data.append(person(17, ric=person(1)["ric"]))  # unique field repeated
     job = load(sqlite_node, actor, code, write_csv(tmp_path / "bad.csv", data))
     assert job.state == jobs.JobState.FAILED  # 16 of 17 rows bad: above the threshold
-    got = {(r["row_number"], r["field"], r["reason"]) for r in _rejects(sqlite_node, actor, code)}
+    got = {(r["row_number"], r["field"], r["reason"]) for r in rejects(sqlite_node, actor, code)}
     expected = {(n, f, reason) for n, (f, _, reason) in bad.items()}
     expected.add((17, "ric", "duplicate value (first at row 1)"))
     assert got == expected
@@ -295,7 +291,7 @@ def test_too_many_rejects_commit_nothing(sqlite_node: Platform, tmp_path: Path) 
     )
     assert sorted(rows(sqlite_node, code).column("id").to_pylist()) == [1, 2, 3, 4, 5]
     assert DeltaTable(sqlite_node.lake.table_uri(code)).version() == 0
-    assert [r["row_number"] for r in _rejects(sqlite_node, actor, code, version=last.id)] == [8, 9]
+    assert [r["row_number"] for r in rejects(sqlite_node, actor, code, version=last.id)] == [8, 9]
     under = [person(i) for i in range(1, 9)] + [person(9, sex="?")]  # 1/9 = 11%
     assert load(sqlite_node, actor, code, write_csv(tmp_path / "ok2.csv", under)).state == SUCCEEDED
 

@@ -12,10 +12,16 @@ import pytest
 
 from minyun.core import jobs
 from minyun.core.platform import Platform
-from minyun.core.security import Principal
-from minyun.core.uow import unit_of_work
-from minyun.ingest import service, sources
-from tests.ingest.loadkit import load, make_resource, person, rows, versions, write_csv
+from minyun.ingest import sources
+from tests.ingest.loadkit import (
+    load,
+    make_resource,
+    person,
+    rejects,
+    rows,
+    versions,
+    write_csv,
+)
 
 ROWS = [("1", "a"), ("2", "b"), ("3", "c"), ("4", "d")]
 
@@ -94,9 +100,7 @@ def test_a_repeated_key_with_no_other_broken_row_is_rejected(
     assert job.state == jobs.JobState.SUCCEEDED, job.error
     [v] = versions(node, code)
     assert (v.rows_read, v.rows_accepted, v.rows_rejected) == (6, 5, 1)
-    with unit_of_work(node.factory) as session:
-        rejects = service.read_rejects(session, node.lake, Principal.system(), code).to_pylist()
-    assert [(r["row_number"], r["reason"]) for r in rejects] == [
+    assert [(r["row_number"], r["reason"]) for r in rejects(node, actor, code)] == [
         (6, "duplicate primary key (first at row 2)")
     ]
     assert sorted(rows(node, code).column("id").to_pylist()) == [1, 2, 3, 4, 5]
@@ -113,9 +117,7 @@ def test_a_key_first_seen_on_a_refused_row_makes_its_later_copy_a_duplicate(
     assert job.state == jobs.JobState.SUCCEEDED, job.error
     [v] = versions(node, code)
     assert (v.rows_read, v.rows_accepted, v.rows_rejected) == (5, 3, 2)
-    with unit_of_work(node.factory) as session:
-        rejects = service.read_rejects(session, node.lake, Principal.system(), code).to_pylist()
-    reasons = {(r["row_number"], r["reason"]) for r in rejects}
+    reasons = {(r["row_number"], r["reason"]) for r in rejects(node, actor, code)}
     assert (3, "duplicate primary key (first at row 1)") in reasons
     assert (1, "not one of the allowed values") in reasons
     assert sorted(rows(node, code).column("id").to_pylist()) == [2, 3, 4]

@@ -435,6 +435,14 @@ def _weighted_mod_sql(q: str, start: int, weights: Collection[int], value: str, 
     return f"((CAST({dot} AS BIGINT) % {mod}) + {mod}) % {mod}"
 
 
+def _listed_regions(regions: _RegionArg, strict: bool) -> list[str]:
+    """The six-digit codes a region rule lists one by one (not strict: those outside the provinces)."""
+    codes = sorted(r for r in _regions(regions) if len(r) == 6 and set(r) <= _DIGITS)
+    if not strict:  # the province prefix already admits these
+        codes = [c for c in codes if c[:2] not in PROVINCE_CODES]
+    return codes
+
+
 def _null_guard(q: str, body: str) -> str:
     return f"(CASE WHEN {q} IS NULL THEN NULL ELSE coalesce(({body}), false) END)"
 
@@ -454,9 +462,7 @@ def ric_check_sql(
     total = _weighted_mod_sql(q, 1, RIC_WEIGHTS, "ascii(c) - 48", 11)
     birth = f"CAST(try_strptime(substr({q}, 7, 8), '%Y%m%d') AS DATE)"
     upper = "current_date" if today is None else f"DATE '{today.isoformat()}'"
-    codes = sorted(r for r in _regions(regions) if len(r) == 6 and set(r) <= _DIGITS)
-    if not strict_region:  # the province prefix already admits these
-        codes = [c for c in codes if c[:2] not in PROVINCE_CODES]
+    codes = _listed_regions(regions, strict_region)
     region = f"substr({q}, 1, 6) IN ({', '.join(repr(c) for c in codes)})" if codes else "false"
     if not strict_region:
         provinces = ", ".join(repr(p) for p in sorted(PROVINCE_CODES))

@@ -77,12 +77,14 @@ def get_resource(session: Session, code: str) -> Resource:
     return resource
 
 
-def resource_schema(session: Session, resource: Resource) -> tuple[TableSchema, str]:
-    """The resource's current schema, parsed, with its version; Invalid if it has none."""
+def resource_schema(
+    session: Session, resource: Resource, version: str | None = None
+) -> tuple[TableSchema, str]:
+    """The resource's schema (current, or the given version), parsed; Invalid if it has none."""
+    wanted = version or resource.current_schema_version
     row = session.scalars(
         select(ResourceSchema).where(
-            ResourceSchema.resource_id == resource.id,
-            ResourceSchema.version == resource.current_schema_version,
+            ResourceSchema.resource_id == resource.id, ResourceSchema.version == wanted
         )
     ).first()
     if row is None:
@@ -125,8 +127,8 @@ def submit_load(
     Only the provider's own staff or an admin may load. The job ("ingest.load") does the work.
     """
     resource = _access_managed(session, actor, code, "resource.load")
-    schema, _ = resource_schema(session, resource)
     mode = LoadMode(mode)
+    schema, _ = resource_schema(session, resource)
     if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
         raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
     if watermark is not None:
@@ -617,8 +619,10 @@ def _find_duplicates(con: duckdb.DuckDBPyConnection, checks: Checks, numbered: s
     return found
 
 
-def _files_sql(parts: list[sources.Part]) -> str:
-    return "[" + ", ".join(lit(part.path) for part in parts) + "]"
+def _files_sql(files: list[sources.Part] | list[str]) -> str:
+    """A SQL list of the files' paths, for read_parquet."""
+    paths = [f.path if isinstance(f, sources.Part) else f for f in files]
+    return "[" + ", ".join(lit(path) for path in paths) + "]"
 
 
 def _has_commit(uri: str, version_id: int) -> bool:
@@ -876,16 +880,7 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
         if version is None or version.lake_version is None:
             raise NotFound(f"no committed version {p['version_id']} of {p['code']}")
         resource = get_resource(session, p["code"])
-        row = session.scalars(
-            select(ResourceSchema).where(
-                ResourceSchema.resource_id == resource.id,
-                ResourceSchema.version
-                == (version.schema_version or resource.current_schema_version),
-            )
-        ).first()
-        if row is None:
-            raise Invalid(f"resource {p['code']} has no schema", field="schema")
-        schema = parse_schema(row.descriptor)
+        schema, _ = resource_schema(session, resource, version.schema_version)
         lake_version, rows_read = version.lake_version, version.rows_read or 0
     errors = p.get("field_errors")
     if errors is None:
@@ -897,7 +892,7 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
     if all("://" not in f for f in files) and files:
         # A local table: DuckDB reads the version's files itself (several times faster
         # than through an Arrow dataset, and in less memory).
-        table = "read_parquet([" + ", ".join(lit(f) for f in files) + "])"
+        table = f"read_parquet({_files_sql(files)})"
     else:
         con.register("v", lake.dataset(p["code"], version=lake_version))
         table = "v"

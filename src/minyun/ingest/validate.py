@@ -356,10 +356,7 @@ def _fast_ric_sql(name: str, digits: str) -> str:
     spans = " OR ".join(
         f"{province} BETWEEN {a} AND {b}" for a, b in _runs(identifiers.PROVINCE_CODES)
     )
-    outside = sorted(
-        c for c in identifiers.division_codes()
-        if len(c) == 6 and c.isdigit() and c[:2] not in identifiers.PROVINCE_CODES
-    )  # fmt: skip
+    outside = identifiers._listed_regions(None, strict=False)
     region = f"({spans}" + (
         f" OR substr({col}, 1, 6) IN ({', '.join(lit(c) for c in outside)}))" if outside else ")"
     )
@@ -368,7 +365,7 @@ def _fast_ric_sql(name: str, digits: str) -> str:
         f" AND substr({col}, 18, 1) = substr('10X98765432', ({total} % 11) + 1, 1)"
         f" AND {birth} AND {region}"
     )
-    return f"(CASE WHEN {col} IS NULL THEN NULL ELSE coalesce(({body}), false) END)"
+    return identifiers._null_guard(col, body)
 
 
 def _digit_sum(number: str, weights: tuple[int, ...]) -> str:
