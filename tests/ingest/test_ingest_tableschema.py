@@ -108,8 +108,8 @@ def test_the_fast_identity_number_check_equals_the_reference() -> None:
     from minyun.core import identifiers
     from minyun.ingest.validate import _fast_ric_sql
 
-    fast = _fast_ric_sql("ric", "d")
-    assert "list_dot_product" not in fast and "strptime" not in fast
+    fast = _fast_ric_sql("ric", "n", "d")
+    assert "list_dot_product" not in fast and "strptime" not in fast and "regexp" not in fast
     good = [
         identifiers.make_ric("350102", dt.date(1950, 1, 1) + dt.timedelta(days=n * 7), n % 1000)
         for n in range(2000)
@@ -121,6 +121,31 @@ def test_the_fast_identity_number_check_equals_the_reference() -> None:
         chars[rnd.randrange(18)] = rnd.choice("0123456789X")
         broken.append("".join(chars))
     odd = ["", "abc", "35010219800101001", "3501021980010100100", "+3501021980010100X"]
+    # What a cast to BIGINT accepts besides digits: signs, spaces, separators, exponents, hex.
+    odd += [
+        "-35010219800101001",
+        " 35010219800101001",
+        "35010219800101001 ",
+        "3501021980_0101001",
+        "350102198001010e03",
+        "350102198001010E03",
+        "1350102198001010e2",
+        "0x4DC62DE0E0A0C1",
+        "0x4DC62DE0E0A0C1X",
+        "350102198001010.1",
+        "35010219800101001x",
+    ]
+    # 350102YYYYMMDD0000 written with an exponent: a number with a correct check digit.
+    birth = next(
+        f"1980{m:02}{d:02}"
+        for m in range(1, 13)
+        for d in range(1, 29)
+        if identifiers.ric_check_char(f"3501021980{m:02}{d:02}000") == "0"
+    )
+    exponent = f"00350102{birth}e4"
+    odd += [exponent, f"350102{birth}0000"]
+    odd += [v[:17] + "x" for v in good if v.endswith("X")][:3]
+    odd += [v[:17] + "X" for v in good if not v.endswith("X")][:3]
     # Birth dates around the edges, each with a correct check character.
     births = ["19000229", "20000229", "19990229", "20240229", "20240431", "20241231", "20241301",
               "20240100", "20240132", "18491231", "18500101", "29991231", "00000101"]  # fmt: skip
@@ -129,6 +154,13 @@ def test_the_fast_identity_number_check_equals_the_reference() -> None:
     con = duckdb.connect()
     con.execute("CREATE TABLE t (ric VARCHAR)")
     con.executemany("INSERT INTO t VALUES (?)", [[v] for v in values])
-    digits = "(SELECT ric, TRY_CAST(substr(ric, 1, 17) AS BIGINT) AS d FROM t)"
-    got = dict(con.execute(f"SELECT ric, {_fast_ric_sql('ric', 'd')} FROM {digits}").fetchall())
+    digits = (
+        "(SELECT ric, n, coalesce(n // 10, TRY_CAST(substr(ric, 1, 17) AS BIGINT)) AS d "
+        "FROM (SELECT ric, TRY_CAST(ric AS BIGINT) AS n FROM t))"
+    )
+    got = dict(con.execute(f"SELECT ric, {fast} FROM {digits}").fetchall())
     assert {v: got[v] for v in values} == {v: identifiers.is_valid_ric(v) for v in values}
+    assert con.execute(f"SELECT TRY_CAST('{exponent}' AS BIGINT)").fetchall() == [
+        (int(f"350102{birth}0000"),)
+    ]
+    assert got[f"350102{birth}0000"] and not got[exponent]
