@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from minyun.catalog.tableschema import parse_schema
 from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.ingest import sources
+from minyun.ingest.validate import Checks
 from tests.ingest.loadkit import (
+    PERSON_SCHEMA,
     load,
     make_resource,
     person,
@@ -140,3 +144,61 @@ def test_repeated_integer_keys_are_counted_with_a_bitmap_within_their_bounds(
     con = duckdb.connect()
     # Two later copies of 7; the null key is the required rule's business, not a repeat.
     assert con.execute(bitmap).fetchall() == con.execute(hashed).fetchall() == [(2,)]
+
+
+def test_the_row_check_of_the_pass_equals_not_any_rule(tmp_path: Path) -> None:
+    """`Checks.ok()` is written one term per field: it keeps exactly the rows no rule breaks."""
+    descriptor = json.loads(json.dumps(PERSON_SCHEMA))
+    descriptor["fields"] += [
+        {"name": "year", "type": "year"},
+        {"name": "count", "type": "integer", "constraints": {"required": True, "minimum": 1}},
+        {"name": "mail", "type": "string", "format": "email", "constraints": {"minLength": 6}},
+        {"name": "flag", "type": "boolean"},
+    ]
+    schema = parse_schema(descriptor)
+    extra = {"year": "2024", "count": "3", "mail": "a@b.cn", "flag": "true"}
+    values: dict[str, list[Any]] = {
+        "id": ["abc", None, "1.5", "0x10", " 7 ", "+8", "009"],
+        "ric": ["350102198001010010", None, "35010219800101001x"],
+        "name": [None, "名" * 11, "名" * 10],
+        "sex": ["U", None],
+        "birth": ["1899-12-31", "1990-02-30", None],
+        "county": ["110101", None],
+        "phone": ["23800000000", None],
+        "score": ["-1", "101", "NaN", "x", None, "100", "1e2"],
+        "level": ["D", None],
+        "employer": ["91350100000000019F", None],
+        "updated": ["yesterday", None],
+        "year": ["10000", "-1", "yr", None, "1999.5"],
+        "count": ["0", None, "many", "3.0"],
+        "mail": ["a@b", "@b.cn", "a@bc", None],
+        "flag": ["maybe", None],
+    }
+    data = [{**person(1), **extra}]
+    for name, options in values.items():
+        data += [{**person(len(data) + 1), **extra, name: v} for v in options]
+    path = write_csv(tmp_path / "rows.csv", data, columns=schema.names)
+    checks = Checks(schema)
+    source = checks.wrap(
+        "(SELECT row_number() OVER () AS n, * FROM "
+        f"read_csv('{path}', all_varchar=true, header=true))",
+        schema.names,
+    )
+    got = duckdb.sql(
+        f"SELECT src.n, {checks.ok()}, NOT {checks.bad(dups=False)} FROM {source} AS src "
+        "ORDER BY src.n"
+    ).fetchall()
+    assert len(got) == len(data)
+    assert [(n, ok) for n, ok, _ in got] == [(n, expected) for n, _, expected in got]
+    kept = {n for n, ok, _ in got if ok}
+    # Row 1, an absent value where the field may be empty, and the values that are fine.
+    fine = {("id", " 7 "), ("id", "+8"), ("id", "009"), ("name", "名" * 10),
+            ("score", "100"), ("score", "1e2"), ("count", "3.0")}  # fmt: skip
+    required = {"id", "ric", "name", "count"}
+    expected, n = {1}, 1
+    for name, options in values.items():
+        for v in options:
+            n += 1
+            if (v is None and name not in required) or (name, v) in fine:
+                expected.add(n)
+    assert kept == expected
