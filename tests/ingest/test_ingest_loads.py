@@ -112,6 +112,20 @@ def test_every_rule_rejects_its_row_with_its_reason(sqlite_node: Platform, tmp_p
     assert got == expected
 
 
+def test_an_integer_is_a_whole_number_not_a_rounded_fraction_or_hex(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    code, actor = make_resource(sqlite_node)
+    data = [person(n) for n in range(1, 21)]
+    data[1]["id"], data[2]["id"], data[3]["id"] = "2.5", "0x10", " 4 "
+    job = load(sqlite_node, actor, code, write_csv(tmp_path / "ids.csv", data))
+    assert job.state == jobs.JobState.SUCCEEDED, job.error
+    got = {(r["row_number"], r["field"], r["reason"]) for r in rejects(sqlite_node, actor, code)}
+    assert got == {(2, "id", "not a valid integer"), (3, "id", "not a valid integer")}
+    ids = rows(sqlite_node, code).column("id").to_pylist()
+    assert sorted(ids) == [1, 4, *range(5, 21)]
+
+
 def test_gbk_and_gb18030_files_load_with_their_encoding(
     sqlite_node: Platform, tmp_path: Path
 ) -> None:
