@@ -505,7 +505,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
                 if good
                 else pa.RecordBatchReader.from_batches(target, [])
             )
-            lake_version = _commit(load, mode, schema, data, meta)
+            bounds = _integer_bounds(good, target)
+            lake_version = _commit(load, mode, schema, data, meta, bounds=bounds)
     except BaseException:
         if hashing is not None:
             hashing.cancel()
@@ -707,8 +708,16 @@ def _commit(
     schema: TableSchema,
     data: pa.RecordBatchReader,
     meta: dict[str, str],
+    *,
+    bounds: dict[str, tuple[int, int]] | None = None,
 ) -> int:
-    """Write the accepted rows as one Delta commit; its version."""
+    """Write the accepted rows as one Delta commit; its version.
+
+    A merge (upsert, delete) is told the range of each integer key column of the load
+    (`bounds`, from the written files' statistics): delta-rs then reads only the table's
+    files whose statistics overlap it, instead of every file of the table (it streams
+    the load's rows, so it cannot find that range itself).
+    """
     uri = load.lake.table_uri(load.code)
     props = CommitProperties(
         custom_metadata=meta,
@@ -726,6 +735,10 @@ def _commit(
         write_deltalake(uri, data, mode="append", schema_mode="merge", commit_properties=props)
     else:
         on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in schema.primary_key)
+        for k in schema.primary_key:
+            if k in (bounds or {}):
+                low, high = (bounds or {})[k]
+                on += f" AND t.{q(k)} >= {int(low)} AND t.{q(k)} <= {int(high)}"
         merger = DeltaTable(uri).merge(
             data, on, source_alias="s", target_alias="t", commit_properties=props,
             merge_schema=mode == LoadMode.UPSERT,

@@ -428,11 +428,14 @@ def write_parts(
     where: str | None = None,
     count: bool = True,
     row_group_rows: int = 122_880,
+    row_groups_per_file: int = 8,
 ) -> Written:
     """Read the source once: the typed rows (`select`, over `src`) for which `ok` holds, to Parquet.
 
-    DuckDB writes with all its threads, one file per thread, and does not keep the file
-    order (nothing needs it). Rows that fail `ok` are not written: they are counted, as
+    DuckDB writes with all its threads, each thread its own files, and does not keep the
+    file order (nothing needs it). A file is closed after `row_groups_per_file` row
+    groups (about a million rows), so each file holds a stretch of the source: a later
+    merge on keys that come in order rewrites and reads only the files of its stretch. Rows that fail `ok` are not written: they are counted, as
     the rows the scan read minus the rows written, and reported by a second read only
     when there are some. The scan's count comes from DuckDB's query profile, with filter
     pushdown off so no filter reaches into the scan; with a `where` (a watermark), or a
@@ -448,7 +451,8 @@ def write_parts(
         con.sql("SET enable_profiling = 'no_output'")
         found = con.execute(
             f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, PER_THREAD_OUTPUT, RETURN_STATS, "
-            f"FILENAME_PATTERN 'part-{{uuid}}', ROW_GROUP_SIZE {int(row_group_rows)})"
+            f"FILENAME_PATTERN 'part-{{uuid}}', ROW_GROUP_SIZE {int(row_group_rows)}, "
+            f"ROW_GROUPS_PER_FILE {int(row_groups_per_file)})"
         )
         names = [d[0] for d in found.description or ()]
         rows = [dict(zip(names, r, strict=True)) for r in found.fetchall()]
