@@ -736,8 +736,8 @@ def _commit(
     else:
         on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in schema.primary_key)
         for k in schema.primary_key:
-            if k in (bounds or {}):
-                low, high = (bounds or {})[k]
+            if bounds and k in bounds:
+                low, high = bounds[k]
                 on += f" AND t.{q(k)} >= {int(low)} AND t.{q(k)} <= {int(high)}"
         merger = DeltaTable(uri).merge(
             data, on, source_alias="s", target_alias="t", commit_properties=props,

@@ -435,9 +435,9 @@ def write_parts(
     DuckDB writes with all its threads, each thread its own files, and does not keep the
     file order (nothing needs it). A file is closed after `row_groups_per_file` row
     groups (about a million rows), so each file holds a stretch of the source: a later
-    merge on keys that come in order rewrites and reads only the files of its stretch. Rows that fail `ok` are not written: they are counted, as
-    the rows the scan read minus the rows written, and reported by a second read only
-    when there are some. The scan's count comes from DuckDB's query profile, with filter
+    merge on keys that come in order rewrites and reads only the files of its stretch.
+    Rows that fail `ok` are not written: they are counted, as the rows the scan read
+    minus the rows written, and reported by a second read only when there are some. The scan's count comes from DuckDB's query profile, with filter
     pushdown off so no filter reaches into the scan; with a `where` (a watermark), or a
     profile without the count, the rows are counted by a query of their own (`count=False`:
     not at all, `rows_read` is then the rows written).
