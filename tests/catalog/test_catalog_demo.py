@@ -15,6 +15,7 @@ from minyun.catalog.models import Resource, ResourceStatus
 from minyun.catalog.tableschema import parse_schema
 from minyun.core import identifiers, jobs
 from minyun.core.jobs import JobState
+from minyun.core.masks import parse_mask
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.demo import province
@@ -54,6 +55,33 @@ def test_data_is_deterministic_with_exactly_the_planted_faults() -> None:
     enterprises = next(r for r in RESOURCES if r.code == "amr-enterprise-registration")
     table = build_table(enterprises, seed=5)
     assert table.num_rows > enterprises.rows  # duplicate keys were appended
+
+
+def test_demo_masks_show_what_a_masked_reader_may_see() -> None:
+    population = next(r for r in RESOURCES if r.code == "police-population-basic")
+    fields = {f.name: f for f in parse_schema(population.schema()).fields}
+    assert {n: fields[n].mask for n in ("ric", "name", "birth_date", "address")} == {
+        "ric": "keep(6,4)",
+        "name": "name",
+        "birth_date": "date(year)",
+        "address": "address(city)",
+    }
+    table = build_table(population, seed=5)
+    shown = {
+        n: parse_mask(fields[n].mask or "").arrow(table.column(n).combine_chunks(), key=b"k")
+        for n in ("ric", "name", "birth_date", "address")
+    }
+    ric, masked_ric = table.column("ric")[0].as_py(), shown["ric"][0].as_py()
+    assert masked_ric == ric[:6] + "*" * 8 + ric[-4:]
+    name = table.column("name").drop_null()[0].as_py()
+    assert _masked_name(name) in shown["name"].to_pylist()
+    assert shown["birth_date"][0].as_py() == str(table.column("birth_date")[0].as_py().year)
+    cities = set(shown["address"].to_pylist())
+    assert None not in cities and all(c.endswith("市") and len(c) <= 4 for c in cities)
+
+
+def _masked_name(name: str) -> str:
+    return name[0] + "*" if len(name) == 2 else name[0] + "*" * (len(name) - 2) + name[-1]
 
 
 def test_every_demo_resource_passes_the_catalog_rules(session: Session) -> None:

@@ -23,7 +23,7 @@ def test_person_schema_parses_with_minyun_keys() -> None:
     assert (ric.format, ric.sensitivity, ric.mask, ric.unique) == (
         "cn-ric",
         "sensitive",
-        "partial",
+        "keep(3,4)",  # "partial" in the descriptor, kept in its normal form
         True,
     )
     assert ts.field("county").codelist == "GB/T 2260"
@@ -45,6 +45,8 @@ def test_type_frictionless_knows_but_the_lake_does_not_is_refused() -> None:
     [
         ({"sensitivity": "top"}, "sensitivity"),
         ({"mask": "blur"}, "mask"),
+        ({"mask": "keep(3)"}, "keep"),
+        ({"mask": "address(street)"}, "address"),
         ({"codelist": [1, 2]}, "codelist"),
         ({"constraints": {"pattern": "["}}, "pattern"),
     ],
@@ -53,6 +55,39 @@ def test_bad_minyun_keys_are_refused(extra: dict[str, Any], message: str) -> Non
     with pytest.raises(Invalid, match=message) as caught:
         parse_schema(_schema({"name": "x", "type": "string", **extra}))
     assert "'x'" in str(caught.value) or caught.value.extra.get("field") in ("x", "schema")
+
+
+@pytest.mark.parametrize(
+    ("type_", "spec", "normal"),
+    [
+        ("string", "keep(6,4)", "keep(6,4)"),
+        ("string", " keep( 3 , 4 )", "keep(3,4)"),
+        ("string", "name", "name"),
+        ("string", "address(city)", "address(city)"),
+        ("date", "date(year)", "date(year)"),
+        ("datetime", "date(month)", "date(month)"),
+        ("integer", "hash", "pseudonym"),
+        ("number", "full", "null"),
+    ],
+)
+def test_masks_are_checked_and_kept_in_normal_form(type_: str, spec: str, normal: str) -> None:
+    ts = parse_schema(_schema({"name": "x", "type": type_, "mask": spec}))
+    assert ts.field("x").mask == normal
+
+
+@pytest.mark.parametrize(
+    ("type_", "spec"), [("date", "name"), ("number", "keep(3,4)"), ("integer", "date(year)")]
+)
+def test_a_mask_that_does_not_fit_the_type_is_refused(type_: str, spec: str) -> None:
+    with pytest.raises(Invalid, match=rf"'x'.*mask.*not {type_}") as caught:
+        parse_schema(_schema({"name": "x", "type": type_, "mask": spec}))
+    assert caught.value.extra["field"] == "x"
+
+
+def test_one_mask_named_two_ways_is_the_same_schema() -> None:
+    legacy = parse_schema(_schema({"name": "x", "type": "string", "mask": "partial"}))
+    modern = parse_schema(_schema({"name": "x", "type": "string", "mask": "keep(3,4)"}))
+    assert compatibility(legacy, modern) == "same"
 
 
 def test_primary_key_must_name_a_field_and_names_are_unique() -> None:

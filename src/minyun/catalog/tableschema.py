@@ -3,6 +3,9 @@
 The descriptor is checked twice: by the `frictionless` package (the standard's own rules:
 types, constraints, primaryKey) and here (the minyun keys: `sensitivity`, `mask`,
 `codelist` and the formats `cn-ric` / `cn-uscc`). Every error names the field.
+
+A field's `mask` is checked by `core.masks.parse_mask` and kept in its normal form
+(`"partial"` becomes `"keep(3,4)"`), so two schemas that name one mask differently are the same.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import frictionless
 import pyarrow as pa
 
 from minyun.core.errors import Invalid
+from minyun.core.masks import parse_mask
 
 __all__ = [
     "FORMATS",
-    "MASKS",
     "SENSITIVITIES",
     "TYPES",
     "Field",
@@ -41,7 +44,6 @@ TYPES: dict[str, pa.DataType] = {
     "year": pa.int32(),
 }
 SENSITIVITIES = ("public", "internal", "sensitive", "secret")
-MASKS = ("partial", "hash", "full")
 # Formats minyun checks itself; frictionless knows the others (email, uri, uuid, ...).
 MINYUN_FORMATS = ("cn-ric", "cn-uscc")
 FORMATS = (*MINYUN_FORMATS, "default", "email", "uri", "uuid", "binary", "wkt", "any")
@@ -69,7 +71,7 @@ class Field:
     format: str | None = None
     codelist: list[str] | str | None = None
     sensitivity: str = "internal"
-    mask: str | None = None
+    mask: str | None = None  # the normal form of the spec (core.masks), e.g. "keep(3,4)"
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,7 @@ def _parse_field(raw: Mapping[str, Any]) -> Field:
         raise Invalid(
             f"field {name!r}: sensitivity must be one of {', '.join(SENSITIVITIES)}", field=name
         )
-    mask = raw.get("mask")
-    if mask is not None and mask not in MASKS:
-        raise Invalid(f"field {name!r}: mask must be one of {', '.join(MASKS)}", field=name)
+    mask = _parse_mask(name, type_, raw.get("mask"))
     codelist = raw.get("codelist")
     if codelist is not None and not (
         isinstance(codelist, str)
@@ -188,6 +188,23 @@ def _parse_field(raw: Mapping[str, Any]) -> Field:
         sensitivity=sensitivity,
         mask=mask,
     )
+
+
+def _parse_mask(name: str, type_: str, spec: Any) -> str | None:
+    """The mask's normal spec; Invalid naming the field if it is bad or does not fit the type."""
+    if spec is None:
+        return None
+    try:
+        mask = parse_mask(spec)
+    except Invalid as exc:
+        raise Invalid(f"field {name!r}: {exc}", field=name) from exc
+    if type_ not in mask.types:
+        raise Invalid(
+            f"field {name!r}: mask {mask.spec} applies to {', '.join(sorted(mask.types))},"
+            f" not {type_}",
+            field=name,
+        )
+    return mask.spec
 
 
 def arrow_schema(ts: TableSchema) -> pa.Schema:

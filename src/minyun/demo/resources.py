@@ -193,7 +193,7 @@ def _ric(title: str = "公民身份号码", name: str = "ric", shift: int = 0, *
     kw.setdefault("required", True)
     return _c(
         name, "string", title, lambda d: d.person("ric", shift), format="cn-ric",
-        sensitivity="sensitive", mask="partial", **kw,
+        sensitivity="sensitive", mask="keep(6,4)", **kw,
     )  # fmt: skip
 
 
@@ -235,7 +235,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.person("name"),
                 required=True,
                 sensitivity="sensitive",
-                mask="partial",
+                mask="name",
             ),
             _c(
                 "sex",
@@ -250,6 +250,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 "出生日期",
                 lambda d: d.person("birth_date"),
                 sensitivity="sensitive",
+                mask="date(year)",
             ),
             _county("户籍地行政区划"),
             _c(
@@ -258,7 +259,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 "户籍地址",
                 lambda d: d.person("address"),
                 sensitivity="sensitive",
-                mask="partial",
+                mask="address(city)",
             ),
         ),
         ("ric",),
@@ -322,7 +323,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 "姓名",
                 lambda d: d.person("name"),
                 sensitivity="sensitive",
-                mask="partial",
+                mask="name",
             ),
             _county(),
             _c(
@@ -891,7 +892,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.numbers(0, 300000, 2),
                 minimum=0,
                 sensitivity="secret",
-                mask="full",
+                mask="null",
             ),
         ),
         ("ric",),
@@ -1000,7 +1001,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 "新生儿姓名",
                 lambda d: d.person("name", 50),
                 sensitivity="sensitive",
-                mask="partial",
+                mask="name",
             ),
             _c("birth_date", "date", "出生日期", lambda d: d.dates(D(2024, 1, 1), D(2025, 6, 30))),
             _ric("母亲身份号码", "mother_ric", shift=200),
@@ -1212,7 +1213,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.numbers(0, 5000, 2),
                 minimum=0,
                 sensitivity="secret",
-                mask="full",
+                mask="null",
             ),
         ),
         ("uscc",),
