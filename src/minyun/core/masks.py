@@ -31,6 +31,7 @@ each other on random text. See docs/decisions/0006-masks.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -81,7 +82,9 @@ COMPOUND_SURNAMES = (
 _CHINA_OFFSET_US = 8 * 3600 * 1_000_000
 
 # Address levels, by the suffix of each division's name (RE2, shared by DuckDB and Arrow).
-_HAN = r"\p{Han}"
+# Division names are written in the basic CJK block; \p{Han} would be ten times slower to
+# compile, and Arrow compiles a pattern on every call.
+_HAN = r"[\x{4E00}-\x{9FFF}]"
 _MUNICIPALITY = "(?:北京|天津|上海|重庆)市"
 _PROVINCE = rf"(?:{_HAN}{{2,3}}省|{_HAN}{{2,8}}?自治区|{_HAN}{{2}}特别行政区)"
 _CITY = rf"(?:{_HAN}{{2,10}}?自治州|{_HAN}{{2,6}}?地区|{_HAN}{{2,6}}?盟|{_HAN}{{2,4}}?市)"
@@ -100,6 +103,8 @@ _DATE_PATTERNS = {
     "month": rf"^([0-9]{{4}}-{_MONTH})(?:[-T ]|$)",
 }
 
+_STAR, _EMPTY, _NULL_TEXT = pa.scalar("*"), pa.scalar(""), pa.scalar(None, pa.string())
+_COMPOUND_SET = pa.array(COMPOUND_SURNAMES)
 _STRING_TYPES = frozenset({"string"})
 _TEXT_TYPES = frozenset({"string", "integer", "year"})
 
@@ -151,12 +156,12 @@ class Keep(Mask):
     def arrow(self, values: pa.Array, *, key: bytes) -> pa.Array:
         s = _text(values)
         n = pc.utf8_length(s)
-        kept = self.first + self.last
-        middle = pc.binary_repeat("*", pc.max_element_wise(pc.subtract(n, kept), 0))
+        kept = _i32(self.first + self.last)
+        middle = pc.binary_repeat(_STAR, pc.max_element_wise(pc.subtract(n, kept), _i32(0)))
         joined = pc.binary_join_element_wise(
-            pc.utf8_slice_codeunits(s, 0, self.first), middle, _right(s, self.last), ""
+            pc.utf8_slice_codeunits(s, 0, self.first), middle, _right(s, self.last), _EMPTY
         )
-        return _string(pc.if_else(pc.greater(n, kept), joined, pc.binary_repeat("*", n)))
+        return pc.if_else(pc.greater(n, kept), joined, pc.binary_repeat(_STAR, n))
 
 
 @dataclass(frozen=True)
@@ -185,18 +190,16 @@ class Name(Mask):
         s = _text(values)
         n = pc.utf8_length(s)
         two = pc.utf8_slice_codeunits(s, 0, 2)
-        compound = pc.and_(
-            pc.greater_equal(n, 3), pc.is_in(two, value_set=pa.array(COMPOUND_SURNAMES))
-        )
-        k = pc.if_else(compound, 2, 1)
+        compound = pc.and_(pc.greater_equal(n, _i32(3)), pc.is_in(two, value_set=_COMPOUND_SET))
         head = pc.if_else(compound, two, pc.utf8_slice_codeunits(s, 0, 1))
-        given = pc.subtract(n, k)
-        stars = pc.binary_repeat("*", pc.max_element_wise(pc.subtract(given, 1), 0))
-        tail = pc.if_else(
-            pc.equal(given, 1), "*", pc.binary_join_element_wise(stars, _right(s, 1), "")
+        given = pc.subtract(n, pc.if_else(compound, _i32(2), _i32(1)))
+        stars = pc.binary_repeat(_STAR, pc.max_element_wise(pc.subtract(given, _i32(1)), _i32(1)))
+        # One given character: "*"; more: "*" for each but the last, then the last.
+        tail = pc.binary_join_element_wise(
+            stars, pc.if_else(pc.equal(given, _i32(1)), _EMPTY, _right(s, 1)), _EMPTY
         )
-        masked = pc.binary_join_element_wise(head, tail, "")
-        return _string(pc.if_else(pc.less_equal(n, 1), pc.binary_repeat("*", n), masked))
+        masked = pc.binary_join_element_wise(head, tail, _EMPTY)
+        return pc.if_else(pc.less_equal(n, _i32(1)), pc.binary_repeat(_STAR, n), masked)
 
 
 @dataclass(frozen=True)
@@ -281,7 +284,7 @@ class Pseudonym(Mask):
             h = base.copy()
             h.update(text.encode())
             digests.append(h.hexdigest()[:PSEUDONYM_HEX_DIGITS])
-        return _string(pa.array(digests, pa.string()).take(encoded.indices))
+        return pa.array(digests, pa.string()).take(encoded.indices)
 
 
 @dataclass(frozen=True)
@@ -376,8 +379,10 @@ def _text(values: pa.Array) -> pa.Array:
     return values.cast(pa.string())
 
 
-def _string(values: pa.Array) -> pa.Array:
-    return values.cast(pa.string())
+@functools.lru_cache(maxsize=256)
+def _i32(value: int) -> pa.Scalar:
+    # utf8_length gives int32; a typed scalar spares pyarrow inferring one on every call.
+    return pa.scalar(value, pa.int32())
 
 
 def _right(s: pa.Array, count: int) -> pa.Array:
@@ -391,7 +396,7 @@ def _extract(s: pa.Array, pattern: str) -> pa.Array:
     """Group 1 of `pattern`, NULL when it is empty or does not match (as nullif(…, '') in SQL)."""
     named = pattern.replace("(", "(?P<g>", 1)
     found = pc.struct_field(pc.extract_regex(s, named), [0])
-    return _string(pc.if_else(pc.equal(found, ""), pa.scalar(None, pa.string()), found))
+    return pc.if_else(pc.equal(found, _EMPTY), _NULL_TEXT, found)
 
 
 def _check_key(key: bytes) -> None:
