@@ -6,12 +6,12 @@ import itertools
 import threading
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from minyun.core import audit
-from minyun.core.audit import AuditRecord, Problem
+from minyun.core.audit import AuditCheckpoint, AuditRecord, Problem
 from minyun.core.keys import NodeKey
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
@@ -143,10 +143,29 @@ def test_forged_checkpoint_signature_is_detected(session: Session, node_key: Nod
     assert finding is not None and finding.problem == Problem.BAD_CHECKPOINT
 
 
-def test_checkpoint_is_written_every_hundred_records(session: Session, node_key: NodeKey) -> None:
-    _append(session, audit.CHECKPOINT_EVERY, node_key)
-    report = audit.verify(session, node_key)
-    assert report.ok and report.checkpoints == 1
+def test_each_commit_signs_its_head_in_the_database_and_the_heads_file(
+    platform: Platform,
+) -> None:
+    with platform.factory.begin() as s:
+        _append(s, 3)
+    with platform.factory.begin() as s:
+        _append(s, 2)
+    with platform.factory() as s:
+        report = audit.verify(s, platform.node_key)
+        signed = list(s.scalars(select(AuditCheckpoint.seq).order_by(AuditCheckpoint.seq)))
+    assert report.ok and report.records == 5 and report.heads == 2
+    assert signed == [3, 5]
+    lines = platform.audit_heads.path.read_text().splitlines()
+    assert [int(line.split()[0]) for line in lines] == [3, 5]
+
+
+def test_a_rolled_back_transaction_signs_nothing(platform: Platform) -> None:
+    with pytest.raises(RuntimeError), platform.factory.begin() as s:
+        _append(s, 2)
+        raise RuntimeError("the change fails")
+    with platform.factory() as s:
+        assert audit.verify(s, platform.node_key).records == 0
+    assert not platform.audit_heads.path.exists()
 
 
 @pytest.mark.postgres
@@ -190,4 +209,4 @@ def test_eight_concurrent_writers_make_one_chain(
         seqs = list(s.scalars(text("SELECT seq FROM audit_records ORDER BY seq")))
     assert report.ok, report.first_problem
     assert report.records == 200 and seqs == list(range(1, 201))
-    assert report.checkpoints == 2
+    assert report.checkpoints == 200 and report.heads == 200

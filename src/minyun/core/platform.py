@@ -1,4 +1,4 @@
-"""A running minyun node: settings, database, node key, job dispatcher, throttle."""
+"""A running minyun node: settings, database, node key, job dispatcher, throttle, audit appender."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from minyun.core.audit import HEADS_FILE, GroupAppender, HeadsLog
 from minyun.core.config import Settings
 from minyun.core.db import make_engine, make_sessionmaker, migrate
 from minyun.core.jobs import Dispatcher
@@ -24,6 +25,8 @@ class Platform:
     dispatcher: Dispatcher
     throttle: Throttle
     lake: Lake
+    audit_appender: GroupAppender
+    audit_heads: HeadsLog
 
     @classmethod
     def open(cls, settings: Settings, *, run_jobs_here: bool = True) -> Platform:
@@ -31,12 +34,17 @@ class Platform:
         engine = make_engine(settings.database_url)
         node_key = load_node_key(settings.var_dir)
         dispatcher = Dispatcher(settings.jobs_mode.value)
-        factory = make_sessionmaker(engine, node_key=node_key, jobs=dispatcher)
+        heads = HeadsLog(settings.var_dir / HEADS_FILE)
+        # One per process; its thread starts with the first read it records.
+        appender = GroupAppender(engine, node_key=node_key, heads=heads)
+        factory = make_sessionmaker(
+            engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads
+        )
         if run_jobs_here:
             dispatcher.factory = factory
         throttle = login_throttle(settings.rate_limit_uri, settings.login_attempts_per_minute)
         lake = Lake(settings.lake_uri)
-        return cls(settings, engine, factory, node_key, dispatcher, throttle, lake)
+        return cls(settings, engine, factory, node_key, dispatcher, throttle, lake, appender, heads)
 
     def migrate(self) -> None:
         """Bring the control-plane schema up to date."""
@@ -48,4 +56,6 @@ class Platform:
 
     def close(self) -> None:
         self.dispatcher.shutdown()
+        self.audit_appender.close()
+        self.audit_heads.close()
         self.engine.dispose()

@@ -1,0 +1,246 @@
+"""Group-committed audit: durable before return, one chain across threads and processes,
+and the heads file outside the database catching a rewritten or truncated tail."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from minyun.core import audit, context
+from minyun.core.audit import AuditRecord, Entry, Problem
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+
+READER = Principal(kind="user", name="reader", roles=frozenset({"auditor"}))
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def node(request: pytest.FixtureRequest) -> Platform:
+    fixture = "platform" if request.param == "sqlite" else "pg_platform"
+    platform: Platform = request.getfixturevalue(fixture)
+    return platform
+
+
+def _records(node: Platform) -> list[AuditRecord]:
+    with node.factory() as s:
+        return list(s.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+
+
+def _verify(node: Platform) -> audit.VerifyReport:
+    with node.factory() as s:
+        return audit.verify(s, node.node_key)
+
+
+@pytest.mark.postgres
+def test_record_read_returns_once_its_record_is_committed(pg_platform: Platform) -> None:
+    token = context.request_id.set("req-durable-1")
+    try:
+        with pg_platform.factory() as s:
+            seq = audit.record_read(s, READER, "rows.read", target="r1", keys=["a", "b"])
+            # Still inside the reader's open transaction, another connection already sees it.
+            with pg_platform.factory() as other:
+                stored = other.get(AuditRecord, seq)
+            assert stored is not None
+            assert (stored.request_id, stored.record_count) == ("req-durable-1", 2)
+            s.rollback()  # the read's own transaction has no say over its record
+    finally:
+        context.request_id.reset(token)
+    assert pg_platform.audit_appender.batches == 1
+    report = _verify(pg_platform)
+    assert report.ok and report.records == 1 and report.heads == 1 and report.checkpoints == 1
+
+
+def test_record_read_after_a_change_joins_the_change_transaction(node: Platform) -> None:
+    # The transaction holds the chain lock: handing off to the appender would wait forever.
+    with node.factory.begin() as s:
+        audit.record(s, READER, "resource.update", target="r1")
+        seq = audit.record_read(s, READER, "rows.read", target="r1")
+        assert seq == 2
+    assert node.audit_appender.batches == 0
+    assert [r.action for r in _records(node)] == ["resource.update", "rows.read"]
+    assert _verify(node).ok
+
+
+def test_sqlite_reads_are_recorded_in_the_request_transaction(platform: Platform) -> None:
+    # Every SQLite transaction holds the one write lock from BEGIN IMMEDIATE.
+    with pytest.raises(RuntimeError), platform.factory.begin() as s:
+        audit.record_read(s, READER, "rows.read", target="r1")
+        raise RuntimeError("the response never left")
+    assert _records(platform) == [] and platform.audit_appender.batches == 0
+
+
+def test_async_callers_wait_for_durability_without_blocking_the_loop(node: Platform) -> None:
+    async def many() -> list[int]:
+        entries = [Entry.of(READER, "rows.lookup", target=f"k{i}") for i in range(20)]
+        return await asyncio.gather(*(node.audit_appender.append_async(e) for e in entries))
+
+    seqs = asyncio.run(many())
+    assert sorted(seqs) == list(range(1, 21))
+    assert node.audit_appender.batches < 20  # grouped
+    assert _verify(node).ok
+
+
+def test_entries_keep_the_request_context_of_their_caller(node: Platform) -> None:
+    token = context.request_id.set("req-ctx-42")
+    ip = context.client_ip.set("10.0.0.9")
+    try:
+        entry = Entry.of(READER, "rows.read")
+    finally:
+        context.request_id.reset(token)
+        context.client_ip.reset(ip)
+    node.audit_appender.append(entry)  # written by the appender's thread, outside the context
+    [stored] = _records(node)
+    assert (stored.request_id, stored.client_ip) == ("req-ctx-42", "10.0.0.9")
+
+
+def test_concurrent_readers_and_changers_make_one_signed_chain(node: Platform) -> None:
+    errors: list[BaseException] = []
+
+    def reader(n: int) -> None:
+        try:
+            for i in range(20):
+                node.audit_appender.append(Entry.of(READER, "rows.read", target=f"{n}.{i}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def changer(n: int) -> None:
+        try:
+            for i in range(10):
+                with node.factory.begin() as s:
+                    audit.record(s, READER, "resource.update", target=f"{n}.{i}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(6)]
+    threads += [threading.Thread(target=changer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    report = _verify(node)
+    assert report.ok, report.first_problem
+    assert report.records == 6 * 20 + 2 * 10
+    # Every read batch and every change transaction signed its head, in the file too.
+    assert report.heads == report.checkpoints == node.audit_appender.batches + 20
+
+
+_OTHER_PROCESS = """
+import sys, threading
+from pathlib import Path
+from minyun.core.audit import Entry
+from minyun.core.config import load_settings
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+
+node = Platform.open(load_settings(var_dir=Path(sys.argv[1]), database_url=sys.argv[2]))
+who = Principal(kind="user", name="other-process")
+
+def work(n):
+    for i in range(25):
+        node.audit_appender.append(Entry.of(who, "rows.read", target=f"{n}.{i}"))
+
+threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+node.close()
+"""
+
+
+@pytest.mark.postgres
+def test_two_processes_append_to_one_chain(pg_platform: Platform) -> None:
+    settings = pg_platform.settings
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, str(settings.var_dir), settings.database_url]
+    )
+    try:
+        for i in range(100):
+            pg_platform.audit_appender.append(Entry.of(READER, "rows.read", target=str(i)))
+    finally:
+        assert other.wait(timeout=300) == 0
+    report = _verify(pg_platform)
+    assert report.ok, report.first_problem
+    actors = {r.actor for r in _records(pg_platform)}
+    assert report.records == 200 and actors == {READER.label, "user:other-process"}
+
+
+# --- the attacker: a database superuser, without the node's key ---------------------------
+
+
+def _fill(node: Platform, n: int, per_batch: int = 10) -> None:
+    for start in range(0, n, per_batch):
+        futures = [
+            node.audit_appender.submit(Entry.of(READER, "rows.read", target=str(i)))
+            for i in range(start, min(n, start + per_batch))
+        ]
+        for f in futures:
+            f.result()
+
+
+def _attacker(node: Platform) -> Session:
+    if node.engine.dialect.name == "postgresql":
+        with node.factory.begin() as s:
+            for table in ("audit_records", "audit_checkpoints"):
+                s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+    return node.factory()
+
+
+def test_rewriting_a_recent_record_and_the_chain_after_it_is_caught(node: Platform) -> None:
+    _fill(node, 498)
+    assert _verify(node).ok
+    with _attacker(node) as s, s.begin():
+        # Rewrite record 450, recompute every hash after it, drop the signatures it breaks.
+        prev = s.get(AuditRecord, 449)
+        assert prev is not None
+        prev_hash = prev.hash
+        for entry in s.scalars(select(AuditRecord).where(AuditRecord.seq >= 450)):
+            if entry.seq == 450:
+                entry.purpose = "nothing to see"
+            entry.prev_hash = prev_hash
+            entry.hash = prev_hash = audit.record_hash(entry)
+        s.execute(text("DELETE FROM audit_checkpoints WHERE seq >= 450"))
+    with node.factory() as s:
+        # What the database alone says: intact. The heads file says otherwise.
+        assert audit.verify(s, node.node_key, heads=_no_heads(node)).ok
+        finding = audit.verify(s, node.node_key).first_problem
+    assert finding is not None and finding.problem == Problem.REWRITTEN
+    assert 450 <= finding.seq <= 460  # the first batch head at or after the rewrite
+
+
+def test_deleting_the_newest_records_is_caught(node: Platform) -> None:
+    _fill(node, 498)
+    with _attacker(node) as s, s.begin():
+        s.execute(text("DELETE FROM audit_records WHERE seq >= 401"))
+        s.execute(text("DELETE FROM audit_checkpoints WHERE seq >= 401"))
+    with node.factory() as s:
+        assert audit.verify(s, node.node_key, heads=_no_heads(node)).ok
+        finding = audit.verify(s, node.node_key).first_problem
+    assert finding is not None and (finding.problem, finding.seq) == (Problem.TRUNCATED, 401)
+    assert "498" in finding.detail
+
+
+def test_a_forged_line_in_the_heads_file_is_reported(node: Platform) -> None:
+    _fill(node, 5, per_batch=5)
+    with node.audit_heads.path.open("a") as f:
+        f.write(f"9 {'ab' * 32} {node.node_key.kid} AAAA\n")
+    finding = _verify(node).first_problem
+    assert finding is not None and finding.problem == Problem.BAD_CHECKPOINT
+
+
+def test_a_line_cut_short_by_a_crash_is_not_tampering(node: Platform) -> None:
+    _fill(node, 5, per_batch=5)
+    with node.audit_heads.path.open("a") as f:
+        f.write("6 0123")
+    assert _verify(node).ok
+
+
+def _no_heads(node: Platform) -> audit.HeadsLog:
+    return audit.HeadsLog(Path(node.settings.var_dir) / "no-such-heads.log")
