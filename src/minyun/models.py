@@ -14,6 +14,7 @@ from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
 from minyun.core.jobs import Job
+from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
@@ -31,6 +32,7 @@ __all__ = [
     "Division",
     "Job",
     "Organization",
+    "PlanEpoch",
     "Reading",
     "Resource",
     "ResourceSchema",

@@ -173,14 +173,19 @@ def test_drafts_are_hidden_from_other_organisations_with_the_same_error(session:
     assert str(hidden.value).replace(draft.code, "X") == str(missing.value).replace(
         "no-such-resource", "X"
     )
-    colleague = actor_for(session, "consumer", org=org)
-    assert service.access_resource(session, colleague, draft.code) is draft
+    steward = actor_for(session, "steward", org=org)
+    assert service.access_resource(session, steward, draft.code) is draft
+    # Membership alone shows nothing: a colleague without a data role does not see drafts.
+    with pytest.raises(NotFound):
+        service.access_resource(session, actor_for(session, "consumer", org=org), draft.code)
     codes = {r.code for r in service.list_resources(session, outsider)}
     assert draft.code not in codes
+    with pytest.raises(Unauthenticated):  # a draft is not open data
+        service.access_resource(session, Principal.anonymous(), draft.code)
     service.publish_resource(session, factories.SYSTEM, draft.code)
     assert service.access_resource(session, outsider, draft.code) is draft
-    with pytest.raises(Unauthenticated):
-        service.access_resource(session, Principal.anonymous(), draft.code)
+    # Published and open (无条件开放): the public sees it too.
+    assert service.access_resource(session, Principal.anonymous(), draft.code) is draft
 
 
 # --- schema versions -------------------------------------------------------------------------

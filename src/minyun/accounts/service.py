@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minyun.accounts.models import AccountKind, ApiClient, User
-from minyun.core import audit, clock, identifiers
+from minyun.core import audit, clock, identifiers, policies
 from minyun.core.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthenticated
 from minyun.core.keys import NodeKey
 from minyun.core.security import (
@@ -109,6 +110,25 @@ def create_user(
     return user
 
 
+def set_roles(session: Session, actor: Principal, user_id: int, roles: list[str]) -> User:
+    """Give a civil servant exactly these roles (admins only); cached plans are invalidated."""
+    user = get_user(session, user_id)
+    authorize(session, actor, "user.manage", target=user.username, target_type="user")
+    unknown = sorted(set(roles) - {str(r) for r in Role})
+    if unknown:
+        raise Invalid(f"unknown role {unknown[0]!r}", field="roles")
+    if user.kind != AccountKind.STAFF and roles:
+        raise Invalid("only civil servants have roles", field="roles")
+    before = sorted(user.roles)
+    user.roles = sorted(set(roles))
+    policies.bump_epoch(session)
+    audit.record(
+        session, actor, "user.roles", target=user.username, target_type="user",
+        detail=json.dumps({"before": before, "after": user.roles}, ensure_ascii=False),
+    )  # fmt: skip
+    return user
+
+
 def _check(validate: Callable[[str], None], value: str, field: str) -> None:
     try:
         validate(value)
@@ -191,6 +211,18 @@ def create_client(
     session.flush()
     audit.record(session, actor, "client.create", target=client.client_id, target_type="api-client")
     return NewClient(client, secret)
+
+
+def revoke_client(session: Session, actor: Principal, client_id: str) -> ApiClient:
+    """Disable an API client: its tokens are refused at once, in every process (admins only)."""
+    authorize(session, actor, "client.manage", target=client_id, target_type="api-client")
+    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    if client is None:
+        raise NotFound("no such API client")
+    client.active = False
+    policies.bump_epoch(session)
+    audit.record(session, actor, "client.revoke", target=client_id, target_type="api-client")
+    return client
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """The catalog's rules: create, edit, publish and retire resources; versioned schemas; search.
 
-Published (and retired) resources are visible to every signed-in user; a draft only to
-its provider's staff and to admins. Changes are for admins and data stewards, and a
+Who sees metadata is decided by the reader's audience (`core.policies.audience`): civil
+servants see published (and retired) resources, their schemas, quality and lineage, and a
+draft only when they are its provider's staff or admins; citizens, enterprises and
+anonymous visitors see only published resources that are open (无条件/有条件开放), with their
+public fields. Reads of data go through `access_data`, which returns the `AccessPlan`. Changes are for admins and data stewards, and a
 steward only changes the resources of their own organisation. Every change writes its
 audit record in the caller's transaction.
 """
@@ -29,9 +32,17 @@ from minyun.catalog.models import (
 )
 from minyun.catalog.tableschema import TableSchema, compatibility, parse_schema
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
-from minyun.core import audit, clock
-from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
-from minyun.core.security import Principal, authorize
+from minyun.core import audit, clock, policies
+from minyun.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+)
+from minyun.core.policies import AccessPlan, DataResource, FieldFacts
+from minyun.core.security import Principal, authorize, decide
 from minyun.ingest.models import Version
 from minyun.orgs import service as orgs
 from minyun.orgs.models import Organization
@@ -63,31 +74,91 @@ def get_resource(session: Session, code: str) -> Resource:
     return resource
 
 
-def _manages(actor: Principal, organization_id: int) -> bool:
-    return actor.kind == "system" or actor.manages(organization_id)
+OPEN_TYPES = (OpenType.UNCONDITIONAL, OpenType.CONDITIONAL)
 
 
 def _visible(actor: Principal, resource: Resource) -> bool:
-    return resource.status != ResourceStatus.DRAFT or _manages(actor, resource.provider_id)
+    if policies.audience(actor) == "open":
+        return resource.status == ResourceStatus.PUBLISHED and resource.open_type in OPEN_TYPES
+    return resource.status != ResourceStatus.DRAFT or policies.manages(actor, resource.provider_id)
 
 
 def access_resource(session: Session, actor: Principal, code: str) -> Resource:
     """The resource if the actor may see it; the same NotFound for missing and hidden."""
     authorize(session, actor, "catalog.read", target=code, target_type="resource")
     resource = find_resource(session, code)
-    # Same error for missing and hidden: don't reveal that someone's draft exists.
-    if resource is None or not _visible(actor, resource):
-        raise NotFound(f"no resource {code}")
-    return resource
+    if resource is not None and _visible(actor, resource):
+        return resource
+    # Same error for missing and hidden: don't reveal that someone's draft exists. An
+    # anonymous caller is told to sign in, whether the resource exists or not.
+    error: DomainError = (
+        NotFound(f"no resource {code}")
+        if actor.authenticated
+        else Unauthenticated("sign in first: without an account only open data is shown")
+    )
+    if resource is not None:
+        error.audit = audit.Pending(
+            actor, "catalog.read", target=code, target_type="resource",
+            outcome=audit.Outcome.DENIED, detail="not visible to this reader",
+        )  # fmt: skip
+    raise error
 
 
 def _visibility(actor: Principal) -> ColumnElement[bool]:
+    if policies.audience(actor) == "open":
+        return and_(
+            Resource.status == ResourceStatus.PUBLISHED,
+            Resource.open_type.in_([str(t) for t in OPEN_TYPES]),
+        )
     if actor.kind == "system" or actor.has_role("admin"):
         return Resource.id.is_not(None)
     shown = Resource.status != ResourceStatus.DRAFT
     if actor.organization_id is None:
         return shown
     return or_(shown, Resource.provider_id == actor.organization_id)
+
+
+def data_resource(session: Session, resource: Resource) -> DataResource:
+    """What the access policies need of a resource: provider, types, fields and their keys."""
+    row = current_schema(session, resource)
+    descriptor: Mapping[str, Any] = row.descriptor if row is not None else {}
+    fields = tuple(
+        FieldFacts(
+            str(f["name"]),
+            str(f.get("sensitivity") or policies.DEFAULT_SENSITIVITY),
+            str(f["mask"]) if f.get("mask") else None,
+        )
+        for f in descriptor.get("fields") or []
+        if isinstance(f, Mapping) and f.get("name")
+    )
+    pk = descriptor.get("primaryKey") or ()
+    return DataResource(
+        id=resource.id,
+        code=resource.code,
+        provider_id=resource.provider_id,
+        status=resource.status,
+        sharing_type=resource.sharing_type,
+        open_type=resource.open_type,
+        fields=fields,
+        primary_key=(pk,) if isinstance(pk, str) else tuple(str(c) for c in pk),
+        schema_version=resource.current_schema_version,
+        lake_version=resource.lake_version,
+    )
+
+
+def access_data(
+    session: Session, actor: Principal, code: str, action: str, *, purpose: str | None = None
+) -> AccessPlan:
+    """The plan of a read of a resource's data (rows, rejects, quality); refused and audited."""
+    resource = access_resource(session, actor, code)
+    return authorize(
+        session, actor, action, resource=data_resource(session, resource), purpose=purpose
+    )
+
+
+def internal(actor: Principal) -> bool:
+    """Whether the actor sees the internal catalog (schemas in full, quality, lineage)."""
+    return policies.audience(actor) == "internal"
 
 
 def normalize(text: str) -> str:
@@ -180,7 +251,7 @@ def _refuse(actor: Principal, action: str, code: str, reason: str) -> Forbidden:
 
 
 def _check_provider(actor: Principal, action: str, resource: Resource) -> None:
-    if not _manages(actor, resource.provider_id):
+    if not policies.manages(actor, resource.provider_id):
         raise _refuse(actor, action, resource.code, "only the provider can change this resource")
 
 
@@ -282,7 +353,7 @@ def create_resource(
     if not RESOURCE_CODE.match(code):
         raise Invalid("code: 2–64 of a-z 0-9 . _ -, starting with a letter or digit", field="code")
     org = orgs.get_organization(session, provider)
-    if not _manages(actor, org.id):
+    if not policies.manages(actor, org.id):
         raise _refuse(
             actor, "resource.create", code, "stewards register resources of their own organisation"
         )
@@ -345,6 +416,7 @@ def update_resource(
     _check_restrictions(resource)
     resource.updated_at = clock.now()
     resource.search_text = search_text(resource, current_table_schema(session, resource))
+    policies.bump_epoch(session)  # cached plans of this resource are stale
     audit.record(
         session,
         actor,
@@ -374,6 +446,7 @@ def publish_resource(
     resource.status = ResourceStatus.PUBLISHED
     resource.publish_date = now.astimezone(CHINA_TIME).date()
     resource.updated_at = now
+    policies.bump_epoch(session)  # cached plans of this resource are stale
     audit.record(
         session, actor, "resource.publish", target=code, target_type="resource", purpose=reason
     )
@@ -393,6 +466,7 @@ def retire_resource(
     resource.status = ResourceStatus.RETIRED
     resource.retired_at = now
     resource.updated_at = now
+    policies.bump_epoch(session)  # cached plans of this resource are stale
     audit.record(
         session, actor, "resource.retire", target=code, target_type="resource", purpose=reason
     )
@@ -443,7 +517,12 @@ def access_schema(
         ).first()
     if row is None:
         raise NotFound(f"resource {code} has no schema {version or ''}".rstrip())
-    return row
+    if internal(actor):
+        return row
+    # The public sees the public fields only: a copy outside the session, never saved.
+    view = ResourceSchema(**{c.key: getattr(row, c.key) for c in ResourceSchema.__table__.columns})
+    view.descriptor = visible_descriptor(actor, row.descriptor)
+    return view
 
 
 def _version_tuple(version: str) -> tuple[int, int]:
@@ -496,6 +575,7 @@ def set_schema(
     resource.updated_at = clock.now()
     resource.search_text = search_text(resource, new)
     session.flush()
+    policies.bump_epoch(session)  # cached plans of this resource are stale
     audit.record(
         session,
         actor,
@@ -600,6 +680,8 @@ class ResourcePage:
     may_change: bool
     theme: Any = None
     base_library: Any = None
+    internal: bool = True  # loads, quality and lineage are shown
+    may_see_jobs: bool = False
 
 
 def quality_fields(quality: Mapping[str, Any] | None) -> list[FieldQuality]:
@@ -635,25 +717,32 @@ def quality_fields(quality: Mapping[str, Any] | None) -> list[FieldQuality]:
 
 
 def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage:
-    """Everything the resource page shows, for an actor who may see the resource."""
+    """Everything the resource page shows, for an actor who may see the resource.
+
+    Loads, quality and lineage are for civil servants; the quality figures come through the
+    reader's quality plan (values such as minimum and maximum only of fields it shows in
+    clear); the public sees the metadata and the public fields of open resources.
+    """
     resource = access_resource(session, actor, code)
     schema = current_schema(session, resource)
-    versions = list(
-        session.scalars(
-            select(Version)
-            .where(Version.resource_id == resource.id)
-            .order_by(Version.started_at.desc(), Version.id.desc())
-            .limit(50)
+    versions: list[Version] = []
+    if internal(actor):
+        versions = list(
+            session.scalars(
+                select(Version)
+                .where(Version.resource_id == resource.id)
+                .order_by(Version.started_at.desc(), Version.id.desc())
+                .limit(50)
+            )
         )
-    )
     latest = next((v for v in versions if v.quality), None)
     try:
-        parsed = parse_schema(schema.descriptor) if schema is not None else None
+        parsed = parse_schema(visible_descriptor(actor, schema.descriptor)) if schema else None
     except DomainError:
         parsed = None
     may_change = (
         resource.status != ResourceStatus.RETIRED
-        and _manages(actor, resource.provider_id)
+        and policies.manages(actor, resource.provider_id)
         and actor.has_role("admin", "steward")
     )
     return ResourcePage(
@@ -662,9 +751,76 @@ def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage
         table_schema=parsed,
         schemas=schema_history(session, resource),
         versions=versions,
-        quality=quality_fields(latest.quality if latest else None),
+        quality=planned_quality(session, actor, resource, latest.quality if latest else None),
         quality_version=latest,
         may_change=may_change,
         theme=THEME_BY_CODE.get(resource.theme or ""),
         base_library=BASE_LIBRARY_BY_CODE.get(resource.base_library or ""),
+        internal=internal(actor),
+        may_see_jobs=policies.manages(actor, resource.provider_id)
+        and decide(session, actor, "jobs.read").allowed,
     )
+
+
+def visible_descriptor(actor: Principal, descriptor: Mapping[str, Any]) -> dict[str, Any]:
+    """A schema as its reader may see it: whole for civil servants, public fields for others."""
+    if internal(actor):
+        return dict(descriptor)
+    fields = [
+        f
+        for f in descriptor.get("fields") or []
+        if isinstance(f, Mapping) and f.get("sensitivity") == "public"
+    ]
+    names = {f["name"] for f in fields}
+    shown = {k: v for k, v in descriptor.items() if k not in ("fields", "primaryKey")}
+    pk = descriptor.get("primaryKey")
+    keys = [pk] if isinstance(pk, str) else list(pk or [])
+    if keys and all(k in names for k in keys):
+        shown["primaryKey"] = pk
+    return {**shown, "fields": fields}
+
+
+def planned_quality_doc(
+    session: Session, actor: Principal, resource: Resource, quality: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """A stored quality document as the reader's quality plan shows it (None without a plan)."""
+    if not quality:
+        return None
+    try:
+        plan = authorize(
+            session, actor, policies.QUALITY, resource=data_resource(session, resource)
+        )
+    except DomainError:
+        return None
+    fields = quality.get("fields")
+    shown: dict[str, Any] = {}
+    if isinstance(fields, Mapping):
+        for name, figures in fields.items():
+            if not isinstance(figures, Mapping):
+                continue
+            values = name in plan.clear
+            shown[name] = {k: v for k, v in figures.items() if values or k not in ("min", "max")}
+    return {**{k: v for k, v in quality.items() if k != "fields"}, "fields": shown}
+
+
+def planned_quality(
+    session: Session, actor: Principal, resource: Resource, quality: Mapping[str, Any] | None
+) -> list[FieldQuality]:
+    """A quality report as the reader's quality plan shows it (nothing without a plan).
+
+    Completeness, validity and distinct counts reveal no value: they are shown for every
+    field (civil servants see the whole schema anyway); minimum and maximum are values,
+    shown only for fields the plan shows in clear.
+    """
+    if not quality:
+        return []
+    try:
+        plan = authorize(
+            session, actor, policies.QUALITY, resource=data_resource(session, resource)
+        )
+    except DomainError:
+        return []
+    return [
+        q if q.name in plan.clear else replace(q, minimum=None, maximum=None)
+        for q in quality_fields(quality)
+    ]

@@ -318,6 +318,11 @@ def _sql(node: Node, columns: Mapping[str, str], params: list[Any]) -> str:
     return f"({name} {neg}BETWEEN ? AND ?)"
 
 
+def compile_node(node: Node, columns: Mapping[str, str], params: list[Any]) -> str:
+    """A parsed filter as a SQL condition; its values are appended to `params`."""
+    return _sql(node, columns, params)
+
+
 def compile_filter(text: str | None, columns: Mapping[str, str]) -> tuple[str, list[Any]]:
     """A SQL condition with `?` parameters for the filter; `columns` maps name to kind."""
     node = parse_filter(text or "")

@@ -29,6 +29,15 @@ class NodeKey:
             serialization.NoEncryption(),
         )
 
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte secret for one purpose (cursor signing, pseudonyms), derived from the key."""
+        raw = self.private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return hashlib.sha256(f"minyun.{purpose}\0".encode() + raw).digest()
+
     def sign(self, message: bytes) -> str:
         """A base64url Ed25519 signature of `message`."""
         return base64.urlsafe_b64encode(self.private.sign(message)).decode()

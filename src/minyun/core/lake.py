@@ -1,19 +1,26 @@
 """The data plane: one Delta Lake table per resource under the lake URI, read with DuckDB.
 
-Only services that have passed `core.security.authorize` call this module; no endpoint
-reads the lake around them.
+Resource rows leave the lake only through `Lake.read_rows`, which takes the `AccessPlan`
+that `core.security.authorize` returned and applies its projection, masks and row filter
+inside the query (`core.reading`). No module outside `core` opens a Delta table.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from minyun.core.errors import NotFound
+
+if TYPE_CHECKING:
+    from minyun.core.policies import AccessPlan
+    from minyun.core.reading import RowsPage
 
 
 class Lake:
@@ -57,3 +64,41 @@ class Lake:
     ) -> ds.Dataset:
         """The resource's rows as a lazily read Arrow dataset."""
         return self.table(code, version=version, as_of=as_of).to_pyarrow_dataset()
+
+    def is_table(self, uri: str) -> bool:
+        """Whether a committed Delta table is at `uri` (a resource's or its rejects')."""
+        return DeltaTable.is_deltatable(uri)
+
+    def dataset_at(self, uri: str) -> ds.Dataset:
+        """The newest version of the Delta table at `uri` as an Arrow dataset."""
+        return DeltaTable(uri).to_pyarrow_dataset()
+
+    def read_table(
+        self,
+        plan: AccessPlan,
+        *,
+        secret: bytes,
+        version: int | None = None,
+        as_of: datetime | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
+        """Every row `plan` opens at a version or a time, projected and masked."""
+        from minyun.core import reading
+
+        return reading.read_table(
+            self, plan, secret=secret, version=version, as_of=as_of, limit=limit
+        )
+
+    def read_rejects(
+        self, plan: AccessPlan, *, secret: bytes, load_id: int, limit: int
+    ) -> pa.Table:
+        """The records load `load_id` refused, masked as `plan` says."""
+        from minyun.core import reading
+
+        return reading.read_rejects(self, plan, secret=secret, load_id=load_id, limit=limit)
+
+    def read_rows(self, plan: AccessPlan, *, secret: bytes, **query: Any) -> RowsPage:
+        """One page of the rows `plan` opens (fields, filter, sort, limit, cursor, version)."""
+        from minyun.core import reading
+
+        return reading.read_rows(self, plan, secret=secret, **query)

@@ -1,18 +1,20 @@
 """Who is acting, passwords, access tokens, and the one authorisation point.
 
-Every data access in minyun calls `authorize`. Today it decides by role; grants
-(sharing issue) plug in through `GRANT_CHECKS` without changing any caller.
+Every access in minyun calls `authorize`: a read of resource data gets an `AccessPlan` from
+the named policies of `core.policies`; any other action is decided by role, client scope and
+the registered capability checks (`GRANT_CHECKS`).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, overload
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -21,9 +23,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 from sqlalchemy.orm import Session
 
-from minyun.core import audit, clock
+from minyun.core import audit, clock, policies
 from minyun.core.errors import DomainError, Forbidden, Unauthenticated
 from minyun.core.keys import NodeKey
+from minyun.core.policies import AccessPlan, DataResource
 
 
 class Role(StrEnum):
@@ -57,12 +60,6 @@ class Principal:
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))
-
-    def manages(self, organization_id: int | None) -> bool:
-        """Staff of the organisation, or an admin."""
-        return Role.ADMIN in self.roles or (
-            organization_id is not None and organization_id == self.organization_id
-        )
 
     @classmethod
     def system(cls, on_behalf_of: str | None = None) -> Principal:
@@ -149,10 +146,46 @@ def read_token(key: NodeKey, token: str, *, issuer: str, audience: str) -> dict[
     return dict(decoded.claims)
 
 
+class TokenCache:
+    """Verified access-token claims, kept until the token expires (bounded, per process).
+
+    A token is looked up by its whole text, so a forged or edited token is never found and
+    goes through full verification. Revocation is not cached: callers check that the
+    token's client is still active on every request.
+    """
+
+    def __init__(self, key: NodeKey, *, issuer: str, audience: str, max_size: int = 10_000) -> None:
+        self.key = key
+        self.issuer = issuer
+        self.audience = audience
+        self.max_size = max_size
+        self._claims: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The token's claims; Unauthenticated when it is forged, expired or foreign."""
+        now = clock.now().timestamp()
+        with self._lock:
+            found = self._claims.get(token)
+        if found is not None and found["exp"] > now:
+            return found
+        claims = read_token(self.key, token, issuer=self.issuer, audience=self.audience)
+        if not str(claims.get("sub", "")).startswith("client:"):
+            raise Unauthenticated("access token refused: unknown subject")
+        with self._lock:
+            if len(self._claims) >= self.max_size:
+                self._claims = {t: c for t, c in self._claims.items() if c["exp"] > now}
+                if len(self._claims) >= self.max_size:
+                    self._claims.clear()
+            self._claims[token] = claims
+        return claims
+
+
 # --- the authorisation point ------------------------------------------------------
 
-# Which roles may do which action. An action missing here is refused to everyone
-# but the system: new capabilities are closed until someone opens them.
+# Which roles may do which action; "*" is every civil servant (staff and the departments'
+# API clients), never a citizen's or an enterprise's account. An action missing here is
+# refused to everyone but the system: new capabilities are closed until someone opens them.
 POLICY: dict[str, frozenset[str]] = {
     "org.read": frozenset({"*"}),
     "org.manage": frozenset({Role.ADMIN}),
@@ -177,17 +210,19 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.edit": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.publish": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.retire": frozenset({Role.ADMIN, Role.STEWARD}),
-    # Rows: the provider's own staff (checked by the query service) and admins, until
-    # sharing grants open them to others through GRANT_CHECKS.
-    "resource.read": frozenset({Role.ADMIN}),
+    # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 
-# Reading or writing a resource's rows is never opened by a client's scope alone: the scope
-# counts only for the providing department's own clients; others need a sharing grant.
-DATA_ACTIONS = frozenset({"resource.read", "resource.load"})
+# Open to everyone, anonymous visitors too: what each reader sees is narrowed by its audience
+# (core.policies.audience): the open catalog for citizens, the internal one for civil servants.
+OPEN_ACTIONS = frozenset({"catalog.read", "org.read"})
+
+# Writing a resource's rows is never opened by a client's scope alone: the scope counts only
+# for the providing department's own clients.
+DATA_ACTIONS = frozenset({"resource.load"})
 
 GrantCheck = Callable[[Session, Principal, str, str | None], bool]
-# Later issues register grant checks here (e.g. "resource.read" by an approved Grant).
+# Capability checks registered by later issues (data reads plug into core.policies instead).
 GRANT_CHECKS: list[GrantCheck] = []
 
 
@@ -208,12 +243,20 @@ def decide(
     provider_id: int | None = None,
 ) -> Decision:
     """Whether `actor` may do `action` (on `target`), and why; writes nothing."""
+    if action in policies.DATA_READS:
+        # Reads of data are planned per resource (authorize(..., resource=…)), never by role.
+        return Decision(False, f"{action} needs the resource's access plan")
     if actor.kind == "system":
         return Decision(True, "system")
+    if action in OPEN_ACTIONS:
+        return Decision(True, f"{action} is open; what is shown depends on the audience")
     if not actor.authenticated:
         return Decision(False, "sign in first")
     allowed_roles = POLICY.get(action)
-    if allowed_roles is not None and ("*" in allowed_roles or actor.roles & allowed_roles):
+    civil_servant = policies.audience(actor) == "internal"
+    if allowed_roles is not None and (
+        ("*" in allowed_roles and civil_servant) or actor.roles & allowed_roles
+    ):
         return Decision(True, f"role allows {action}")
     own_data = provider_id is not None and provider_id == actor.organization_id
     if (
@@ -228,6 +271,18 @@ def decide(
     return Decision(False, f"{action} is not permitted for this account")
 
 
+@overload
+def authorize(
+    session: Session,
+    actor: Principal,
+    action: str,
+    *,
+    resource: DataResource,
+    purpose: str | None = None,
+) -> AccessPlan: ...
+
+
+@overload
 def authorize(
     session: Session,
     actor: Principal,
@@ -237,27 +292,67 @@ def authorize(
     target_type: str | None = None,
     purpose: str | None = None,
     provider_id: int | None = None,
-) -> Decision:
+) -> Decision: ...
+
+
+def authorize(
+    session: Session,
+    actor: Principal,
+    action: str,
+    *,
+    resource: DataResource | None = None,
+    target: str | None = None,
+    target_type: str | None = None,
+    purpose: str | None = None,
+    provider_id: int | None = None,
+) -> AccessPlan | Decision:
     """The one authorisation point: allow, or raise Forbidden carrying the denial's audit entry.
 
+    With `resource`, a read of its data: the named policies (`core.policies`) plan it and the
+    `AccessPlan` is returned — the only thing the `core` readers accept. Without, a capability
+    (`org.manage`, `resource.load`, …) decided by role, client scope and grant checks;
     `provider_id` is the organisation that provides the data being touched, if any.
 
-    The entry is written by `unit_of_work` after the caller's transaction rolls back, so a
-    refused request leaves its audit record and nothing else.
+    A refusal's audit entry is written by `unit_of_work` after the caller's transaction rolls
+    back, so a refused request leaves its audit record and nothing else.
     """
+    if resource is not None:
+        verdict = policies.evaluate(session, actor, action, resource)
+        if verdict is None:
+            raise _refusal(
+                actor,
+                action,
+                f"{action} of {resource.code} is not permitted for this account",
+                target=resource.code,
+                target_type="resource",
+                purpose=purpose,
+            )
+        return policies.plan_for(actor, action, resource, verdict, purpose=purpose)
     decision = decide(session, actor, action, target, provider_id=provider_id)
     if not decision.allowed:
-        error: DomainError = (
-            Forbidden(decision.reason) if actor.authenticated else Unauthenticated(decision.reason)
+        raise _refusal(
+            actor, action, decision.reason, target=target, target_type=target_type, purpose=purpose
         )
-        error.audit = audit.Pending(
-            actor=actor,
-            action=action,
-            target=target,
-            target_type=target_type,
-            purpose=purpose,
-            outcome=audit.Outcome.DENIED,
-            detail=decision.reason,
-        )
-        raise error
     return decision
+
+
+def _refusal(
+    actor: Principal,
+    action: str,
+    reason: str,
+    *,
+    target: str | None,
+    target_type: str | None,
+    purpose: str | None,
+) -> DomainError:
+    error: DomainError = Forbidden(reason) if actor.authenticated else Unauthenticated(reason)
+    error.audit = audit.Pending(
+        actor=actor,
+        action=action,
+        target=target,
+        target_type=target_type,
+        purpose=purpose,
+        outcome=audit.Outcome.DENIED,
+        detail=reason,
+    )
+    return error

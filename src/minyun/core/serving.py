@@ -15,15 +15,22 @@ Rows are stored in the JSON form of the query API (`json_value`: ISO dates and t
 decimals as text, binary as base64) and turned back into the lake's Arrow types by
 `decode` when served, so the response is made by the same code as a lake read.
 
+Rows leave the index only through `read_key`, which takes the reader's `AccessPlan` and
+applies its projection and masks (vectorised Arrow, `core.masks`) before anything is
+returned. A plan with a row filter is not served from here: the lake reader applies it.
+
 This module knows nothing of the catalog: its callers (the query service) give it the
 resource (`id`, `code`, `lake_version`) and its primary key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Protocol
@@ -32,13 +39,27 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
-from sqlalchemy import JSON, BigInteger, Integer, Table, Text, and_, delete, func, insert, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from minyun.core import clock
 from minyun.core.db import Base, UTCDateTime
 from minyun.core.lake import Lake
+from minyun.core.masks import parse_mask, pseudonym_key
+from minyun.core.policies import AccessPlan
 
 BATCH_ROWS = 10_000
 DELETE_CHUNK = 500
@@ -211,6 +232,175 @@ def lookup(
     if found is None or found[0] != lake_version:
         return False, None
     return True, found[1]
+
+
+def read_key(
+    session: Session,
+    plan: AccessPlan,
+    values: Sequence[Any],
+    *,
+    schema: pa.Schema,
+    fields: Sequence[str],
+    secret: bytes,
+) -> pa.Table | None:
+    """The row of primary key `values` as `plan` shows it (no row: an empty table).
+
+    None when the index cannot answer for the plan: not at the resource's current version,
+    or the plan filters rows (the lake reader applies row filters).
+    """
+    version = plan.resource.lake_version
+    if version is None or plan.row_filter is not None:
+        return None
+    fresh, row = lookup(session, plan.resource.id, encode_key(values), version)
+    if not fresh:
+        return None
+    return shown(plan, [row] if row is not None else [], schema, fields, secret=secret)
+
+
+def shown(
+    plan: AccessPlan,
+    rows: Sequence[dict[str, Any]],
+    schema: pa.Schema,
+    fields: Sequence[str],
+    *,
+    secret: bytes,
+) -> pa.Table:
+    """Stored rows projected to `fields` and masked as `plan` says (fields must be visible)."""
+    visible = set(plan.visible)
+    if any(name not in visible for name in fields):
+        raise ValueError("a field outside the plan was asked of the serving index")
+    table = rows_table(rows, pa.schema([schema.field(name) for name in fields]))
+    masked = plan.masked
+    if not masked.keys() & set(fields):
+        return table
+    key = pseudonym_key(secret, plan.consumer)
+    columns = [
+        parse_mask(masked[name]).arrow(table.column(name).combine_chunks(), key=key)
+        if name in masked
+        else table.column(name)
+        for name in fields
+    ]
+    return pa.table(columns, names=list(fields))
+
+
+# --- the hot path's facts --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """Everything one governed key lookup needs from the control plane, read in one statement."""
+
+    client_active: bool
+    client_org: int | None
+    client_scopes: frozenset[str]
+    resource_id: int | None
+    status: str | None
+    schema_version: str | None
+    lake_version: int | None
+    served_version: int | None
+    row: dict[str, Any] | None
+    epoch: int
+
+
+_FACTS = """
+SELECT c.active, c.organization_id, c.scopes, r.id, r.status, r.current_schema_version,
+       r.lake_version, s.lake_version, sr.row, e.value
+FROM plan_epoch e
+LEFT JOIN api_clients c ON c.client_id = {client}
+LEFT JOIN resources r ON r.code = {code}
+LEFT JOIN serving_state s ON s.resource_id = r.id
+LEFT JOIN serving_rows sr ON sr.resource_id = r.id AND sr.key = {key}
+WHERE e.id = 1
+"""
+
+
+def _facts(found: Sequence[Any] | None) -> KeyFacts:
+    if found is None:
+        raise RuntimeError("the plan epoch row is missing: run `minyun init`")
+    active, org, scopes, rid, status, schema_version, version, served, row, epoch = found
+    if isinstance(scopes, str):
+        scopes = json.loads(scopes)
+    if isinstance(row, str):
+        row = json.loads(row)
+    return KeyFacts(
+        client_active=bool(active),
+        client_org=org,
+        client_scopes=frozenset(scopes or ()),
+        resource_id=rid,
+        status=status,
+        schema_version=schema_version,
+        lake_version=version,
+        served_version=served,
+        row=row,
+        epoch=int(epoch),
+    )
+
+
+class FactStore(Protocol):
+    async def facts(self, client_id: str, code: str, key: str) -> KeyFacts: ...
+
+
+class PostgresFacts:
+    """The facts on asyncpg, on the event loop (a pool per process, made on first use)."""
+
+    def __init__(self, dsn: str, *, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.max_size = max_size
+        self._pool: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sql = _FACTS.format(client="$1", code="$2", key="$3")
+
+    async def facts(self, client_id: str, code: str, key: str) -> KeyFacts:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._loop is not loop:
+            import asyncpg
+
+            if self._pool is not None:  # a pool serves the loop that made it only
+                with contextlib.suppress(RuntimeError):  # that loop may be closed already
+                    self._pool.terminate()
+            self._loop = loop
+            self._pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.max_size, statement_cache_size=64
+            )
+        async with self._pool.acquire() as connection:
+            found = await connection.fetchrow(self._sql, client_id, code, key)
+        return _facts(tuple(found) if found is not None else None)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class SessionFacts:
+    """The facts through SQLAlchemy on a worker thread (the embedded SQLite node)."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self._sql = text(_FACTS.format(client=":client", code=":code", key=":key"))
+
+    async def facts(self, client_id: str, code: str, key: str) -> KeyFacts:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self._read, client_id, code, key)
+
+    def _read(self, client_id: str, code: str, key: str) -> KeyFacts:
+        with self.factory() as session:
+            found = session.execute(
+                self._sql, {"client": client_id, "code": code, "key": key}
+            ).first()
+        return _facts(tuple(found) if found is not None else None)
+
+    async def close(self) -> None:
+        return None
+
+
+def fact_store(database_url: str, factory: Any) -> FactStore:
+    """asyncpg for a PostgreSQL control plane, else SQLAlchemy on a worker thread."""
+    if database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
+        dsn = "postgresql://" + database_url.split("://", 1)[1]
+        return PostgresFacts(dsn)
+    return SessionFacts(factory)
 
 
 def state(session: Session, resource_id: int) -> ServingState | None:

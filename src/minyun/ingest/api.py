@@ -48,11 +48,7 @@ def upload_load(
 @router.get("/resources/{code}/versions")
 def versions(code: str, session: SessionDep, actor: ActorDep) -> list[dict[str, Any]]:
     """The loads of a resource with their lineage and quality, newest first."""
-    found = service.list_versions(session, actor, code)
-    out = service.versions_json(found)
-    for row, version in zip(out, found, strict=True):
-        row["quality"] = version.quality
-    return out
+    return service.lineage(session, actor, code)
 
 
 @router.get("/resources/{code}/rejects")

@@ -29,12 +29,15 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
+from minyun.catalog import service as catalog
+from minyun.catalog.models import Resource, ResourceSchema
 from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
-from minyun.core import audit, clock, jobs
+from minyun.core import audit, clock, jobs, policies
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import DomainError, Forbidden, Invalid, NotFound
+from minyun.core.errors import ConfigError, DomainError, Forbidden, Invalid, NotFound
+from minyun.core.keys import NodeKey
 from minyun.core.lake import Lake
+from minyun.core.reading import REJECTS_SCHEMA
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
@@ -43,15 +46,6 @@ from minyun.query.service import submit_refresh
 
 KIND = "ingest.load"
 CDF = {"delta.enableChangeDataFeed": "true"}
-REJECTS_SCHEMA = pa.schema(
-    [
-        pa.field("load_id", pa.int64()),
-        pa.field("row_number", pa.int64()),
-        pa.field("field", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("record", pa.string()),
-    ]
-)
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
 SOURCE_TIMEZONE = "Asia/Shanghai"
 BATCH_ROWS = 256_000
@@ -101,7 +95,7 @@ def _access_managed(session: Session, actor: Principal, code: str, action: str) 
     )  # fmt: skip
     if resource is None:
         raise NotFound(f"no resource {code}")
-    if actor.kind != "system" and not actor.manages(resource.provider_id):
+    if not policies.manages(actor, resource.provider_id):
         raise Forbidden(f"only the provider of {code} or an admin may do this")
     return resource
 
@@ -174,14 +168,13 @@ def save_upload(stream: Any, settings: Settings | None = None) -> tuple[Path, st
 
 
 def list_versions(session: Session, actor: Principal, code: str) -> list[Version]:
-    """Every load of a resource, newest first; a draft's loads only for its provider or admins."""
-    if not actor.authenticated:
-        authorize(session, actor, "resource.load", target=code)
-    resource = get_resource(session, code)
-    if resource.status == ResourceStatus.DRAFT and not (
-        actor.kind == "system" or actor.manages(resource.provider_id)
-    ):
-        raise NotFound(f"no resource {code}")  # same error as missing: drafts stay hidden
+    """Every load of a resource, newest first: lineage is for civil servants.
+
+    A draft's loads only for its provider or admins (as the catalog hides the draft itself).
+    """
+    resource = catalog.access_resource(session, actor, code)
+    if not catalog.internal(actor):
+        raise NotFound(f"no lineage for resource {code}")
     return list(
         session.scalars(
             select(Version).where(Version.resource_id == resource.id).order_by(Version.id.desc())
@@ -198,33 +191,30 @@ def read_rejects(
     version: int | None = None,
     limit: int = 1000,
 ) -> pa.Table:
-    """The refused rows of a load (`version` = Version.id; default the newest load with any)."""
-    resource = _access_managed(session, actor, code, "resource.load")
+    """The refused rows of a load (`version` = Version.id; default the newest load with any).
+
+    Rejects are data: they are read through the reader's access plan and masked like rows.
+    """
+    plan = catalog.access_data(session, actor, code, policies.REJECTS)
     if version is None:
         version = session.scalars(
             select(Version.id)
-            .where(Version.resource_id == resource.id, Version.rows_rejected > 0)
+            .where(Version.resource_id == plan.resource.id, Version.rows_rejected > 0)
             .order_by(Version.id.desc())
             .limit(1)
         ).first()
     else:
         chosen = session.get(Version, version)
-        if chosen is None or chosen.resource_id != resource.id:
+        if chosen is None or chosen.resource_id != plan.resource.id:
             raise NotFound(f"resource {code} has no load {version}")
-    uri = lake.rejects_uri(code)
-    if version is None or not DeltaTable.is_deltatable(uri):
+    if version is None:
         return REJECTS_SCHEMA.empty_table()
-    con = duckdb.connect()
-    con.register("rejects", DeltaTable(uri).to_pyarrow_dataset())
-    table = con.sql(
-        f"SELECT * FROM rejects WHERE load_id = {int(version)} "
-        f"ORDER BY row_number, field LIMIT {int(limit)}"
-    ).to_arrow_table()
-    audit.record(
-        session, actor, "resource.rejects.read", target=code, target_type="resource",
-        count=table.num_rows, detail=f"load {version}",
+    table = lake.read_rejects(plan, secret=_secret(session), load_id=version, limit=limit)
+    audit.record_read(
+        session, actor, policies.REJECTS, target=code, target_type="resource",
+        count=table.num_rows, detail=f"load {version}; policy={plan.policy}",
     )  # fmt: skip
-    return table.cast(REJECTS_SCHEMA)
+    return table
 
 
 def read_rows(
@@ -238,22 +228,27 @@ def read_rows(
     limit: int | None = None,
 ) -> pa.Table:
     """The resource's rows as of a lake version or a time (default: the newest committed load)."""
-    resource = get_resource(session, code)
-    if actor.kind != "system" and not actor.manages(resource.provider_id):
-        authorize(session, actor, "resource.read", target=code, target_type="resource")
-    if resource.lake_version is None:
+    plan = catalog.access_data(session, actor, code, policies.READ)
+    latest = plan.resource.lake_version
+    if latest is None:
         raise NotFound(f"resource {code} has no data in the lake yet")
-    if version is not None and version > resource.lake_version:
+    if version is not None and version > latest:
         raise NotFound(f"resource {code} has no version {version}")
-    if version is None and as_of is None:
-        version = resource.lake_version
-    dataset = lake.dataset(code, version=version, as_of=as_of)
-    table = dataset.head(limit) if limit is not None else dataset.to_table()
-    audit.record(
-        session, actor, "resource.read", target=code, target_type="resource",
-        count=table.num_rows, detail=f"version {version}" if version is not None else f"as of {as_of}",
+    table = lake.read_table(
+        plan, secret=_secret(session), version=version, as_of=as_of, limit=limit
+    )
+    audit.record_read(
+        session, actor, policies.READ, target=code, target_type="resource",
+        count=table.num_rows, detail=f"version {version}" if version is not None else f"as of {as_of or latest}",
     )  # fmt: skip
     return table
+
+
+def _secret(session: Session) -> bytes:
+    node_key = session.info.get("node_key")
+    if not isinstance(node_key, NodeKey):
+        raise ConfigError("no node key to pseudonymise with")
+    return node_key.derive("reader")
 
 
 # --- the job ----------------------------------------------------------------------------------
@@ -1058,6 +1053,16 @@ def versions_json(versions: list[Version]) -> list[dict[str, Any]]:
         }
         for v in versions
     ]
+
+
+def lineage(session: Session, actor: Principal, code: str) -> list[dict[str, Any]]:
+    """The loads of a resource with their lineage and quality (as the reader's plan shows it)."""
+    found = list_versions(session, actor, code)
+    resource = catalog.get_resource(session, code)
+    out = versions_json(found)
+    for row, version in zip(out, found, strict=True):
+        row["quality"] = catalog.planned_quality_doc(session, actor, resource, version.quality)
+    return out
 
 
 def rejects_json(table: pa.Table) -> list[dict[str, Any]]:

@@ -10,10 +10,13 @@ from typing import Annotated, Any
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from minyun.core.serving import json_value
+from minyun.core.uow import unit_of_work
 from minyun.query import service
-from minyun.web.deps import ActorDep, PlatformDep, SessionDep
+from minyun.query.lookup import Found, KeyLookups
+from minyun.web.deps import ActorDep, PlatformDep, SessionDep, browser_actor
 
 router = APIRouter(prefix="/api/v1", tags=["query"])
 PARQUET = "application/vnd.apache.parquet"
@@ -90,3 +93,41 @@ def read_rows(
     }
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=json_value)
     return Response(content.encode(), media_type="application/json", headers=headers)
+
+
+@router.get("/resources/{code}/rows/{key}", response_class=Response)
+async def read_row(
+    request: Request,
+    code: str,
+    key: str,
+    fields: Annotated[str | None, Query(description="fields to return: `a,b,c`")] = None,
+    purpose: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """One row by its primary key, as the caller's access plan shows it; audited.
+
+    The online call of the sharing platform: API clients send their bearer token; a
+    signed-in browser session reads the same row through the ordinary row query.
+    """
+    lookups: KeyLookups = request.app.state.lookups
+    authorization = request.headers.get("authorization", "")
+    if authorization:
+        found = await lookups.lookup(authorization, code, key, fields=fields, purpose=purpose)
+    else:
+        found = await run_in_threadpool(
+            _browser_lookup, request, lookups, code, key, fields, purpose
+        )
+    headers = {"X-Resource-Version": str(found.version)}
+    return Response(found.json(), media_type="application/json", headers=headers)
+
+
+def _browser_lookup(
+    request: Request,
+    lookups: KeyLookups,
+    code: str,
+    key: str,
+    fields: str | None,
+    purpose: str | None,
+) -> Found:
+    with unit_of_work(lookups.platform.factory) as session:
+        actor = browser_actor(request, session)
+    return lookups.read_as(actor, code, key, fields=fields, purpose=purpose)

@@ -22,6 +22,7 @@ from minyun.core.config import Settings, get_settings
 from minyun.core.errors import DomainError
 from minyun.core.jobs import recover
 from minyun.core.platform import Platform
+from minyun.query.lookup import KeyLookups
 from minyun.web import problems
 from minyun.web.limits import BodyLimit
 
@@ -41,6 +42,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
             if requeued:
                 log.info("resumed %d interrupted jobs", len(requeued))
         yield
+        await app.state.lookups.store.close()
         if platform is None:
             node.close()
 
@@ -54,6 +56,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         lifespan=lifespan,
     )
     app.state.platform = node
+    app.state.lookups = KeyLookups(node)
 
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)

@@ -57,6 +57,11 @@ def get_actor(request: Request, session: SessionDep, platform: PlatformDep) -> P
                 detail=str(exc),
             )
             raise
+    return browser_actor(request, session)
+
+
+def browser_actor(request: Request, session: Session) -> Principal:
+    """The signed-in user of the browser session, else anonymous."""
     user = current_user(request, session)
     if user is None:
         return Principal.anonymous()

@@ -1,0 +1,449 @@
+"""The one reader of resource rows in the lake: a query planned by an `AccessPlan`.
+
+`Lake.read_rows(plan, …)` (see `core.lake`) is the only way to read a resource's rows. The
+plan's projection, masks and row filter are applied inside DuckDB's query: a dropped field
+is never selected, a masked one is selected only through its mask, and the plan's row
+filter is ANDed to the reader's own. A reader may filter and sort only on fields it sees in
+clear (filtering on a hidden value leaks it).
+
+Paging is by keyset when the primary key is shown in clear: the cursor holds the last row's
+sort-key values and the table version, so every page of one query reads the same snapshot.
+Otherwise (no usable key, or a masked key whose values must not travel in a cursor) paging
+is by offset. Cursors are HMAC-signed with a key derived from the node key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from minyun.core.errors import Invalid, NotFound
+from minyun.core.filters import Node, compile_node, kind_of, parse_filter, parse_sort, quote
+from minyun.core.masks import parse_mask, pseudonym_key
+from minyun.core.policies import AccessPlan, filter_fields
+
+if TYPE_CHECKING:
+    from minyun.core.lake import Lake
+
+MAX_LIMIT = 10_000
+MAX_CURSOR = 8192
+DATASETS_CACHED = 32
+AUDIT_KEYS_UP_TO = 100
+KEY_PREFIX = "__minyun_key_"
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("load_id", pa.int64()),
+        pa.field("row_number", pa.int64()),
+        pa.field("field", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("record", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RowsPage:
+    """One page of rows, the cursor of the next page (None on the last), the version read.
+
+    `keys` are the primary-key values of the rows returned (for the audit record), when the
+    page is small enough to list them.
+    """
+
+    table: pa.Table
+    next_cursor: str | None
+    version: int
+    keys: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class _Position:
+    version: int
+    after: list[Any] | None = None  # the last row's key values (keyset paging)
+    offset: int | None = None  # rows already returned (no key shown in clear)
+
+
+def read_rows(
+    lake: Lake,
+    plan: AccessPlan,
+    *,
+    secret: bytes,
+    fields: str | None = None,
+    filter: str | None = None,
+    sort: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+    version: int | None = None,
+) -> RowsPage:
+    """One page of the rows `plan` opens; `secret` is the node's reader secret (cursors, masks)."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
+    if plan.row_limit is not None:
+        limit = min(limit, plan.row_limit)
+    code = plan.code
+    query_id = hashlib.sha256(
+        f"{code}\0{plan.cache_key()}\0{filter or ''}\0{sort or ''}".encode()
+    ).hexdigest()[:16]
+    cursor_key = hashlib.sha256(b"cursor\0" + secret).digest()
+    position = _read_cursor(cursor_key, cursor, query_id) if cursor else None
+    read_version = _pick_version(plan, version, position)
+
+    dataset = _dataset(lake, code, read_version)
+    all_columns = {f.name: kind_of(f.type) for f in dataset.schema}
+    shown = {n: all_columns[n] for n in plan.visible if n in all_columns}
+    selected = plan.fields_for(_names(fields))
+    for name in selected:
+        if name not in shown:
+            raise Invalid(f"unknown field {name!r}", field="fields")
+    clear = {n: k for n, k in shown.items() if n in plan.clear}
+    node = parse_filter(filter or "")
+    plan.require_clear(filter_fields(node), what="filter")
+    order = parse_sort(sort, shown)
+    plan.require_clear([n for n, _ in order], what="sort")
+    where, params = _where(node, plan.row_filter, clear, all_columns)
+
+    primary_key = [c for c in plan.resource.primary_key if c in all_columns]
+    keyset = bool(primary_key) and all(c in clear and clear[c] != "other" for c in primary_key)
+    sorted_names = {name for name, _ in order}
+    if keyset:
+        tail = [c for c in primary_key if c not in sorted_names]
+    else:
+        tail = [c for c, kind in clear.items() if kind != "other" and c not in sorted_names]
+    keys = order + [(c, False) for c in tail]
+
+    if position is not None and (
+        keyset != (position.after is not None)
+        or (position.after is not None and len(position.after) != len(keys))
+    ):
+        raise Invalid("the cursor does not fit this query", field="cursor")
+    if position is not None and position.after is not None:
+        after = [
+            _decode(v, all_columns[name]) for (name, _), v in zip(keys, position.after, strict=True)
+        ]
+        condition, more = _after(keys, after)
+        where, params = f"{where} AND {condition}", params + more
+    offset = position.offset if position is not None and position.offset is not None else 0
+
+    mask_key = pseudonym_key(secret, plan.consumer)
+    projection = [_select(plan, name, mask_key) for name in selected] + [
+        f"{quote(name)} AS {quote(f'{KEY_PREFIX}{i}')}" for i, (name, _) in enumerate(keys)
+    ]
+    audit_pk = [c for c in primary_key if c not in {n for n, _ in keys}]
+    projection += [f"{quote(c)} AS {quote(f'__minyun_pk_{c}')}" for c in audit_pk]
+    ordering = ", ".join(f"{quote(n)} {'DESC' if d else 'ASC'} NULLS LAST" for n, d in keys)
+    sql = (
+        f"SELECT {', '.join(projection)} FROM t WHERE {where}"
+        f"{f' ORDER BY {ordering}' if ordering else ''} LIMIT ? OFFSET ?"
+    )
+    con = _duckdb().cursor()
+    try:
+        con.register("t", dataset)
+        result = con.sql(sql, params=[*params, limit + 1, offset]).to_arrow_table()
+    finally:
+        con.close()
+
+    page = result.slice(0, limit)
+    rows = page.num_rows
+    next_cursor = None
+    if result.num_rows > limit:
+        state: dict[str, Any] = {"q": query_id, "v": read_version}
+        if keyset:
+            state["k"] = [
+                _encode(page.column(len(selected) + i)[rows - 1].as_py()) for i in range(len(keys))
+            ]
+        else:
+            state["o"] = offset + rows
+        next_cursor = _sign(cursor_key, state)
+    out = page.select(list(range(len(selected)))).rename_columns(selected)
+    return RowsPage(out, next_cursor, read_version, _audit_keys(page, keys, primary_key))
+
+
+def read_table(
+    lake: Lake,
+    plan: AccessPlan,
+    *,
+    secret: bytes,
+    version: int | None = None,
+    as_of: datetime | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    """Every row `plan` opens, at a version or a time (time travel), projected and masked."""
+    if version is None and as_of is None:
+        version = plan.resource.lake_version
+    dataset = lake.dataset(plan.code, version=version, as_of=as_of)
+    all_columns = {f.name: kind_of(f.type) for f in dataset.schema}
+    selected = [n for n in plan.visible if n in all_columns]
+    mask_key = pseudonym_key(secret, plan.consumer)
+    params: list[Any] = []
+    where = compile_node(plan.row_filter, all_columns, params) if plan.row_filter else "TRUE"
+    cap = (
+        min(x for x in (limit, plan.row_limit) if x is not None)
+        if (limit is not None or plan.row_limit is not None)
+        else None
+    )
+    projection = ", ".join(_select(plan, name, mask_key) for name in selected) or "NULL AS none"
+    sql = f"SELECT {projection} FROM t WHERE {where}" + (" LIMIT ?" if cap is not None else "")
+    con = _duckdb().cursor()
+    try:
+        con.register("t", dataset)
+        result = con.sql(sql, params=[*params, *([cap] if cap is not None else [])])
+        return result.to_arrow_table()
+    finally:
+        con.close()
+
+
+def read_rejects(
+    lake: Lake, plan: AccessPlan, *, secret: bytes, load_id: int, limit: int
+) -> pa.Table:
+    """The records a load refused, as `plan` shows them: rejects are data, masked like rows.
+
+    The raw record keeps only the fields the plan shows (masked where it masks them); a
+    rule's field is named only when the plan shows that field.
+    """
+    uri = lake.rejects_uri(plan.code)
+    if not lake.is_table(uri):
+        return REJECTS_SCHEMA.empty_table()
+    mask_key = pseudonym_key(secret, plan.consumer)
+    items = []
+    for name in plan.visible:
+        raw = f"json_extract_string(record, {_literal('$.' + json.dumps(name))})"
+        spec = plan.masked.get(name)
+        value = parse_mask(spec).sql(raw, key=mask_key) if spec else raw
+        items.append(f"{_literal(name)}, {value}")
+    record = f"json_object({', '.join(items)})::VARCHAR" if items else "'{}'"
+    shown = ", ".join(_literal(n) for n in plan.visible) or "NULL"
+    sql = (
+        f"SELECT load_id, row_number, CASE WHEN field IN ({shown}) THEN field END AS field, "
+        f"reason, {record} AS record FROM rejects WHERE load_id = ? "
+        "ORDER BY row_number, field LIMIT ?"
+    )
+    con = _duckdb().cursor()
+    try:
+        con.register("rejects", lake.dataset_at(uri))
+        table = con.sql(sql, params=[load_id, limit]).to_arrow_table()
+    finally:
+        con.close()
+    return table.cast(REJECTS_SCHEMA)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _names(text: str | None) -> list[str] | None:
+    if not text or not text.strip():
+        return None
+    names = [part.strip() for part in text.split(",")]
+    if len(set(names)) != len(names):
+        duplicated = next(n for n in names if names.count(n) > 1)
+        raise Invalid(f"field {duplicated!r} is listed twice", field="fields")
+    return names
+
+
+def _select(plan: AccessPlan, name: str, mask_key: bytes) -> str:
+    """The select item of one field: the column, or its mask; a dropped field never comes."""
+    spec = plan.masked.get(name)
+    if spec is None:
+        return quote(name)
+    return f"{parse_mask(spec).sql(quote(name), key=mask_key)} AS {quote(name)}"
+
+
+def _where(
+    node: Node | None,
+    row_filter: Node | None,
+    clear: dict[str, str],
+    all_columns: dict[str, str],
+) -> tuple[str, list[Any]]:
+    """The reader's filter (on clear fields) AND the plan's row filter (on any field)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if node is not None:
+        parts.append(compile_node(node, clear, params))
+    if row_filter is not None:
+        parts.append(compile_node(row_filter, all_columns, params))
+    return (" AND ".join(parts) if parts else "TRUE"), params
+
+
+def _pick_version(plan: AccessPlan, version: int | None, position: _Position | None) -> int:
+    latest = plan.resource.lake_version
+    if latest is None:
+        raise NotFound(f"resource {plan.code} has no data yet")
+    if position is not None:
+        if version is not None and version != position.version:
+            raise Invalid(
+                f"the cursor reads version {position.version}; leave version out or match it",
+                field="version",
+            )
+        version = position.version
+    chosen = latest if version is None else version
+    if not 0 <= chosen <= latest:
+        raise NotFound(f"resource {plan.code} has no version {chosen}")
+    return chosen
+
+
+def _after(keys: list[tuple[str, bool]], after: list[Any]) -> tuple[str, list[Any]]:
+    """Rows strictly after `after` in the order of `keys` (NULLS LAST both ways)."""
+    branches: list[str] = []
+    params: list[Any] = []
+    for i, (name, descending) in enumerate(keys):
+        if after[i] is None:
+            continue  # nothing sorts after NULL in this key
+        parts, values = [], []
+        for (previous, _), value in zip(keys[:i], after[:i], strict=True):
+            if value is None:
+                parts.append(f"{quote(previous)} IS NULL")
+            else:
+                parts.append(f"{quote(previous)} = ?")
+                values.append(value)
+        column = quote(name)
+        parts.append(f"({column} {'<' if descending else '>'} ? OR {column} IS NULL)")
+        values.append(after[i])
+        branches.append("(" + " AND ".join(parts) + ")")
+        params.extend(values)
+    return ("(" + " OR ".join(branches) + ")" if branches else "FALSE"), params
+
+
+def _audit_keys(
+    page: pa.Table, keys: list[tuple[str, bool]], primary_key: list[str]
+) -> list[str] | None:
+    """The primary-key values of the page's rows as text, for the audit record."""
+    if page.num_rows > AUDIT_KEYS_UP_TO or not primary_key:
+        return None
+    names = page.column_names
+    key_names = [name for name, _ in keys]
+    columns = []
+    for c in primary_key:
+        alias = f"{KEY_PREFIX}{key_names.index(c)}" if c in key_names else f"__minyun_pk_{c}"
+        columns.append(page.column(names.index(alias)).to_pylist())
+    return key_texts(columns)
+
+
+def key_texts(columns: list[list[Any]]) -> list[str]:
+    """Rows' primary-key values as audit text: the value, or a JSON array for several."""
+    if len(columns) == 1:
+        return [str(v) for v in columns[0]]
+    return [
+        json.dumps(list(row), ensure_ascii=False, default=str) for row in zip(*columns, strict=True)
+    ]
+
+
+# --- cursors ---------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _sign(key: bytes, state: dict[str, Any]) -> str:
+    body = _b64(json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode())
+    return f"{body}.{_b64(hmac.new(key, body.encode(), 'sha256').digest()[:16])}"
+
+
+def _read_cursor(key: bytes, cursor: str, query_id: str) -> _Position:
+    bad = Invalid("the cursor is not valid; start again without one", field="cursor")
+    body, _, mac = cursor.partition(".")
+    if len(cursor) > MAX_CURSOR or not body.isascii() or not mac.isascii():
+        raise bad
+    try:
+        signature = _unb64(mac)
+        expected = hmac.new(key, body.encode(), "sha256").digest()[:16]
+        if not hmac.compare_digest(signature, expected):
+            raise bad
+        state = json.loads(_unb64(body))
+    except (binascii.Error, ValueError) as exc:
+        raise bad from exc
+    if not isinstance(state, dict):
+        raise bad
+    if state.get("q") != query_id:
+        raise Invalid(
+            "the cursor belongs to another query; keep filter and sort while paging",
+            field="cursor",
+        )
+    version, after, offset = state.get("v"), state.get("k"), state.get("o")
+    if not isinstance(version, int) or not (isinstance(after, list) or isinstance(offset, int)):
+        raise bad
+    return _Position(version, after, offset)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _decode(value: Any, kind: str) -> Any:
+    if isinstance(value, str) and kind == "date":
+        return date.fromisoformat(value)
+    if isinstance(value, str) and kind == "datetime":
+        return datetime.fromisoformat(value)
+    if isinstance(value, str) and kind == "number":
+        return Decimal(value)
+    return value
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+_datasets: OrderedDict[tuple[str, int], ds.Dataset] = OrderedDict()
+_schemas: OrderedDict[tuple[str, int], pa.Schema] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _dataset(lake: Lake, code: str, version: int) -> ds.Dataset:
+    """The resource's rows at `version`; a committed Delta version never changes, so it is cached."""
+    key = (lake.table_uri(code), version)
+    with _lock:
+        if key in _datasets:
+            _datasets.move_to_end(key)
+            return _datasets[key]
+    dataset = lake.dataset(code, version=version)
+    with _lock:
+        _datasets[key] = dataset
+        while len(_datasets) > DATASETS_CACHED:
+            _datasets.popitem(last=False)
+    return dataset
+
+
+def output_schema(lake: Lake, code: str, version: int) -> pa.Schema:
+    """The Arrow schema a lake read returns (DuckDB's types) at `version`, cached."""
+    key = (lake.table_uri(code), version)
+    with _lock:
+        if key in _schemas:
+            _schemas.move_to_end(key)
+            return _schemas[key]
+    con = _duckdb().cursor()
+    try:
+        con.register("t", _dataset(lake, code, version))
+        schema = con.sql("SELECT * FROM t LIMIT 0").to_arrow_table().schema
+    finally:
+        con.close()
+    with _lock:
+        _schemas[key] = schema
+        while len(_schemas) > DATASETS_CACHED:
+            _schemas.popitem(last=False)
+    return schema
+
+
+@lru_cache(maxsize=1)
+def _duckdb() -> duckdb.DuckDBPyConnection:
+    # One in-process database; each query takes a cursor of it (microseconds, where a new
+    # database costs tens of milliseconds). Views registered on a cursor stay its own.
+    return duckdb.connect(":memory:")
