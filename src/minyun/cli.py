@@ -230,7 +230,11 @@ def user_create(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Walk the audit chain; exit 1 and name the first altered, removed, inserted or reordered record."""
+    """Walk the audit chain and the heads file; exit 1 and name the first problem found.
+
+    Problems: an altered, removed, inserted or reordered record, records that differ from a
+    head signed outside the database (rewritten), or a tail cut after a signed head.
+    """
     from minyun.core import audit
 
     node = _platform()
@@ -239,7 +243,8 @@ def audit_verify() -> None:
     node.close()
     if report.ok:
         console.print(
-            f"[green]audit chain intact[/]: {report.records} records, {report.checkpoints} signed checkpoints"
+            f"[green]audit chain intact[/]: {report.records} records, "
+            f"{report.checkpoints} signed checkpoints, {report.heads} heads in the heads file"
         )
         return
     finding = report.first_problem

@@ -88,6 +88,19 @@ def test_async_callers_wait_for_durability_without_blocking_the_loop(node: Platf
     assert _verify(node).ok
 
 
+def test_a_caller_that_gave_up_still_gets_its_record_and_others_are_served(
+    node: Platform,
+) -> None:
+    appender = node.audit_appender
+    with appender._cond:  # hold the queue so both wait in it (the lock is reentrant)
+        gave_up = appender.submit(Entry.of(READER, "rows.read", target="gone"))
+        waiting = appender.submit(Entry.of(READER, "rows.read", target="here"))
+        assert gave_up.cancel()
+    assert waiting.result() == 2
+    assert appender.append(Entry.of(READER, "rows.read", target="after")) == 3
+    assert [r.object_id for r in _records(node)] == ["gone", "here", "after"]
+
+
 def test_entries_keep_the_request_context_of_their_caller(node: Platform) -> None:
     token = context.request_id.set("req-ctx-42")
     ip = context.client_ip.set("10.0.0.9")

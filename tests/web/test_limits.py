@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -43,8 +44,7 @@ def test_undeclared_oversized_body_is_cut_off_while_streaming(client: TestClient
 
 def test_upload_limit_applies_to_load_uploads(tmp_path: object, platform: Platform) -> None:
     small = platform.settings.model_copy(update={"upload_max_bytes": 1000})
-    node = Platform(small, platform.engine, platform.factory, platform.node_key,
-                    platform.dispatcher, platform.throttle, platform.lake)  # fmt: skip
+    node = dataclasses.replace(platform, settings=small)
     with TestClient(create_app(node)) as c:
         r = c.post(
             "/api/v1/resources/anything/loads",

@@ -35,7 +35,7 @@ def read_audit(
     if who:
         query = query.where(AuditRecord.actor == who)
     records = list(session.scalars(query))
-    audit.record(session, actor, "audit.read", target_type="audit", count=len(records))
+    audit.record_read(session, actor, "audit.read", target_type="audit", count=len(records))
     return records
 
 

@@ -611,7 +611,8 @@ class GroupAppender:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
             started = time.perf_counter()
-            # From here a caller can no longer cancel: its entry is being written.
+            # From here a caller can no longer cancel; one who already did (an async request
+            # whose client went away) is not told, but its entry is written all the same.
             for _, future in batch:
                 future.set_running_or_notify_cancel()
             try:
@@ -620,7 +621,8 @@ class GroupAppender:
                 log.exception("an audit batch of %d entries failed", len(batch))
                 self._drop_connection()
                 for _, future in batch:
-                    future.set_exception(exc)
+                    if not future.cancelled():
+                        future.set_exception(exc)
                 continue
             # The next batch goes to the database while this head goes to the heads file.
             with self._witness_cond:
@@ -649,6 +651,8 @@ class GroupAppender:
                     error = exc
             for _, futures, first in done:
                 for offset, future in enumerate(futures):
+                    if future.cancelled():
+                        continue
                     if error is None:
                         future.set_result(first + offset)
                     else:

@@ -61,6 +61,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)
+    app.add_exception_handler(Exception, problems.server_error)
 
     app.add_middleware(
         SessionMiddleware,

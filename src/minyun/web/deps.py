@@ -27,11 +27,17 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 
 
 def get_session(platform: PlatformDep) -> Iterator[Session]:
+    """The request's transaction; it commits when the route returns, before the response.
+
+    Scope "function": FastAPI exits this dependency as soon as the route has built its
+    response, before any byte is sent. So a change and its audit record are durable
+    before the client hears of them, and a commit that fails answers a 500, never a 2xx.
+    """
     with unit_of_work(platform.factory) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_actor(request: Request, session: SessionDep, platform: PlatformDep) -> Principal:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -30,6 +31,7 @@ STATUS: dict[type[DomainError], int] = {
     ConfigError: 500,
 }
 MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 def status_of(exc: DomainError) -> int:
@@ -96,3 +98,23 @@ async def http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, "http"
     )
     return problem(exc.status_code, code, str(exc.detail), str(exc.detail), request)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Anything unexpected, a failed commit included: a 500 that names no code or path.
+
+    The traceback goes to the log with the request id; the client gets the request id only.
+    """
+    log.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        getattr(request.state, "request_id", None),
+        exc_info=exc,
+    )
+    detail = "the request could not be completed and nothing it changed was kept"
+    if wants_html(request):
+        from minyun.web.pages import error_page
+
+        return error_page(request, 500, "Server error", detail)
+    return problem(500, "server-error", "Server error", detail, request)
