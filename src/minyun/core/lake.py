@@ -1,7 +1,9 @@
 """The data plane: one Delta Lake table per resource under the lake URI, read with DuckDB.
 
 Only services that have passed `core.security.authorize` call this module; no endpoint
-reads the lake around them.
+reads the lake around them. The write side (a load's Delta commit, its rejects) is
+`core.lake_write.LakeWriter`, whose methods every `Lake` has; no module outside `core`
+opens a `DeltaTable` or writes Delta.
 """
 
 from __future__ import annotations
@@ -14,9 +16,19 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from minyun.core.errors import NotFound
+from minyun.core.lake_write import (
+    CDF,
+    REJECTS_SCHEMA,
+    DataFile,
+    LakeWriter,
+    LoadCommit,
+    LoadRecord,
+)
+
+__all__ = ["CDF", "REJECTS_SCHEMA", "DataFile", "Lake", "LoadCommit", "LoadRecord"]
 
 
-class Lake:
+class Lake(LakeWriter):
     """The lake of one node: `<uri>/resources/<code>/` is the Delta table of a resource."""
 
     def __init__(self, uri: str) -> None:
