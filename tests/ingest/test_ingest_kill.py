@@ -30,8 +30,8 @@ CHILD = textwrap.dedent(
     import minyun.handlers
     from minyun.core import jobs
     from minyun.core.config import load_settings
+    from minyun.core.lake import Lake
     from minyun.core.platform import Platform
-    from minyun.ingest import service
 
     var_dir, job_id, where = sys.argv[1:4]
     node = Platform.open(load_settings(var_dir=var_dir), run_jobs_here=False)
@@ -44,14 +44,14 @@ CHILD = textwrap.dedent(
         # Every data file of the load is written into the table folder; the Delta commit
         # has not been made.
 
-        def stop_before_commit(load, mode, target, folder, parts, meta):
-            assert parts and all(p.path.is_file() for p in parts)
-            assert str(folder) in str(parts[0].path)
+        def stop_before_commit(lake, code, load, *, mode, schema, folder, files):
+            assert files and all(f.path.is_file() for f in files)
+            assert str(folder) in str(files[0].path)
             stop()
 
-        service._commit_files = stop_before_commit
+        Lake.commit_files = stop_before_commit
     else:
-        service._row_count = lambda *a, **k: stop()
+        Lake.row_count = lambda *a, **k: stop()
     jobs.run(node.factory, job_id)
     """
 )

@@ -1,8 +1,10 @@
 """The data plane: one Delta Lake table per resource under the lake URI, read with DuckDB.
 
-Resource rows leave the lake only through `Lake.read_rows`, which takes the `AccessPlan`
-that `core.security.authorize` returned and applies its projection, masks and row filter
-inside the query (`core.reading`). No module outside `core` opens a Delta table.
+Resource rows leave the lake only through `Lake.read_rows` / `read_table` / `read_rejects`,
+which take the `AccessPlan` that `core.security.authorize` returned and apply its
+projection, masks and row filter inside the query (`core.reading`). The write side (a
+load's Delta commit, its rejects) is `core.lake_write.LakeWriter`, whose methods every
+`Lake` has. No module outside `core` opens a `DeltaTable` or writes Delta.
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from minyun.core.errors import NotFound
+from minyun.core.lake_write import (
+    CDF,
+    REJECTS_SCHEMA,
+    DataFile,
+    LakeWriter,
+    LoadCommit,
+    LoadRecord,
+)
+
+__all__ = ["CDF", "REJECTS_SCHEMA", "DataFile", "Lake", "LoadCommit", "LoadRecord"]
 
 if TYPE_CHECKING:
     from minyun.core.policies import AccessPlan
     from minyun.core.reading import RowsPage
 
 
-class Lake:
+class Lake(LakeWriter):
     """The lake of one node: `<uri>/resources/<code>/` is the Delta table of a resource."""
 
     def __init__(self, uri: str) -> None:

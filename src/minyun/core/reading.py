@@ -33,6 +33,7 @@ import pyarrow.dataset as ds
 
 from minyun.core.errors import Invalid, NotFound
 from minyun.core.filters import Node, compile_node, kind_of, parse_filter, parse_sort, quote
+from minyun.core.lake_write import REJECTS_SCHEMA
 from minyun.core.masks import parse_mask, pseudonym_key
 from minyun.core.policies import AccessPlan, filter_fields
 
@@ -44,15 +45,6 @@ MAX_CURSOR = 8192
 DATASETS_CACHED = 32
 AUDIT_KEYS_UP_TO = 100
 KEY_PREFIX = "__minyun_key_"
-REJECTS_SCHEMA = pa.schema(
-    [
-        pa.field("load_id", pa.int64()),
-        pa.field("row_number", pa.int64()),
-        pa.field("field", pa.string()),
-        pa.field("reason", pa.string()),
-        pa.field("record", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)

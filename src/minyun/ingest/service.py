@@ -5,27 +5,25 @@ commit metadata and an idempotent transaction id; the control-plane commit (Vers
 resource pointer) comes after it and is what readers follow (`resource.lake_version`). A
 load killed before its Delta commit leaves nothing readers can see; one killed between the
 two commits is finished by the next attempt, which finds its Delta commit by that id.
+Everything that touches Delta is a method of `core.lake.Lake` (decision 0003); this
+module keeps the control plane around it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import shutil
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake import Schema as DeltaSchema
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -36,8 +34,7 @@ from minyun.core import audit, clock, jobs, policies
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import ConfigError, DomainError, Forbidden, Invalid, NotFound
 from minyun.core.keys import NodeKey
-from minyun.core.lake import Lake
-from minyun.core.reading import REJECTS_SCHEMA
+from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
@@ -45,7 +42,6 @@ from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, qua
 from minyun.query.service import submit_refresh
 
 KIND = "ingest.load"
-CDF = {"delta.enableChangeDataFeed": "true"}
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
 SOURCE_TIMEZONE = "Asia/Shanghai"
 BATCH_ROWS = 256_000
@@ -337,216 +333,387 @@ def _fail(ctx: jobs.JobContext, version_id: int, exc: Exception, started: float)
         version.duration_s = round(time.perf_counter() - started, 3)
 
 
+@dataclass
+class _Plan:
+    """What a load is to do, settled from the control plane before its source is read."""
+
+    mode: LoadMode
+    schema: TableSchema
+    schema_version: str
+    threshold: float
+    watermark: str | None  # the field whose maximum is kept as the load's watermark
+    last_mark: str | None  # the watermark of the last committed load (an incremental pull)
+
+
+@dataclass
+class _Pass:
+    """The source in DuckDB, read through the schema's checks, and where its files go."""
+
+    con: duckdb.DuckDBPyConnection
+    checks: Checks
+    keep: list[str]  # the source's columns that the schema has
+    relation: str  # the source with its typed values, for the one pass
+    numbered: str  # the same with row numbers, read again only for refused rows
+    select: str  # the written columns, cast to their lake types
+    where: str | None  # the watermark filter of a file source
+    target: pa.Schema  # the lake schema of the written files
+    direct: Path | None  # the table folder, when the files are written straight into it
+    parts_dir: Path
+
+
+@dataclass
+class _State:
+    """What the load has found so far, step by step."""
+
+    fetched: sources.Fetched
+    hashing: Future[str] | None = None  # the SHA-256 of a local file, computed beside the pass
+    good: list[sources.Part] = dataclasses.field(default_factory=list)  # the files of accepted rows
+    rows_read: int = 0
+    rows_rejected: int = 0
+    field_errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    mark: str | None = None  # the maximum of the watermark field over the accepted rows
+    lake_version: int | None = None
+
+    @property
+    def rows_accepted(self) -> int:
+        return self.rows_read - self.rows_rejected
+
+
 def _run(load: _Load, started: float) -> dict[str, Any]:
-    ctx, p = load.ctx, load.ctx.params
+    """Fetch; read, check and write in one pass; keep the rejects; commit the lake, then
+    the control plane. Each step is a function below, in this order."""
+    ctx = load.ctx
     shutil.rmtree(load.work, ignore_errors=True)
     load.work.mkdir(parents=True)
-    mode = LoadMode(p["mode"])
-    with ctx.factory() as session:
+    plan = _plan(load)
+    ctx.progress(0, 5, "fetching")
+    state = _State(_fetch(load, ctx.params, plan.last_mark))
+    if state.fetched.sha256:  # downloads and dumps were hashed while being written
+        same = _same_input(ctx, load.version_id, state.fetched, plan.mode)
+        if same is not None:
+            return _noop(ctx, load.version_id, state.fetched, started, same)
+    else:
+        state.hashing = _hash_beside(state.fetched.path)
+    scan = _open_pass(load, plan, state.fetched)
+    try:
+        ctx.progress(1, 5, "reading")
+        _read(scan, state)
+        same = _repeated_input(load, plan, scan, state)
+        if same is not None:
+            return _noop(ctx, load.version_id, state.fetched, started, same)
+        _require_rows(plan, state)
+        ctx.progress(2, 5, f"validating {state.rows_read:,} rows")
+        _find_rejects(load, scan, state)
+        _keep_rejects(load, scan, state)
+        _refuse_over_threshold(load, plan, state, started)
+        ctx.progress(3, 5, "writing")
+        state.mark = _new_watermark(plan, scan, state)
+        state.lake_version = _commit(load, plan, scan, state)
+    except BaseException:
+        _discard(load, scan, state)
+        raise
+    scan.con.close()
+    ctx.progress(4, 5, "recording")
+    _record_committed(load, plan, state, started)
+    ctx.progress(5, 5, f"version {state.lake_version}")
+    return {
+        "version_id": load.version_id,
+        "state": str(LoadState.COMMITTED),
+        "lake_version": state.lake_version,
+        "rows_read": state.rows_read,
+        "rows_accepted": state.rows_accepted,
+        "rows_rejected": state.rows_rejected,
+    }
+
+
+def _plan(load: _Load) -> _Plan:
+    """The mode, the resource's current schema, its reject threshold and last watermark."""
+    p = load.ctx.params
+    with load.ctx.factory() as session:
         resource = get_resource(session, load.code)
         schema, schema_version = resource_schema(session, resource)
-        threshold = resource.reject_threshold
         last_mark = _last_watermark(session, resource.id) if p.get("watermark") else None
-    ctx.progress(0, 5, "fetching")
-    fetched = _fetch(load, p, last_mark)
-    hashing: Future[str] | None = None
-    if fetched.sha256:  # downloads and dumps were hashed while being written
-        noop = _same_input(ctx, load.version_id, fetched, mode)
-        if noop is not None:
-            return _noop(ctx, load.version_id, fetched, started, noop)
-    else:
-        # A local file is hashed beside the DuckDB pass (hashlib releases the GIL); the
-        # same-input check then comes after the read, before anything is committed.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="minyun-sha256")
-        hashing = pool.submit(sources.sha256_file, fetched.path)
-        pool.shutdown(wait=False)
+        return _Plan(
+            mode=LoadMode(p["mode"]),
+            schema=schema,
+            schema_version=schema_version,
+            threshold=resource.reject_threshold,
+            watermark=p.get("watermark") or None,
+            last_mark=last_mark,
+        )
+
+
+def _hash_beside(path: Path) -> Future[str]:
+    """A local file's SHA-256, computed in a thread beside the DuckDB pass.
+
+    hashlib releases the GIL; the same-input check then comes after the read, before
+    anything is committed.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="minyun-sha256")
+    hashing = pool.submit(sources.sha256_file, path)
+    pool.shutdown(wait=False)
+    return hashing
+
+
+def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
+    """The source opened in DuckDB and checked against the schema's fields; no row read yet."""
+    schema, mode = plan.schema, plan.mode
     con = _duck(load.work)
     checks = Checks(schema, key_only=mode == LoadMode.DELETE)
-    needed = [f.name for f in checks.fields]
     raw = sources.relation_sql(
-        con, fetched, load.work, encoding=p.get("encoding"), fields=schema.names
+        con, fetched, load.work, encoding=load.ctx.params.get("encoding"), fields=schema.names
     )
     columns = sources.columns_of(con, raw)
-    missing = [n for n in needed if n not in columns]
+    missing = [f.name for f in checks.fields if f.name not in columns]
     if missing:
         raise sources.SourceError(
             f"the header does not match the schema: missing {', '.join(missing)} "
             f"(the file has {', '.join(columns[:20])}); check the delimiter, encoding and header row"
         )
     keep = [c for c in columns if c in schema.names]
-    relation = checks.wrap(raw, columns)
     where = None
-    if last_mark is not None and fetched.source_kind not in ("postgres", "mariadb"):
-        f = schema.field(p["watermark"])
-        where = f"TRY_CAST({q(f.name)} AS {SQL_TYPES[f.type]}) > CAST({lit(last_mark)} AS {SQL_TYPES[f.type]})"
-    target = arrow_schema(schema)
-    written = [f.name for f in checks.fields] if mode == LoadMode.DELETE else schema.names
-    if mode == LoadMode.DELETE:
-        target = pa.schema([target.field(n) for n in schema.primary_key])
-        if p.get("watermark") and p["watermark"] not in written and p["watermark"] in keep:
-            written.append(p["watermark"])
-    uri = load.lake.table_uri(load.code)
-    direct = _direct_dir(uri, mode, target)
-    parts_dir = (direct or load.work) / f"load-{load.version_id}-{uuid.uuid4().hex[:12]}"
+    if (
+        plan.watermark
+        and plan.last_mark is not None
+        and fetched.source_kind
+        not in (
+            "postgres",
+            "mariadb",
+        )
+    ):
+        f = schema.field(plan.watermark)
+        where = f"TRY_CAST({q(f.name)} AS {SQL_TYPES[f.type]}) > CAST({lit(plan.last_mark)} AS {SQL_TYPES[f.type]})"
+    target, written = _written_columns(plan, checks, keep)
+    direct = load.lake.direct_folder(load.code, mode, target)
+    return _Pass(
+        con=con,
+        checks=checks,
+        keep=keep,
+        relation=checks.wrap(raw, columns),
+        numbered=checks.wrap(sources.numbered(raw, keep, where=where), keep),
+        select=", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written),
+        where=where,
+        target=target,
+        direct=direct,
+        parts_dir=(direct or load.work) / f"load-{load.version_id}-{uuid.uuid4().hex[:12]}",
+    )
+
+
+def _written_columns(plan: _Plan, checks: Checks, keep: list[str]) -> tuple[pa.Schema, list[str]]:
+    """The lake schema of the load's files and the columns written: a delete writes its keys
+    (and the watermark field, when the source has it)."""
+    target = arrow_schema(plan.schema)
+    if plan.mode != LoadMode.DELETE:
+        return target, plan.schema.names
+    written = [f.name for f in checks.fields]
+    if plan.watermark and plan.watermark not in written and plan.watermark in keep:
+        written.append(plan.watermark)
+    return pa.schema([target.field(n) for n in plan.schema.primary_key]), written
+
+
+def _read(scan: _Pass, state: _State) -> None:
+    """The one pass: every row cast and checked; the rows that pass written as Parquet files."""
+    written = sources.write_parts(
+        scan.con, scan.relation, scan.select, scan.checks.ok(), scan.parts_dir, where=scan.where
+    )
+    state.good, state.rows_read = written.parts, written.rows_read
+
+
+def _repeated_input(load: _Load, plan: _Plan, scan: _Pass, state: _State) -> int | None:
+    """With a local file's hash now known: the earlier load it repeats (its files deleted)."""
+    if state.hashing is None:
+        return None
+    state.fetched = replace(state.fetched, sha256=state.hashing.result())
+    state.hashing = None
+    same = _same_input(load.ctx, load.version_id, state.fetched, plan.mode)
+    if same is not None:
+        shutil.rmtree(scan.parts_dir, ignore_errors=True)  # never committed
+        scan.con.close()
+    return same
+
+
+def _require_rows(plan: _Plan, state: _State) -> None:
+    if state.rows_read == 0 and plan.mode == LoadMode.FULL:
+        raise sources.SourceError(
+            "the input has no data rows; a full load would empty the resource"
+        )
+
+
+def _find_rejects(load: _Load, scan: _Pass, state: _State) -> None:
+    """The refused rows (broken rules, repeated keys) into `__rejects`, and the counts.
+
+    Only now is the source read again with row numbers, and only when some row failed or
+    a key repeats; with repeated keys the accepted files are written again without them.
+    """
+    con = scan.con
+    failing = state.rows_read - sum(part.rows for part in state.good)
+    con.sql(
+        "CREATE TEMP TABLE __rejects (load_id BIGINT, row_number BIGINT, field VARCHAR, "
+        "reason VARCHAR, record VARCHAR)"
+    )
     try:
-        ctx.progress(1, 5, "reading")
-        select = ", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written)
-        written_once = sources.write_parts(
-            con, relation, select, checks.ok(), parts_dir, where=where
-        )
-        good, rows_read = written_once.parts, written_once.rows_read
-        if hashing is not None:
-            fetched = replace(fetched, sha256=hashing.result())
-            hashing = None
-            noop = _same_input(ctx, load.version_id, fetched, mode)
-            if noop is not None:
-                shutil.rmtree(parts_dir, ignore_errors=True)  # never committed
-                con.close()
-                return _noop(ctx, load.version_id, fetched, started, noop)
-        if rows_read == 0 and mode == LoadMode.FULL:
-            raise sources.SourceError(
-                "the input has no data rows; a full load would empty the resource"
-            )
-        ctx.progress(2, 5, f"validating {rows_read:,} rows")
-        failing = rows_read - sum(part.rows for part in good)
-        con.sql(
-            "CREATE TEMP TABLE __rejects (load_id BIGINT, row_number BIGINT, field VARCHAR, "
-            "reason VARCHAR, record VARCHAR)"
-        )
-        numbered = checks.wrap(sources.numbered(raw, keep, where=where), keep)
-        try:
-            if failing:
-                # A refused row's key still makes a later copy of it a duplicate: look for
-                # repeated keys over the whole source, not only over the written rows.
-                dups = _find_duplicates(con, checks, numbered)
-            else:
-                dup_sql = (
-                    checks.dup_count_query(_files_sql(good), _integer_bounds(good, target))
-                    if good
-                    else None
+        dups = _repeated_keys(scan, state, failing=failing)
+        if failing or dups:
+            con.sql(
+                "INSERT INTO __rejects "
+                + scan.checks.rejects_query(
+                    scan.numbered, load.version_id, scan.keep, dups=bool(dups)
                 )
-                dups = int(con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
-                if dups:
-                    _find_duplicates(con, checks, numbered)
-            if failing or dups:
-                # Only now is the source read again with row numbers, for the rows it refused.
-                con.sql(
-                    "INSERT INTO __rejects "
-                    + checks.rejects_query(numbered, load.version_id, keep, dups=bool(dups))
-                )
-        except duckdb.Error as exc:
-            raise sources.SourceError(
-                f"cannot read the source: {sources._duck_message(exc)}"
-            ) from exc
-        counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
-        rows_rejected = int(counts[0][0])
-        field_errors = dict(
-            con.execute(
-                "SELECT field, count(DISTINCT row_number) FROM __rejects GROUP BY field"
-            ).fetchall()
-        )
-        if dups:
-            # Later occurrences of a key passed the row rules and were written: write again
-            # without every rejected row.
-            again = sources.write_parts(
-                con, numbered, select, "true", parts_dir / "again",
-                where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)", count=False,
-            )  # fmt: skip
-            for part in good:
-                part.path.unlink(missing_ok=True)
-            good = [_flatten(part, parts_dir) for part in again.parts]
-            shutil.rmtree(parts_dir / "again", ignore_errors=True)
-        assert sum(part.rows for part in good) == rows_read - rows_rejected
-        _write_rejects(load, con)
-        share = rows_rejected / rows_read if rows_read else 0.0
-        if share > threshold:
-            _record(ctx, load.version_id, state=LoadState.RUNNING, fetched=fetched, started=started,
-                    rows=(rows_read, 0, rows_rejected))  # fmt: skip
-            raise LoadRefused(
-                f"{rows_rejected:,} of {rows_read:,} rows broke the schema ({share:.1%}), more than "
-                f"the {threshold:.1%} allowed for {load.code}; nothing was committed",
-                rejected=rows_rejected,
             )
-        ctx.progress(3, 5, "writing")
-        rows_accepted = rows_read - rows_rejected
-        mark = None
-        if p.get("watermark") and rows_accepted:
-            f = schema.field(p["watermark"])
-            top = f"max({q(f.name)})"
-            # Date-times are kept as local wall time, which is what department databases hold.
-            expr = (
-                f"strftime(CAST({top} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
-                if f.type == "datetime"
-                else f"CAST({top} AS VARCHAR)"
-            )
-            found = con.execute(f"SELECT {expr} FROM read_parquet({_files_sql(good)})").fetchall()
-            mark = found[0][0] if found else None
-        meta = {
-            "minyun.load_id": str(load.version_id),
-            "minyun.rows_read": str(rows_read),
-            "minyun.rows_accepted": str(rows_accepted),
-            "minyun.rows_rejected": str(rows_rejected),
-            "minyun.source_sha256": fetched.sha256,
-            "minyun.watermark": mark or last_mark or "",
-        }
-        if direct is not None:
-            lake_version = _commit_files(load, mode, target, direct, good, meta)
-        else:
-            cols = ", ".join(q(n) for n in target.names)
-            data = (
-                con.sql(f"SELECT {cols} FROM read_parquet({_files_sql(good)})")
-                .to_arrow_reader(BATCH_ROWS)
-                .cast(target)
-                if good
-                else pa.RecordBatchReader.from_batches(target, [])
-            )
-            bounds = _integer_bounds(good, target)
-            lake_version = _commit(load, mode, schema, data, meta, bounds=bounds)
-    except BaseException:
-        if hashing is not None:
-            hashing.cancel()
-        if direct is not None and not _has_commit(uri, load.version_id):
-            shutil.rmtree(parts_dir, ignore_errors=True)  # never committed: nobody reads them
-        raise
-    con.close()
-    ctx.progress(4, 5, "recording")
-    row_count = _row_count(load.lake, load.code, lake_version)
-    with ctx.factory.begin() as session:
+    except duckdb.Error as exc:
+        raise sources.SourceError(f"cannot read the source: {sources._duck_message(exc)}") from exc
+    counts = con.execute("SELECT count(DISTINCT row_number) FROM __rejects").fetchall()
+    state.rows_rejected = int(counts[0][0])
+    state.field_errors = dict(
+        con.execute(
+            "SELECT field, count(DISTINCT row_number) FROM __rejects GROUP BY field"
+        ).fetchall()
+    )
+    if dups:
+        _write_again(scan, state)
+    assert sum(part.rows for part in state.good) == state.rows_accepted
+
+
+def _repeated_keys(scan: _Pass, state: _State, *, failing: int) -> int:
+    """How many rows repeat a primary or unique key (the tables of them built when any do)."""
+    if failing:
+        # A refused row's key still makes a later copy of it a duplicate: look for
+        # repeated keys over the whole source, not only over the written rows.
+        return _find_duplicates(scan.con, scan.checks, scan.numbered)
+    if not state.good:
+        return 0
+    dup_sql = scan.checks.dup_count_query(
+        _files_sql(state.good), _integer_bounds(state.good, scan.target)
+    )
+    dups = int(scan.con.execute(dup_sql).fetchall()[0][0]) if dup_sql else 0
+    if dups:
+        _find_duplicates(scan.con, scan.checks, scan.numbered)
+    return dups
+
+
+def _write_again(scan: _Pass, state: _State) -> None:
+    """Later occurrences of a key passed the row rules and were written: write the accepted
+    files again without every rejected row."""
+    again = sources.write_parts(
+        scan.con, scan.numbered, scan.select, "true", scan.parts_dir / "again",
+        where=f"src.{sources.ROW} NOT IN (SELECT row_number FROM __rejects)", count=False,
+    )  # fmt: skip
+    for part in state.good:
+        part.path.unlink(missing_ok=True)
+    state.good = [_flatten(part, scan.parts_dir) for part in again.parts]
+    shutil.rmtree(scan.parts_dir / "again", ignore_errors=True)
+
+
+def _keep_rejects(load: _Load, scan: _Pass, state: _State) -> None:
+    """The refused rows into the lake's rejects table (a retry replaces its own)."""
+    any_rows = scan.con.execute("SELECT count(*) FROM __rejects").fetchall()[0][0]
+    rows = scan.con.sql("SELECT * FROM __rejects").to_arrow_reader(BATCH_ROWS) if any_rows else None
+    load.lake.write_rejects(load.code, load.version_id, rows)
+
+
+def _refuse_over_threshold(load: _Load, plan: _Plan, state: _State, started: float) -> None:
+    """LoadRefused (nothing committed) when more rows broke the rules than the resource allows."""
+    share = state.rows_rejected / state.rows_read if state.rows_read else 0.0
+    if share <= plan.threshold:
+        return
+    _record(load.ctx, load.version_id, state=LoadState.RUNNING, fetched=state.fetched,
+            started=started, rows=(state.rows_read, 0, state.rows_rejected))  # fmt: skip
+    raise LoadRefused(
+        f"{state.rows_rejected:,} of {state.rows_read:,} rows broke the schema ({share:.1%}), more "
+        f"than the {plan.threshold:.1%} allowed for {load.code}; nothing was committed",
+        rejected=state.rows_rejected,
+    )
+
+
+def _new_watermark(plan: _Plan, scan: _Pass, state: _State) -> str | None:
+    """The maximum of the watermark field over the accepted rows, as text."""
+    if not plan.watermark or not state.rows_accepted:
+        return None
+    f = plan.schema.field(plan.watermark)
+    top = f"max({q(f.name)})"
+    # Date-times are kept as local wall time, which is what department databases hold.
+    expr = (
+        f"strftime(CAST({top} AS TIMESTAMP), '%Y-%m-%d %H:%M:%S.%f')"
+        if f.type == "datetime"
+        else f"CAST({top} AS VARCHAR)"
+    )
+    found = scan.con.execute(
+        f"SELECT {expr} FROM read_parquet({_files_sql(state.good)})"
+    ).fetchall()
+    return found[0][0] if found else None
+
+
+def _commit(load: _Load, plan: _Plan, scan: _Pass, state: _State) -> int:
+    """The accepted rows as one Delta commit carrying the load's record; its version."""
+    record = LoadRecord(
+        load_id=load.version_id,
+        rows_read=state.rows_read,
+        rows_accepted=state.rows_accepted,
+        rows_rejected=state.rows_rejected,
+        source_sha256=state.fetched.sha256,
+        watermark=state.mark or plan.last_mark,
+    )
+    if scan.direct is not None:
+        return load.lake.commit_files(
+            load.code, record, mode=plan.mode, schema=scan.target, folder=scan.direct,
+            files=state.good,
+        )  # fmt: skip
+    cols = ", ".join(q(n) for n in scan.target.names)
+    data = (
+        scan.con.sql(f"SELECT {cols} FROM read_parquet({_files_sql(state.good)})")
+        .to_arrow_reader(BATCH_ROWS)
+        .cast(scan.target)
+        if state.good
+        else pa.RecordBatchReader.from_batches(scan.target, [])
+    )
+    return load.lake.commit_rows(
+        load.code, record, mode=plan.mode, data=data, primary_key=plan.schema.primary_key,
+        bounds=_integer_bounds(state.good, scan.target),
+    )  # fmt: skip
+
+
+def _discard(load: _Load, scan: _Pass, state: _State) -> None:
+    """After a failure: stop the hashing, delete files written into the table and not committed."""
+    if state.hashing is not None:
+        state.hashing.cancel()
+    if scan.direct is not None and not load.lake.has_commit(load.code, load.version_id):
+        shutil.rmtree(scan.parts_dir, ignore_errors=True)  # never committed: nobody reads them
+
+
+def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -> None:
+    """The control-plane commit: the Version, the resource's pointer, the audit record, and
+    the jobs that follow the version (serving index, quality report)."""
+    assert state.lake_version is not None
+    lake_version = state.lake_version
+    row_count = load.lake.row_count(load.code, lake_version)
+    with load.ctx.factory.begin() as session:
         version = session.get(Version, load.version_id)
         assert version is not None
-        _apply(version, fetched, started)
+        _apply(version, state.fetched, started)
         version.state = LoadState.COMMITTED
         version.lake_version = lake_version
         version.rows_read, version.rows_accepted, version.rows_rejected = (
-            rows_read,
-            rows_accepted,
-            rows_rejected,
+            state.rows_read,
+            state.rows_accepted,
+            state.rows_rejected,
         )
-        version.watermark = mark or last_mark
-        version.schema_version = schema_version
+        version.watermark = state.mark or plan.last_mark
+        version.schema_version = plan.schema_version
         version.committed_at = clock.now()
         resource = get_resource(session, load.code)
         resource.lake_version = lake_version
         resource.row_count = row_count
         audit.record(
-            session, Principal.system(on_behalf_of=p["actor"]), "resource.version",
-            target=load.code, target_type="resource", count=rows_accepted,
-            detail=f"lake version {lake_version}: {mode}, {rows_accepted} accepted, {rows_rejected} rejected",
+            session, Principal.system(on_behalf_of=load.ctx.params["actor"]), "resource.version",
+            target=load.code, target_type="resource", count=state.rows_accepted,
+            detail=f"lake version {lake_version}: {plan.mode}, {state.rows_accepted} accepted, "
+            f"{state.rows_rejected} rejected",
         )  # fmt: skip
         # The serving index and the quality report follow in jobs of their own, which exist
         # if and only if this version committed.
         submit_refresh(session, load.code, lake_version, lake_uri=load.lake.uri)
         submit_quality(session, load.code, load.version_id, lake_uri=load.lake.uri,
-                       field_errors=field_errors)  # fmt: skip
-    ctx.progress(5, 5, f"version {lake_version}")
-    return {
-        "version_id": load.version_id,
-        "state": str(LoadState.COMMITTED),
-        "lake_version": lake_version,
-        "rows_read": rows_read,
-        "rows_accepted": rows_accepted,
-        "rows_rejected": rows_rejected,
-    }  # fmt: skip
+                       field_errors=state.field_errors)  # fmt: skip
 
 
 def _noop(
@@ -563,24 +730,6 @@ def _duck(work: Path) -> duckdb.DuckDBPyConnection:
     con.sql(f"SET temp_directory = {lit(work / 'spill')}")
     con.sql(f"SET TimeZone = {lit(SOURCE_TIMEZONE)}")
     return con
-
-
-def _direct_dir(uri: str, mode: LoadMode, target: pa.Schema) -> Path | None:
-    """The table folder, when DuckDB may write the new files straight into it.
-
-    That is a full or append load into a local lake whose table is new or has exactly the
-    load's schema; anything else (merges, schema changes, object stores) goes through
-    delta-rs.
-    """
-    if "://" in uri or mode not in (LoadMode.FULL, LoadMode.APPEND):
-        return None
-    if DeltaTable.is_deltatable(uri):
-        current = pa.schema(DeltaTable(uri).schema().to_arrow())
-        if not current.equals(target):
-            return None
-    folder = Path(uri)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _flatten(part: sources.Part, parts_dir: Path) -> sources.Part:
@@ -619,14 +768,6 @@ def _files_sql(files: list[sources.Part] | list[str]) -> str:
     """A SQL list of the files' paths, for read_parquet."""
     paths = [f.path if isinstance(f, sources.Part) else f for f in files]
     return "[" + ", ".join(lit(path) for path in paths) + "]"
-
-
-def _has_commit(uri: str, version_id: int) -> bool:
-    try:
-        table = DeltaTable(uri) if DeltaTable.is_deltatable(uri) else None
-    except Exception:  # an unreadable log: keep the files, vacuum decides later
-        return True
-    return table is not None and _committed_version(table, version_id) is not None
 
 
 def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fetched:
@@ -684,174 +825,6 @@ def _last_watermark(session: Session, resource_id: int) -> str | None:
     ).first()
 
 
-def _write_rejects(load: _Load, con: duckdb.DuckDBPyConnection) -> None:
-    """Keep the refused rows; a retry of the same load replaces its own earlier rejects."""
-    uri = load.lake.rejects_uri(load.code)
-    exists = DeltaTable.is_deltatable(uri)
-    if not exists and not con.execute("SELECT count(*) FROM __rejects").fetchall()[0][0]:
-        return
-    reader = con.sql("SELECT * FROM __rejects").to_arrow_reader(BATCH_ROWS).cast(REJECTS_SCHEMA)
-    if exists:
-        write_deltalake(uri, reader, mode="overwrite", predicate=f"load_id = {load.version_id}")
-    else:
-        write_deltalake(uri, reader, mode="append")
-
-
-def _commit(
-    load: _Load,
-    mode: LoadMode,
-    schema: TableSchema,
-    data: pa.RecordBatchReader,
-    meta: dict[str, str],
-    *,
-    bounds: dict[str, tuple[int, int]] | None = None,
-) -> int:
-    """Write the accepted rows as one Delta commit; its version.
-
-    A merge (upsert, delete) is told the range of each integer key column of the load
-    (`bounds`, from the written files' statistics): delta-rs then reads only the table's
-    files whose statistics overlap it, instead of every file of the table (it streams
-    the load's rows, so it cannot find that range itself).
-    """
-    uri = load.lake.table_uri(load.code)
-    props = CommitProperties(
-        custom_metadata=meta,
-        app_transactions=[Transaction(app_id=_app_id(load.version_id), version=1)],
-    )
-    exists = DeltaTable.is_deltatable(uri)
-    if mode == LoadMode.FULL or not exists:
-        if mode == LoadMode.DELETE:
-            raise Invalid(f"resource {load.code} has no data to delete from", field="mode")
-        write_deltalake(
-            uri, data, mode="overwrite" if exists else "append", schema_mode="overwrite" if exists else None,
-            configuration=CDF, commit_properties=props,
-        )  # fmt: skip
-    elif mode == LoadMode.APPEND:
-        write_deltalake(uri, data, mode="append", schema_mode="merge", commit_properties=props)
-    else:
-        on = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in schema.primary_key)
-        for k in schema.primary_key:
-            if bounds and k in bounds:
-                low, high = bounds[k]
-                on += f" AND t.{q(k)} >= {int(low)} AND t.{q(k)} <= {int(high)}"
-        merger = DeltaTable(uri).merge(
-            data, on, source_alias="s", target_alias="t", commit_properties=props,
-            merge_schema=mode == LoadMode.UPSERT,
-        )  # fmt: skip
-        if mode == LoadMode.UPSERT:
-            merger.when_matched_update_all().when_not_matched_insert_all().execute()
-        else:
-            merger.when_matched_delete().execute()
-    found = _committed_version(DeltaTable(uri), load.version_id)
-    assert found is not None, "the Delta commit of this load is missing"
-    return found
-
-
-def _commit_files(
-    load: _Load,
-    mode: LoadMode,
-    target: pa.Schema,
-    folder: Path,
-    parts: list[sources.Part],
-    meta: dict[str, str],
-) -> int:
-    """Commit Parquet files already written into the table folder as one Delta commit.
-
-    A full load replaces every earlier file in the same commit (overwrite); the commit
-    carries the load's metadata and app transaction like any other.
-    """
-    uri = load.lake.table_uri(load.code)
-    props = CommitProperties(
-        custom_metadata=meta,
-        app_transactions=[Transaction(app_id=_app_id(load.version_id), version=1)],
-    )
-    adds = [
-        AddAction(
-            path=part.path.relative_to(folder).as_posix(),
-            size=part.path.stat().st_size,
-            partition_values={},
-            modification_time=int(part.path.stat().st_mtime * 1000),
-            data_change=True,
-            stats=_delta_stats(part, target),
-        )
-        for part in parts
-    ]
-    if not DeltaTable.is_deltatable(uri):
-        create_table_with_add_actions(
-            uri, DeltaSchema.from_arrow(target), adds, mode="error", configuration=CDF,
-            commit_properties=props,
-        )  # fmt: skip
-    else:
-        actions: list[AddAction | RemoveAction] = list(adds)
-        DeltaTable(uri).create_write_transaction(
-            actions, mode="overwrite" if mode == LoadMode.FULL else "append", schema=target,
-            commit_properties=props,
-        )  # fmt: skip
-    found = _committed_version(DeltaTable(uri), load.version_id)
-    assert found is not None, "the Delta commit of this load is missing"
-    return found
-
-
-def _delta_stats(part: sources.Part, target: pa.Schema) -> str:
-    """The Delta `stats` of a file from DuckDB's own statistics of it (for data skipping)."""
-    lows: dict[str, Any] = {}
-    highs: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    for field in target:
-        st = part.stats.get(field.name)
-        if not st:
-            continue
-        if st.get("null_count") is not None:
-            nulls[field.name] = int(st["null_count"])
-        exact = st.get("min_is_exact") == "true" and st.get("max_is_exact") == "true"
-        if not exact or st.get("min") is None or st.get("max") is None:
-            continue
-        low, high = (
-            _stat_value(field.type, st["min"], up=False),
-            _stat_value(field.type, st["max"], up=True),
-        )
-        if low is not None and high is not None:
-            lows[field.name], highs[field.name] = low, high
-    return json.dumps(
-        {"numRecords": part.rows, "minValues": lows, "maxValues": highs, "nullCount": nulls},
-        ensure_ascii=False,
-    )
-
-
-def _stat_value(kind: pa.DataType, text: str, *, up: bool) -> Any:
-    """A statistic as Delta writes it; None where it is safer to give none."""
-    if pa.types.is_integer(kind):
-        return int(text)
-    if pa.types.is_floating(kind):
-        value = float(text)
-        return value if math.isfinite(value) else None
-    if pa.types.is_string(kind) or pa.types.is_date(kind):
-        return text
-    if pa.types.is_timestamp(kind):
-        # Delta keeps milliseconds: round the bounds outwards so they stay bounds.
-        moment = datetime.fromisoformat(text)
-        micros = moment.microsecond
-        millis = micros // 1000 + (1 if up and micros % 1000 else 0)
-        stamp = moment.replace(microsecond=0).timestamp() + millis / 1000
-        rounded = datetime.fromtimestamp(stamp, tz=UTC)
-        return rounded.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rounded.microsecond // 1000:03d}Z"
-    return None  # booleans and times: no bounds
-
-
-def _app_id(version_id: int) -> str:
-    return f"minyun-load-{version_id}"
-
-
-def _committed_version(table: DeltaTable, version_id: int, depth: int = 100) -> int | None:
-    """The Delta version committed by load `version_id`, if there is one."""
-    if table.transaction_version(_app_id(version_id)) is None:
-        return None
-    for entry in table.history(depth):
-        if str(entry.get("minyun.load_id")) == str(version_id):
-            return int(entry["version"])
-    return None
-
-
 QUALITY_KIND = "ingest.quality"
 
 
@@ -894,20 +867,7 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
     if errors is None:
         errors = _field_errors(lake, p["code"], p["version_id"])
     ctx.progress(0, 1, "quality")
-    con = duckdb.connect()
-    con.sql("SET enable_progress_bar = false")
-    files = DeltaTable(lake.table_uri(p["code"]), version=lake_version).file_uris()
-    if all("://" not in f for f in files) and files:
-        # A local table: DuckDB reads the version's files itself (several times faster
-        # than through an Arrow dataset, and in less memory).
-        table = f"read_parquet({_files_sql(files)})"
-    else:
-        con.register("v", lake.dataset(p["code"], version=lake_version))
-        table = "v"
-    cursor = con.execute(quality_query(schema, table))
-    names = [d[0] for d in cursor.description or ()]
-    found = dict(zip(names, cursor.fetchall()[0], strict=True))
-    con.close()
+    found = lake.aggregate(p["code"], lake_version, lambda table: quality_query(schema, table))
     report = quality_report(schema, found, rows_read, errors)
     with ctx.factory.begin() as session:
         version = session.get(Version, p["version_id"])
@@ -919,27 +879,7 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
 
 def _field_errors(lake: Lake, code: str, version_id: int) -> dict[str, int]:
     """Rejected rows per field of one load, from the rejects table."""
-    uri = lake.rejects_uri(code)
-    if not DeltaTable.is_deltatable(uri):
-        return {}
-    con = duckdb.connect()
-    con.register("r", DeltaTable(uri).to_pyarrow_dataset())
-    found = con.execute(
-        "SELECT field, count(DISTINCT row_number) FROM r WHERE load_id = ? GROUP BY field",
-        [version_id],
-    ).fetchall()
-    con.close()
-    return {str(f): int(n) for f, n in found}
-
-
-def _row_count(lake: Lake, code: str, lake_version: int) -> int:
-    """The rows of a table version, from the record counts its Delta log keeps per file."""
-    table = DeltaTable(lake.table_uri(code), version=lake_version)
-    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
-    if counts.null_count == 0:
-        return int(pc.sum(counts).as_py() or 0)
-    # A file without statistics (not written by minyun): count the rows themselves.
-    return int(table.to_pyarrow_dataset().count_rows())
+    return lake.reject_counts(code, version_id)
 
 
 def _apply(version: Version, fetched: sources.Fetched, started: float) -> None:
@@ -980,12 +920,11 @@ def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: i
     )
     if not running:
         return
-    uri = lake.table_uri(resource.code)
-    table = DeltaTable(uri) if DeltaTable.is_deltatable(uri) else None
+    commits = lake.find_commits(resource.code, [version.id for version in running])
     for version in running:
-        found = _committed_version(table, version.id) if table is not None else None
+        found = commits.get(version.id)
         if found is not None:
-            _adopt(session, lake, resource, version, table, found)  # type: ignore[arg-type]
+            _adopt(session, lake, resource, version, found)
             continue
         if version.id == keep:
             continue
@@ -1001,25 +940,21 @@ def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: i
 
 
 def _adopt(
-    session: Session,
-    lake: Lake,
-    resource: Resource,
-    version: Version,
-    table: DeltaTable,
-    found: int,
+    session: Session, lake: Lake, resource: Resource, version: Version, commit: LoadCommit
 ) -> None:
-    entry = next(e for e in table.history(100) if int(e["version"]) == found)
+    """Record a load whose Delta commit exists (its run died before the control plane's)."""
+    found, record = commit.version, commit.record
     version.state = LoadState.COMMITTED
     version.lake_version = found
-    version.rows_read = int(entry.get("minyun.rows_read", 0))
-    version.rows_accepted = int(entry.get("minyun.rows_accepted", 0))
-    version.rows_rejected = int(entry.get("minyun.rows_rejected", 0))
-    version.sha256 = entry.get("minyun.source_sha256") or version.sha256
-    version.watermark = entry.get("minyun.watermark") or None
+    version.rows_read = record.rows_read
+    version.rows_accepted = record.rows_accepted
+    version.rows_rejected = record.rows_rejected
+    version.sha256 = record.source_sha256 or version.sha256
+    version.watermark = record.watermark
     version.committed_at = clock.now()
     if resource.lake_version is None or found > resource.lake_version:
         resource.lake_version = found
-        resource.row_count = _row_count(lake, resource.code, found)
+        resource.row_count = lake.row_count(resource.code, found)
         submit_refresh(session, resource.code, found, lake_uri=lake.uri)
     submit_quality(session, resource.code, version.id, lake_uri=lake.uri, field_errors=None)
     audit.record(

@@ -1,0 +1,85 @@
+"""The lake has one reader and one writer: `minyun.core` (issue 10, item 4).
+
+Every module under `src/minyun` is parsed with `ast` (imports inside functions count too).
+No module outside `minyun.core` imports `deltalake`; one outside it that imports `duckdb`
+must be listed below with its reason: DuckDB over data that is not (yet) a lake resource.
+An entry whose module no longer imports the engine fails too, so the lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+DUCKDB_ALLOWED = {
+    "minyun.ingest.sources": (
+        "reads the incoming source file (CSV, XLSX, a database dump) in the load's validation "
+        "pass, before it is a resource"
+    ),
+    "minyun.ingest.service": (
+        "the load's validation pass: rules, rejects and repeated keys over the incoming source "
+        "and the load's own files before they are committed"
+    ),
+    "minyun.apps.ecocloud.service": (
+        "the AQI engine and alert detection over incoming readings and the eco-cloud's "
+        "control-plane tables, not lake resources"
+    ),
+    "minyun.apps.ecocloud.cnemc": (
+        "writes a CNEMC-layout CSV of an in-memory table of readings, not a lake resource"
+    ),
+}
+
+DELTALAKE_ALLOWED: dict[str, str] = {}
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """The top-level packages a module imports, anywhere in it."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _outside_core() -> dict[str, set[str]]:
+    modules = {_module(path): _imports(path) for path in sorted((SRC / "minyun").rglob("*.py"))}
+    assert "minyun.core.lake" in modules and "minyun.ingest.service" in modules
+    return {
+        name: imported
+        for name, imported in modules.items()
+        if name != "minyun.core" and not name.startswith("minyun.core.")
+    }
+
+
+@pytest.mark.parametrize(
+    ("package", "allowed"), [("deltalake", DELTALAKE_ALLOWED), ("duckdb", DUCKDB_ALLOWED)]
+)
+def test_only_core_and_the_listed_modules_import_the_lake_engines(
+    package: str, allowed: dict[str, str]
+) -> None:
+    importing = {name for name, imported in _outside_core().items() if package in imported}
+    assert importing - set(allowed) == set(), (
+        f"outside minyun.core only the listed modules may import {package}; read and write "
+        "resources through core.lake"
+    )
+    assert set(allowed) - importing == set(), f"listed but no longer importing {package}"
+    assert all(reason.strip() for reason in allowed.values())
+
+
+def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from deltalake.transaction import AddAction\n")
+    assert _imports(module) == {"deltalake"}
