@@ -441,3 +441,16 @@ def test_a_job_that_kills_its_process_becomes_a_poison_job(tmp_path: Path) -> No
     assert restart().returncode == 0
     assert log.read_text().count("ran") == 3 and _job(node, job_id).state == JobState.FAILED
     node.close()
+
+
+def test_a_killed_runners_job_is_resumed_by_the_running_node(tmp_path: Path) -> None:
+    node = Platform.open(make_settings(tmp_path / "var", jobs_stale_after=1.0))
+    node.migrate()
+    node.dispatcher.start_recovery(node.factory, every=0.2)  # as the web app and worker do
+    # A load killed an hour after this node started: running, its heartbeat now stale.
+    with node.factory.begin() as s:
+        s.add(Job(id="killed", kind="test.count", params={"n": 2}, state=JobState.RUNNING,
+                  lease="the-dead-runner", created_by="t", heartbeat_at=clock.now()))  # fmt: skip
+    job = _wait(node, "killed")
+    assert job.state == JobState.SUCCEEDED and (job.crashes, job.attempts) == (1, 1)
+    node.close()
