@@ -80,7 +80,7 @@ def session(engine: Engine, node_key: NodeKey) -> Iterator[Session]:
         bind=connection,
         join_transaction_mode="create_savepoint",
         expire_on_commit=False,
-        info={"node_key": node_key, "jobs": Dispatcher("inline")},
+        info={"node_key": node_key, "jobs": Dispatcher.foreground()},
     )
     try:
         yield db

@@ -70,3 +70,51 @@ def test_jobs_list_shows_the_demo_load(var: Path) -> None:
     listing = runner.invoke(app, ["jobs", "list", "--limit", "500"])
     assert "demo.load" in listing.output and "succeeded" in listing.output
     assert "failed" not in listing.output
+    # They ran in the command: none waits for a server.
+    assert "queued" not in listing.output and "running" not in listing.output
+
+
+def _queue_a_job(var: Path, **fields: object) -> str:
+    from minyun.core import jobs
+
+    node = Platform.open(load_settings(var_dir=var), run_jobs_here=False)
+    with node.factory.begin() as s:
+        job = jobs.submit(s, Principal.system(), "demo.load", {"persons": 0, "enterprises": 0})
+        for name, value in fields.items():
+            setattr(job, name, value)
+        job_id = job.id
+    node.close()
+    return job_id
+
+
+def test_jobs_cancel_stops_a_job_for_good(var: Path) -> None:
+    job_id = _queue_a_job(var)
+    cancelled = runner.invoke(app, ["jobs", "cancel", job_id[:12]])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert f"job {job_id} cancelled" in cancelled.output
+    again = runner.invoke(app, ["jobs", "cancel", job_id[:12]])
+    assert again.exit_code == 1 and "already cancelled" in again.output
+    ran = runner.invoke(app, ["jobs", "run"])
+    assert ran.exit_code == 0 and "no queued jobs" in ran.output
+    listing = runner.invoke(app, ["jobs", "list"])
+    assert "cancelled" in listing.output
+    unknown = runner.invoke(app, ["jobs", "cancel", "0123456789ab"])
+    assert unknown.exit_code == 1 and "no job" in unknown.output
+
+
+def test_a_killed_runners_job_is_taken_back_without_a_restart(var: Path) -> None:
+    from datetime import timedelta
+
+    from minyun.core import clock, jobs
+
+    long_ago = clock.now() - jobs.STALE_AFTER - timedelta(seconds=5)
+    job_id = _queue_a_job(var, state="running", lease="a-killed-load", heartbeat_at=long_ago)
+    listing = runner.invoke(app, ["jobs", "list"])
+    assert listing.exit_code == 0, listing.output
+    assert "queued" in listing.output and "running" not in listing.output
+    assert "1 queued" in listing.output and "minyun jobs run" in listing.output
+    node = Platform.open(load_settings(var_dir=var), run_jobs_here=False)
+    with node.factory() as s:
+        job = jobs.get_job(s, job_id)
+        assert (job.state, job.crashes, job.lease) == ("queued", 1, None)
+    node.close()

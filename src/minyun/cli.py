@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
@@ -22,6 +21,7 @@ from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.ingest import cli as ingest_cli
+from minyun.jobs_cli import run_pending, run_with_progress
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -107,33 +107,14 @@ def demo(
     with unit_of_work(node.factory) as session:
         job = jobs.submit(session, CLI, "demo.load", params, key=key)
         job_id = job.id
-    job = _run_with_progress(node, job_id, "demo province")
+    job = run_with_progress(node, job_id, "demo province", console)
     if job.state != jobs.JobState.SUCCEEDED:
         err.print(f"[red]demo load failed:[/] {job.error}")
+        node.close()
         raise typer.Exit(1)
+    run_pending(node, console)  # the quality reports and index refreshes its loads queued
     _print_accounts(province.read_accounts(node.settings.var_dir), node.settings.base_url)
     node.close()
-
-
-def _run_with_progress(node: Platform, job_id: str, label: str) -> jobs.Job:
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[message]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(label, total=None, message="")
-
-        def update(done: int, total: int | None, message: str | None) -> None:
-            progress.update(task, completed=done, total=total, message=message or "")
-
-        job = jobs.run(node.factory, job_id, on_progress=update)
-        if job.state == jobs.JobState.SUCCEEDED and job.total:
-            progress.update(task, completed=job.total)
-    return job
 
 
 def _print_accounts(accounts: list[DemoAccount], base_url: str) -> None:
@@ -259,9 +240,15 @@ def audit_verify() -> None:
 def jobs_list(limit: Annotated[int, typer.Option(min=1, max=500)] = 20) -> None:
     """The newest jobs with their state and progress."""
     node = _platform()
-    with node.factory() as session:
-        found = jobs.list_jobs(session, limit=limit)
-    node.close()
+    try:
+        # Jobs whose runner died (a killed load, say) are taken back now, not at a restart.
+        jobs.reap(node.factory, node.dispatcher)
+        node.dispatcher.take_pending()  # listed below as queued; `minyun jobs run` runs them
+        with node.factory() as session:
+            found = jobs.list_jobs(session, limit=limit)
+            queued = len(jobs.list_jobs(session, limit=10_000, state=jobs.JobState.QUEUED))
+    finally:
+        node.close()
     table = Table()
     for column in ("id", "kind", "state", "progress", "message", "created"):
         table.add_column(column)
@@ -272,10 +259,69 @@ def jobs_list(limit: Annotated[int, typer.Option(min=1, max=500)] = 20) -> None:
             job.kind,
             job.state,
             progress,
-            job.message or "",
+            (job.error if job.state in (jobs.JobState.FAILED, jobs.JobState.CANCELLED) else None)
+            or job.message
+            or "",
             f"{job.created_at:%Y-%m-%d %H:%M}",
         )
     console.print(table)
+    if queued:
+        runner = (
+            "the worker (minyun worker) runs them"
+            if node.dispatcher.mode == "worker"
+            else "the server (minyun serve) runs them when it starts, or run them here with "
+            "`minyun jobs run`"
+        )
+        console.print(f"{queued} queued: {runner}")
+
+
+@jobs_app.command("run")
+def jobs_run(
+    job_id: Annotated[
+        str | None, typer.Argument(help="one job (id or its first characters)")
+    ] = None,
+) -> None:
+    """Run queued jobs here, in the foreground (and take back those whose runner died)."""
+    node = _platform()
+    try:
+        if job_id is None:
+            jobs.recover(node.factory, node.dispatcher)
+        else:
+            with node.factory() as session:
+                job = jobs.find_job(session, job_id)
+            finished = run_with_progress(node, job.id, job.kind, console)
+            if finished.state != jobs.JobState.SUCCEEDED:
+                err.print(f"[red]{finished.kind} {finished.state}:[/] {finished.error or ''}")
+                raise typer.Exit(1)
+        ran = run_pending(node, console)
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    finally:
+        node.close()
+    if job_id is None:
+        console.print(f"ran {len(ran)} queued job(s)" if ran else "no queued jobs")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="the job (id or its first characters)")],
+) -> None:
+    """Cancel a job: a queued one never runs, a running one stops at its next progress report."""
+    from minyun.admin import service as admin
+
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session:
+            job = admin.cancel_job(session, CLI, job_id)
+            state, found = job.state, job.id
+    except DomainError as exc:
+        raise _fail(exc) from exc
+    finally:
+        node.close()
+    if state == jobs.JobState.CANCELLED:
+        console.print(f"job {found} cancelled")
+    else:
+        console.print(f"job {found} asked to stop: it stops at its next progress report")
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def _params(platform: Platform) -> dict[str, Any]:
 
 def test_demo_job_publishes_and_loads_the_resources(platform: Platform) -> None:
     # Queued for no background runner: this test runs the job itself.
-    with platform.factory(info={"jobs": jobs.Dispatcher("inline")}) as s, s.begin():
+    with platform.factory(info={"jobs": jobs.Dispatcher.foreground()}) as s, s.begin():
         job_id = jobs.submit(s, Principal.system(), "demo.load", _params(platform), key="d").id
     job = jobs.run(platform.factory, job_id)
     assert job.state == JobState.SUCCEEDED, job.error

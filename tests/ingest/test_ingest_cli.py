@@ -59,3 +59,23 @@ def test_bad_file_exits_1_with_the_reason(node: Platform, tmp_path: Path) -> Non
     assert result.exit_code == 1 and "header does not match" in result.output
     missing = runner.invoke(app, ["load", "no-such-resource", str(src)])
     assert missing.exit_code == 1 and "no resource" in missing.output
+
+
+def test_a_cli_load_runs_the_jobs_it_queued_before_exiting(node: Platform, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from minyun.core import jobs
+
+    code, _ = make_resource(node)
+    src = write_csv(tmp_path / "p.csv", [person(i) for i in range(1, 4)])
+    loaded = runner.invoke(app, ["load", code, str(src)])
+    assert loaded.exit_code == 0, loaded.output
+    with node.factory() as s:
+        found = {(j.kind, j.state) for j in s.scalars(select(jobs.Job))}
+    # No server ever ran: the load's quality report and index refresh ran in the command.
+    assert found == {
+        ("ingest.load", "succeeded"),
+        ("ingest.quality", "succeeded"),
+        ("serving.refresh", "succeeded"),
+    }
+    assert "ingest.quality" in loaded.output and "serving.refresh" in loaded.output

@@ -428,7 +428,13 @@ def test_jobs_page_shows_progress_until_the_job_ends(
     platform: Platform, app: FastAPI, running_job: tuple[str, threading.Event]
 ) -> None:
     job_id, gate = running_job
-    user = make_user(platform, roles=["steward"])
+    steward = make_user(platform, roles=["steward"])
+    client = browser(app)
+    sign_in(client, steward.username)
+    # A system job works for no department: a steward does not see it, an admin does.
+    assert "test.web-progress" not in client.get("/jobs").text
+    assert client.get(f"/jobs/{job_id}").status_code == 404
+    user = make_user(platform, roles=["admin"])
     client = browser(app)
     sign_in(client, user.username)
     listing = client.get("/jobs")

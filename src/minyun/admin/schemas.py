@@ -54,6 +54,9 @@ class JobRead(BaseModel):
     result: dict[str, Any] | None
     error: str | None
     attempts: int
+    # Times a runner died holding the job; at the node's limit the job fails for good.
+    crashes: int
+    cancel_requested_at: datetime | None
     created_by: str
     created_at: datetime
     started_at: datetime | None

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from minyun.accounts.models import AccountKind, User
 from minyun.core import audit, jobs
 from minyun.core.audit import AuditRecord
+from minyun.core.errors import NotFound
 from minyun.core.keys import NodeKey
 from minyun.core.security import Principal, Role, authorize, decide
 from minyun.orgs.models import Division, Organization
@@ -55,16 +56,38 @@ def verify_audit(session: Session, actor: Principal, key: NodeKey) -> audit.Veri
     return report
 
 
+def _sees_every_job(actor: Principal) -> bool:
+    return actor.kind == "system" or actor.has_role(Role.ADMIN)
+
+
 def read_jobs(session: Session, actor: Principal, *, limit: int = 50) -> list[jobs.Job]:
-    """Recent jobs."""
+    """Recent jobs: an admin's all of them, a steward's or auditor's their department's."""
     authorize(session, actor, "jobs.read", target_type="job")
-    return jobs.list_jobs(session, limit=limit)
+    return jobs.list_jobs(
+        session,
+        limit=limit,
+        organization_id=actor.organization_id,
+        everyone=_sees_every_job(actor),
+    )
 
 
 def read_job(session: Session, actor: Principal, job_id: str) -> jobs.Job:
-    """One job with its progress."""
+    """One job with its progress (NotFound for another department's job)."""
     authorize(session, actor, "jobs.read", target=job_id, target_type="job")
-    return jobs.get_job(session, job_id)
+    job = jobs.find_job(session, job_id)
+    if not _sees_every_job(actor) and not (
+        job.organization_id is not None and job.organization_id == actor.organization_id
+    ):
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def cancel_job(session: Session, actor: Principal, job_id: str) -> jobs.Job:
+    """Cancel a job of one's department (admins: any); audited. A queued job never runs; a
+    running one stops at its next progress report or heartbeat."""
+    authorize(session, actor, "jobs.submit", target=job_id, target_type="job")
+    job = read_job(session, actor, job_id)
+    return jobs.cancel(session, actor, job)
 
 
 # --- the home page ---------------------------------------------------------------------

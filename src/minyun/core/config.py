@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     events_backend: EventsBackend = EventsBackend.DB
     nats_url: str = "nats://127.0.0.1:4222"
     jobs_mode: JobsMode = JobsMode.INLINE
+    # A running job whose heartbeat is older than this (seconds) is taken to have lost its
+    # runner; its runner beats several times within it, whatever the job's steps do.
+    jobs_stale_after: float = Field(default=60.0, gt=0)
+    # A job whose runner died this many times (e.g. the input kills the process) fails
+    # with the reason and is never run again.
+    jobs_max_crashes: int = Field(default=3, ge=1)
     secret_key: str = Field(default="", repr=False)
     base_url: str = "http://127.0.0.1:8000"
     node_name: str = "fujian-province"

@@ -39,5 +39,6 @@ def run_worker(platform: Platform, *, concurrency: int = 2, until_idle: bool = F
     resumed = jobs.recover(platform.factory, platform.dispatcher)
     if resumed:
         log.info("re-queued %d interrupted jobs", len(resumed))
+    platform.dispatcher.start_recovery(platform.factory)  # runners that die while this one runs
     app = worker_app(platform)
     app.run_worker(queues=[jobs.QUEUE], concurrency=concurrency, wait=not until_idle)

@@ -1457,7 +1457,7 @@ def _load(ctx: jobs.JobContext, resource: DemoResource, path: Path, settings: An
     from minyun.ingest.models import LoadMode
 
     # Queued for no runner: this job runs the load itself, in the foreground, and waits.
-    foreground = jobs.Dispatcher("inline")
+    foreground = jobs.Dispatcher.foreground()
     with ctx.factory(info={"jobs": foreground}) as session, session.begin():
         if catalog.get_resource(session, resource.code).lake_version is not None:
             return 0

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from minyun.core import jobs
@@ -18,6 +17,7 @@ from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.ingest import service
 from minyun.ingest.models import LoadMode
+from minyun.jobs_cli import run_pending, run_with_progress
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -51,20 +51,11 @@ def load(
                 watermark=watermark, settings=node.settings,
             )  # fmt: skip
             job_id = job.id
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[message]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task(f"load {code}", total=None, message="")
-
-            def update(done: int, total: int | None, message: str | None) -> None:
-                progress.update(task, completed=done, total=total, message=message or "")
-
-            finished = jobs.run(node.factory, job_id, on_progress=update)
+        finished = run_with_progress(node, job_id, f"load {code}", console)
+        if finished.state == jobs.JobState.SUCCEEDED:
+            # The quality report and serving-index refresh the load queued run here too,
+            # rather than waiting for a server to start.
+            run_pending(node, console)
     except DomainError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -15,12 +15,14 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
 import urllib.parse
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,25 +355,124 @@ def _lit(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+# A workbook is read into memory by calamine, one cell slot per cell of the sheet's range
+# (from A1 to its last cell): a sheet whose range is larger than this is refused before it
+# is read, whatever its file size (a 1.5 KB workbook can name cell XFD1048576).
+MAX_XLSX_CELLS = 10_000_000
+# The shared strings are held in memory whole: a bound on their XML part.
+MAX_XLSX_STRINGS_BYTES = 512 << 20
+XLSX_BATCH_ROWS = 65_536
+
+_XLSX_DIMENSION = re.compile(
+    rb"<(?:\w+:)?dimension\b[^>]*?\sref=\"\$?([A-Z]+)\$?(\d+)(?::\$?([A-Z]+)\$?(\d+))?\""
+)
+_XLSX_CELL = re.compile(rb"<(?:\w+:)?c\s[^>]*?\br=\"([A-Z]{1,7})(\d{1,10})\"")
+_XLSX_ROW = re.compile(rb"<(?:\w+:)?row\s[^>]*?\br=\"(\d{1,10})\"")
+
+
+def _column_number(letters: bytes) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ch - 64)
+    return n
+
+
+def _first_sheet_part(book: zipfile.ZipFile) -> str | None:
+    """The zip member of the workbook's first sheet (the one a load reads), if it says."""
+    try:
+        workbook = book.read("xl/workbook.xml")
+        rels = book.read("xl/_rels/workbook.xml.rels")
+    except KeyError:
+        return None
+    sheet = re.search(rb"<(?:\w+:)?sheet\b[^>]*?\b(?:\w+:)?id=\"([^\"]+)\"", workbook)
+    if sheet is None:
+        return None
+    for rel in re.finditer(rb"<(?:\w+:)?Relationship\b[^>]*>", rels):
+        tag = rel.group(0)
+        rel_id = re.search(rb"\sId=\"([^\"]+)\"", tag)
+        target = re.search(rb"\sTarget=\"([^\"]+)\"", tag)
+        if rel_id and target and rel_id.group(1) == sheet.group(1):
+            name = target.group(1).decode("utf-8", "replace")
+            return name.lstrip("/") if name.startswith("/") else f"xl/{name}"
+    return None
+
+
+def _sheet_cells(book: zipfile.ZipFile, part: str) -> int:
+    """How many cells the sheet's range holds, from A1: the larger of what its dimension
+    declares and where its cells are. Streams the part; never holds it whole."""
+    rows = cols = 0
+    tail = b""
+    with book.open(part) as f:
+        while chunk := f.read(CHUNK):
+            text = tail + chunk
+            for m in _XLSX_DIMENSION.finditer(text):
+                last_col, last_row = (m.group(3), m.group(4)) if m.group(3) else m.group(1, 2)
+                cols = max(cols, _column_number(last_col))
+                rows = max(rows, int(last_row))
+            for m in _XLSX_CELL.finditer(text):
+                cols = max(cols, _column_number(m.group(1)))
+                rows = max(rows, int(m.group(2)))
+            for m in _XLSX_ROW.finditer(text):
+                rows = max(rows, int(m.group(1)))
+            tail = text[-1024:]  # a tag cut by the chunk's end is read whole next time
+    return rows * cols
+
+
+def check_xlsx(path: Path, *, max_cells: int = MAX_XLSX_CELLS) -> None:
+    """Refuse a workbook whose first sheet would not fit the memory bound when read."""
+    try:
+        with zipfile.ZipFile(path) as book:
+            names = set(book.namelist())
+            part = _first_sheet_part(book)
+            parts = [part] if part in names else sorted(
+                n for n in names if n.startswith("xl/worksheets/") and n.endswith(".xml")
+            )  # fmt: skip
+            for name in parts:
+                cells = _sheet_cells(book, name)
+                if cells > max_cells:
+                    raise SourceError(
+                        f"the sheet declares {cells:,} cells; at most {max_cells:,} are read "
+                        "from a workbook (save it as CSV to load more)"
+                    )
+            strings = next(
+                (i for i in book.infolist() if i.filename == "xl/sharedStrings.xml"), None
+            )
+            if strings is not None and strings.file_size > MAX_XLSX_STRINGS_BYTES:
+                raise SourceError(
+                    f"the workbook's shared strings take {_human(strings.file_size)}; at most "
+                    f"{_human(MAX_XLSX_STRINGS_BYTES)} (save it as CSV to load it)"
+                )
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise SourceError(f"cannot read the workbook: {_one_line(exc)}") from exc
+
+
 def _read_xlsx(path: Path) -> pa.Table:
     from python_calamine import CalamineWorkbook
 
+    check_xlsx(path)
     try:
         sheet = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0)
-        rows = sheet.to_python(skip_empty_area=False)
+        lead = [""] * sheet.start[1] if sheet.start else []  # columns before the first cell
+        rows = iter(sheet.iter_rows())
+        first = next(rows, None)
+        if first is None:
+            raise SourceError("the workbook's first sheet is empty")
+        header = [str(h).strip() for h in lead + list(first)]
+        batches: list[pa.RecordBatch] = []
+        schema = pa.schema([(name, pa.string()) for name in header])
+        while True:
+            body = [lead + list(r) for r in itertools.islice(rows, XLSX_BATCH_ROWS)]
+            if not body:
+                break
+            columns = list(zip(*body, strict=True))
+            batches.append(
+                pa.record_batch([pa.array(_cells(c), pa.string()) for c in columns], schema=schema)
+            )
+    except SourceError:
+        raise
     except Exception as exc:  # calamine raises its own types for a damaged workbook
         raise SourceError(f"cannot read the workbook: {_one_line(exc)}") from exc
-    if not rows:
-        raise SourceError("the workbook's first sheet is empty")
-    header = [str(h).strip() for h in rows[0]]
-    body = rows[1:]
-    columns = list(zip(*body, strict=True)) if body else [() for _ in header]
-    return pa.table(
-        {
-            name: pa.array(_cells(col), pa.string())
-            for name, col in zip(header, columns, strict=True)
-        }
-    )
+    return pa.Table.from_batches(batches, schema=schema)
 
 
 def _cells(values: tuple[Any, ...]) -> list[str | None]:

@@ -37,10 +37,12 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if node.settings.jobs_mode == "inline":
+        if node.dispatcher.mode == "inline":
             requeued = recover(node.factory, node.dispatcher)
             if requeued:
                 log.info("resumed %d interrupted jobs", len(requeued))
+            # Jobs whose runner dies later (a killed CLI load, say) are found without a restart.
+            node.dispatcher.start_recovery(node.factory)
         yield
         await app.state.lookups.store.close()
         if platform is None:

@@ -50,6 +50,7 @@ LABELS: dict[str, str] = {
     "running": N_("Running"),
     "succeeded": N_("Succeeded"),
     "failed": N_("Failed"),
+    "cancelled": N_("Cancelled"),
     "success": N_("Success"),
     "denied": N_("Denied"),
     "province": N_("Province"),

@@ -25,6 +25,7 @@ from minyun.core.errors import Invalid
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
+from minyun.jobs_cli import run_pending
 
 eco_app = typer.Typer(
     help="生态云 eco-cloud: air quality, AQI per HJ 633-2012.", no_args_is_help=True
@@ -112,6 +113,7 @@ def _publish(node: Platform) -> None:
     typer.echo(lake.describe(job))
     if job.state != "succeeded":
         raise typer.Exit(1)
+    run_pending(node, Console())  # the quality reports and index refreshes its loads queued
 
 
 @eco_app.command("ingest")

@@ -458,7 +458,7 @@ def run_publish(ctx: jobs.JobContext) -> dict[str, Any]:
         outcome["watermark"] = newest.isoformat() if newest is not None else None
         if export.path is not None:
             # Queued for no runner: this job runs the load itself, in the foreground.
-            foreground = jobs.Dispatcher("inline")
+            foreground = jobs.Dispatcher.foreground()
             try:
                 with ctx.factory(info={"jobs": foreground}) as session, session.begin():
                     job_id = ingest.submit_load(
@@ -488,7 +488,7 @@ def publish_now(
     factory: sessionmaker[Session], actor: Principal, *, settings: Settings | None = None
 ) -> jobs.Job:
     """Submit an `eco.publish` job and run it here, in the foreground (the CLI)."""
-    foreground = jobs.Dispatcher("inline")  # queued for no runner: run below
+    foreground = jobs.Dispatcher.foreground()  # queued for no runner: run below
     with factory(info={"jobs": foreground}) as session, session.begin():
         job_id = submit_publish(session, actor, settings=settings).id
     return jobs.run(factory, job_id)
