@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud.aqi import hourly_aqi
 from minyun.apps.ecocloud.models import CityHour, DeadLetter, Reading, Station
 from minyun.core.audit import AuditRecord
 from minyun.core.errors import Forbidden
@@ -149,14 +150,66 @@ def test_co_in_micrograms_is_converted_and_flagged(session: Session, day_rows: p
     assert got.co == pytest.approx(0.8) and got.flags == "co-µg/m³-converted"
 
 
-def test_missing_pollutant_is_kept_flagged_without_an_aqi(
+@pytest.mark.parametrize(
+    ("pollutant", "label"),
+    [("so2", "SO2"), ("no2", "NO2"), ("pm10", "PM10"), ("co", "CO"), ("o3", "O3"),
+     ("pm2_5", "PM2.5")],
+)  # fmt: skip
+def test_a_partial_hour_gets_the_aqi_of_the_pollutants_present(
+    session: Session, day_rows: pa.Table, pollutant: str, label: str
+) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    values = {k: v for k, v in one_row().to_pylist()[0].items() if k in service.POLLUTANTS}
+    service.ingest_readings(session, SYSTEM, one_row(**{pollutant: None}))
+    got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
+    # CNEMC publishes the hour's AQI over the pollutants present; the reading says which not.
+    expected = hourly_aqi(**{**values, pollutant: None})
+    assert (got.aqi, got.primary_pollutant or "") == (expected.aqi, expected.primary_pollutant)
+    assert got.aqi is not None and got.level == expected.level.grade  # type: ignore[union-attr]
+    assert got.missing == label and got.missing_pollutants == [label] and got.partial
+    assert got.flags == f"missing:{pollutant}"
+    full = hourly_aqi(**values)
+    service.ingest_readings(session, SYSTEM, one_row())
+    session.refresh(got)
+    assert (got.aqi, got.missing, got.partial) == (full.aqi, None, False)
+
+
+def test_all_pollutants_missing_is_still_refused(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    report = service.ingest_readings(session, SYSTEM, one_row(**dict.fromkeys(service.POLLUTANTS)))
+    assert (report.inserted, report.refused) == (0, 1)
+
+
+def test_the_real_days_partial_hours_get_an_aqi(session: Session, day_rows: pa.Table) -> None:
+    service.ingest_readings(session, SYSTEM, day_rows)
+    partial = session.scalars(select(Reading).where(Reading.missing.is_not(None))).all()
+    # 37 rows miss a 1-hour value; the one missing all six is a dead letter.
+    assert len(partial) == 36 and all(r.aqi is not None and r.partial for r in partial)
+    assert count(session, Reading) == 1007
+    assert session.scalar(select(func.count()).where(Reading.aqi.is_(None))) == 0
+    wuhang = reading(session, "3526A", "2022-01-04T03:00:00")
+    assert (wuhang.aqi, wuhang.primary_pollutant, wuhang.partial) == (83, "二氧化氮", False)
+    wenquan = reading(session, "2339A", "2022-01-04T15:00:00")  # CO empty in the file
+    assert (
+        wenquan.missing_pollutants == ["CO"]
+        and wenquan.aqi == hourly_aqi(so2=6, no2=17, pm10=68, pm2_5=17, co=None, o3=98).aqi
+    )
+
+
+def test_a_partial_hour_stored_without_its_aqi_is_recomputed_when_sent_again(
     session: Session, day_rows: pa.Table
 ) -> None:
     service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
-    service.ingest_readings(session, SYSTEM, one_row(so2=None))
+    service.ingest_readings(session, SYSTEM, one_row(co=None))
     got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
-    # CNEMC publishes no AQI unless all six 1-hour values exist; we do the same.
-    assert got.aqi is None and got.flags == "missing:so2" and got.pm2_5 == 37
+    # As the engine stored partial hours before: no AQI, nothing named missing.
+    got.aqi = got.level = got.primary_pollutant = got.missing = None
+    session.flush()
+    again = service.ingest_readings(session, SYSTEM, one_row(co=None))
+    assert (again.updated, again.unchanged) == (1, 0)
+    session.refresh(got)
+    assert got.aqi is not None and got.missing == "CO"
+    assert service.ingest_readings(session, SYSTEM, one_row(co=None)).unchanged == 1
 
 
 def test_only_stewards_and_admins_ingest(session: Session, day_rows: pa.Table) -> None:

@@ -92,6 +92,15 @@ def test_the_day_and_its_joint_response_are_in_the_lake_once(
     with platform.factory() as session:
         # The lake's AQI is the control plane's, station-hour by station-hour.
         assert lake_station_hours(readings) == station_hours(session)
+        # Partial hours carry their flag and the pollutants they miss into the lake.
+        partial = readings.filter(pc.equal(readings["partial"], True))
+        stored = session.execute(
+            select(Reading.station_code, Reading.missing).where(Reading.missing.is_not(None))
+        ).all()
+        assert partial.num_rows == len(stored) >= 36
+        assert sorted(zip(partial["station_code"].to_pylist(), partial["missing"].to_pylist(),
+                          strict=True)) == sorted(map(tuple, stored))  # fmt: skip
+        assert pc.all(pc.is_valid(partial["aqi"])).as_py()
         steps = session.execute(
             select(AlertStep.id, AlertStep.kind, AlertStep.at).order_by(AlertStep.id)
         ).all()
@@ -148,6 +157,15 @@ def lake_row(platform: Platform) -> dict[str, object]:
     assert_keys_unique(readings, ["station_code", "hour"])
     with platform.factory() as session:
         assert lake_station_hours(readings) == station_hours(session)
+        # Partial hours carry their flag and the pollutants they miss into the lake.
+        partial = readings.filter(pc.equal(readings["partial"], True))
+        stored = session.execute(
+            select(Reading.station_code, Reading.missing).where(Reading.missing.is_not(None))
+        ).all()
+        assert partial.num_rows == len(stored) >= 36
+        assert sorted(zip(partial["station_code"].to_pylist(), partial["missing"].to_pylist(),
+                          strict=True)) == sorted(map(tuple, stored))  # fmt: skip
+        assert pc.all(pc.is_valid(partial["aqi"])).as_py()
     (row,) = readings.filter(
         pc.and_(
             pc.equal(readings["station_code"], "1282A"),

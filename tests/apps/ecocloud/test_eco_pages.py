@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import func, select
 
 from minyun.accounts.models import User
 from minyun.apps.ecocloud import service
+from minyun.apps.ecocloud.models import Reading
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.web.app import create_app
@@ -143,3 +145,30 @@ def test_readings_api_refuses_bad_input_with_reasons(app: FastAPI, fuzhou_user: 
     assert answer.json()["inserted"] == 1 and answer.json()["refused"] == 1
     letters = api.get("/api/v1/eco/dead-letters").json()
     assert letters[0]["reason"] == "negative concentration: pm2_5=-1"
+
+
+def test_a_partial_hour_is_marked_on_the_pages_and_in_the_api(
+    app: FastAPI, fuzhou_user: User, platform: Platform
+) -> None:
+    with platform.factory.begin() as session:
+        latest = session.scalar(select(func.max(Reading.hour)))
+        assert latest is not None
+        hour = latest.isoformat()
+        row = {"station_code": "1282A", "hour": hour, "pm10": 76, "pm2_5": 37, "o3": 8,
+               "no2": 76, "so2": 3, "co": None}  # fmt: skip
+        service.ingest_readings(session, Principal.system(), pa.Table.from_pylist([row]))
+    browser = signed_in(app, fuzhou_user)
+    page = browser.get("/eco/stations/1282A")
+    assert page.status_code == 200 and "缺测：CO" in page.text
+    assert "缺测：CO" in browser.get("/eco").text  # the station list
+    assert 'data-missing-label="缺测：%s"' in browser.get("/eco").text  # the map's popups
+    api = client(app, html=False)
+    api.cookies = browser.cookies
+    readings = api.get("/api/v1/eco/stations/1282A/readings?hours=1").json()
+    assert readings[-1]["partial"] is True and readings[-1]["missing"] == ["CO"]
+    assert readings[-1]["aqi"] is not None
+    stations = {s["code"]: s for s in api.get("/api/v1/eco/stations").json()}
+    assert stations["1282A"]["partial"] is True and stations["1282A"]["missing"] == ["CO"]
+    assert stations["1280A"]["partial"] is False and stations["1280A"]["missing"] == []
+    cities = api.get("/api/v1/eco/cities").json()
+    assert all(c["missing"] == [] and c["partial"] is False for c in cities)

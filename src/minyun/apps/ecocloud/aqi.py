@@ -27,13 +27,15 @@ Rules of this module, each stated once:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from enum import StrEnum
 from fractions import Fraction
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -97,6 +99,9 @@ POLLUTANT_NAMES: tuple[str, ...] = (
     "臭氧8小时",
     "细颗粒物(PM2.5)",
 )
+
+#: Short names of the pollutants, in the order of POLLUTANT_NAMES, for missing items.
+MISSING_LABELS: tuple[str, ...] = ("SO2", "NO2", "PM10", "CO", "O3", "O3_8h", "PM2.5")
 
 PRIMARY_NAMES: Mapping[Item, str] = MappingProxyType(
     {
@@ -168,16 +173,18 @@ MICRO = 1_000_000
 MICRO_DIGITS = 6
 # Anything above this is above every table; clipping keeps micro-units inside int64.
 CAP_UNITS = 1_000_000_000
+_ROUNDER = 1.5 * 2.0**52
 MISSING_MARKS: tuple[str, ...] = ("", "-", "—", "--")
 
 _LEVEL_TOPS = np.array([50, 100, 150, 200, 300], dtype=np.int64)
-_BP_MICRO: Mapping[Item, Int64Array] = {
-    item: np.array(bps, dtype=np.int64) * MICRO for item, bps in BREAKPOINTS.items()
-}
 _BIT: Mapping[Item, int] = {item: POLLUTANT_NAMES.index(n) for item, n in PRIMARY_NAMES.items()}
 _PRIMARY_COMBINATIONS: list[str] = [
     ",".join(n for i, n in enumerate(POLLUTANT_NAMES) if mask >> i & 1)
     for mask in range(1 << len(POLLUTANT_NAMES))
+]
+_MISSING_COMBINATIONS: list[str] = [
+    ",".join(n for i, n in enumerate(MISSING_LABELS) if mask >> i & 1)
+    for mask in range(1 << len(MISSING_LABELS))
 ]
 
 
@@ -253,6 +260,13 @@ class AqiResult:
     aqi: int | None
     iaqi: Mapping[Item, int | None]
     primary_pollutants: tuple[str, ...]
+    #: Items without a valid value, by their MISSING_LABELS name, in HJ 633 table order.
+    missing: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Whether the AQI was computed without some of its items (a partial hour)."""
+        return self.aqi is not None and bool(self.missing)
 
     @property
     def primary_pollutant(self) -> str:
@@ -279,27 +293,34 @@ def aqi_of(
 ) -> AqiResult:
     """AQI = the maximum IAQI over the items (HJ 633 §4.2); primary pollutants at it when > 50."""
     values: dict[Item, int | None] = {}
-    missing = False
+    absent: set[str] = set()
     for item, concentration in concentrations.items():
         micro = to_micro(concentration)
         value = None if micro is None else _iaqi_of_micro(item, micro)
         if item is Item.SO2_1H and micro is not None and value is None:
             # Note 2: SO2 1h above 800 is not computed; SO2 reports its 24-hour IAQI.
             value = iaqi(Item.SO2_24H, so2_24h)
-            missing |= value is None
+            gone = value is None
         elif item is Item.O3_8H and micro is not None and value is None:
             # Note 3: O3 8h above 800 is not computed; ozone is reported by its 1-hour IAQI.
-            missing |= Item.O3_1H not in concentrations
+            gone = Item.O3_1H not in concentrations
         else:
-            missing |= value is None
+            gone = value is None
+        if gone:
+            absent.add(MISSING_LABELS[_BIT[item]])
         values[item] = value
     present = [v for v in values.values() if v is not None]
-    aqi = max(present) if present and not (require_all and missing) else None
+    aqi = max(present) if present and not (require_all and absent) else None
     primary: tuple[str, ...] = ()
     if aqi is not None and aqi > 50:
         names = {PRIMARY_NAMES[i] for i, v in values.items() if v == aqi}
         primary = tuple(n for n in POLLUTANT_NAMES if n in names)
-    return AqiResult(aqi=aqi, iaqi=MappingProxyType(values), primary_pollutants=primary)
+    return AqiResult(
+        aqi=aqi,
+        iaqi=MappingProxyType(values),
+        primary_pollutants=primary,
+        missing=tuple(n for n in MISSING_LABELS if n in absent),
+    )
 
 
 def hourly_aqi(
@@ -375,7 +396,7 @@ def mean_concentration(
 def _as_array(values: ArrayLike) -> pa.Array:
     """One contiguous Arrow array from any supported input."""
     if isinstance(values, pa.ChunkedArray):
-        return values.combine_chunks()
+        return values.chunk(0) if values.num_chunks == 1 else values.combine_chunks()
     if isinstance(values, pa.Array):
         return values
     if isinstance(values, np.ndarray):
@@ -410,8 +431,14 @@ def micro_array(values: ArrayLike) -> tuple[Int64Array, BoolArray]:
     if pa.types.is_floating(kind):
         floats = pc.fill_null(array.cast(pa.float64()), np.nan).to_numpy()
         finite = np.isfinite(floats)
-        clipped = np.clip(np.where(finite, floats, -1.0), -1.0, float(CAP_UNITS))
-        micro = np.rint(clipped * MICRO).astype(np.int64)
+        scaled = np.clip(floats, -1.0, float(CAP_UNITS))
+        scaled *= MICRO
+        # Round half to even as np.rint does, but vectorised: adding and taking away 1.5 × 2⁵²
+        # leaves every |x| < 2⁵¹ (here at most 10¹⁵) at its nearest integer, ties to even.
+        scaled += _ROUNDER
+        scaled -= _ROUNDER
+        np.putmask(scaled, ~finite, -1.0)
+        micro = scaled.astype(np.int64)
         return micro, finite & (micro >= 0)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         text = pc.utf8_trim_whitespace(array.cast(pa.string()))
@@ -428,61 +455,210 @@ def micro_array(values: ArrayLike) -> tuple[Int64Array, BoolArray]:
         raise ValueError(f"not a concentration column: {exc}") from None
 
 
-def _segment_tables(bps: tuple[int, ...]) -> tuple[Int64Array, ...]:
-    """Per searchsorted position: BP_lo, BP_hi − BP_lo, IAQI_lo, IAQI_hi − IAQI_lo (micro-units).
+# Codes of the vectorised engine, an int16 per row and item: the IAQI (0…500), or one of these.
+MISSING_CODE = -1  # no valid concentration
+NOT_COMPUTED_CODE = -2  # above the top of SO2 1-hour or O3 8-hour (notes 2, 3)
 
-    Position 0 (C ≤ 0) uses the first segment; the last position (above the top) is a flat
-    segment at IAQI 500, so the formula itself yields the cap without a second pass.
+
+@dataclass(frozen=True)
+class _Lookup:
+    """An item's IAQI on a grid of its reporting step, built by the exact scalar formula.
+
+    The grid step is the reporting precision (1 µg/m³, CO 0.1 mg/m³: `step` micro-units).
+    Index g (−1 … top + 1 in steps; −1 wraps to the last slot) stands for the concentration
+    g × step exactly (`exact`) and for the open interval up to the next grid point (`base`,
+    `slope`, `scale`): there the IAQI is ⌈(base[g] + slope[g] × r) / scale[g]⌉ with r the
+    micro-units past the grid point, in integers. Breakpoints are whole units, so no interval
+    straddles one.
     """
-    segments = [1, *range(1, len(bps))]
-    lo = [bps[k - 1] * MICRO for k in segments] + [bps[-1] * MICRO]
-    span = [(bps[k] - bps[k - 1]) * MICRO for k in segments] + [1]
-    step_lo = [IAQI_STEPS[k - 1] for k in segments] + [IAQI_STEPS[-1]]
-    step_span = [IAQI_STEPS[k] - IAQI_STEPS[k - 1] for k in segments] + [0]
-    return tuple(np.array(t, dtype=np.int64) for t in (lo, span, step_lo, step_span))
+
+    step: int
+    top: int
+    exact: npt.NDArray[np.int16]
+    base: Int64Array
+    slope: Int64Array
+    scale: Int64Array
 
 
-_SEGMENTS: Mapping[Item, tuple[Int64Array, ...]] = {
-    item: _segment_tables(bps) for item, bps in BREAKPOINTS.items()
-}
+def _lookup(item: Item) -> _Lookup:
+    bps = BREAKPOINTS[item]
+    per_unit = 10 ** DECIMALS[item]
+    step = MICRO // per_unit
+    top = bps[-1] * per_unit
+    above = NOT_COMPUTED_CODE if item in NOT_COMPUTED_ABOVE_TOP else IAQI_STEPS[-1]
+    exact = [_iaqi_of_micro(item, g * step) for g in range(top + 1)]
+    codes = [above if v is None else v for v in exact] + [above, MISSING_CODE]
+    # Between g and g + 1 for g in 0 … top − 1: the segment k with bps[k−1] ≤ g < bps[k].
+    base, slope, scale = [], [], []
+    for g in range(top):
+        k = next(k for k in range(1, len(bps)) if g < bps[k] * per_unit)
+        span, steps = bps[k] - bps[k - 1], IAQI_STEPS[k] - IAQI_STEPS[k - 1]
+        base.append(IAQI_STEPS[k - 1] * span * MICRO + steps * (g * step - bps[k - 1] * MICRO))
+        slope.append(steps)
+        scale.append(span * MICRO)
+    # Above the top (g = top, top + 1) and below zero (g = −1): a constant code.
+    base += [above, above, MISSING_CODE]
+    slope += [0, 0, 0]
+    scale += [1, 1, 1]
+    return _Lookup(
+        step=step,
+        top=top,
+        exact=np.array(codes, dtype=np.int16),
+        base=np.array(base, dtype=np.int64),
+        slope=np.array(slope, dtype=np.int64),
+        scale=np.array(scale, dtype=np.int64),
+    )
 
 
-def _iaqi_micro(item: Item, micro: Int64Array) -> tuple[Int64Array, BoolArray]:
-    """IAQI in exact integer arithmetic, and where the concentration is above the table's top."""
-    # The number of breakpoints below C (searchsorted, left); a few uint8 comparisons beat
-    # a binary search per row for tables this short.
-    position = np.zeros(len(micro), dtype=np.uint8)
-    for bp in _BP_MICRO[item]:
-        position += micro > bp
-    lo, span, step_lo, step_span = (t[position] for t in _SEGMENTS[item])
-    # Floor division of the negation is the exact ceiling of the quotient.
-    numerator: Int64Array = step_span * (micro - lo)
-    value: Int64Array = step_lo - np.floor_divide(-numerator, span)
-    return value, position == len(BREAKPOINTS[item])
+_LOOKUPS: Mapping[Item, _Lookup] = MappingProxyType({item: _lookup(item) for item in Item})
+
+
+def _codes_of_micro(lookup: _Lookup, micro: Int64Array) -> npt.NDArray[np.int16]:
+    """IAQI codes of concentrations in micro-units (negative: missing)."""
+    # Any negative value becomes grid point −1 (the missing code), whatever the step.
+    # Far below zero is grid point −1 with nothing past it: the missing code from the table.
+    micro = np.maximum(micro, -lookup.step)
+    # floor_divide and a product: far faster than np.divmod on int64.
+    grid = np.floor_divide(micro, lookup.step)
+    rest = micro - grid * lookup.step
+    np.minimum(grid, lookup.top + 1, out=grid)
+    codes = lookup.exact.take(grid)
+    if np.count_nonzero(rest):
+        between = np.flatnonzero(rest)
+        g, r = grid[between], rest[between]
+        numerator = lookup.base.take(g) + lookup.slope.take(g) * r
+        # Floor division of the negation is the exact ceiling of the quotient.
+        codes[between] = -np.floor_divide(-numerator, lookup.scale.take(g))
+    return codes
+
+
+def iaqi_codes(item: Item, values: ArrayLike) -> npt.NDArray[np.int16]:
+    """IAQI of every value as int16: 0…500, −1 missing, −2 above a not-computed top.
+
+    Whole numbers (every integer column, and most values of any column) are read from a table
+    the scalar formula built; only values between two whole units take the integer formula.
+    """
+    lookup = _LOOKUPS[item]
+    array = _as_array(values)
+    if pa.types.is_integer(array.type):
+        ints = pc.fill_null(array.cast(pa.int64()), MISSING_CODE).to_numpy()
+        if lookup.step != MICRO:
+            return _codes_of_micro(lookup, np.clip(ints, -1, CAP_UNITS) * MICRO)
+        # −1 (missing, or any negative after clipping) wraps to the table's last slot.
+        codes: npt.NDArray[np.int16] = lookup.exact.take(np.clip(ints, -1, lookup.top + 1))
+        return codes
+    try:
+        micro, _ = micro_array(array)
+    except ValueError as exc:
+        raise ValueError(f"{item}: {exc}") from None
+    return _codes_of_micro(lookup, micro)
 
 
 def iaqi_array(item: Item, values: ArrayLike) -> pa.Array:
     """IAQI of every value, as `iaqi` gives it one by one (int16, null where None)."""
-    micro, valid = micro_array(values)
-    value, above = _iaqi_micro(item, micro)
-    computed = valid & ~above if item in NOT_COMPUTED_ABOVE_TOP else valid
-    return pa.array(value.astype(np.int16), mask=~computed)
+    codes = iaqi_codes(item, values)
+    return _numbers(codes, _validity(codes >= 0))
 
 
-def _strings(codes: npt.NDArray[np.uint8], mask: BoolArray, dictionary: Sequence[str]) -> pa.Array:
+def _validity(valid: BoolArray) -> pa.Buffer | None:
+    """An Arrow validity bitmap of a boolean mask; None when every value is valid."""
+    return None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+
+
+def _numbers(values: npt.NDArray[Any], validity: pa.Buffer | None) -> pa.Array:
+    """A numeric column over a NumPy array without copying it, nulls where not valid."""
+    kind = pa.from_numpy_dtype(values.dtype)
+    return pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(values)])
+
+
+def _strings(
+    codes: npt.NDArray[np.uint8], validity: pa.Buffer | None, dictionary: Sequence[str]
+) -> pa.Array:
     """Small integer codes as a dictionary-encoded string column (few distinct values)."""
-    indices = pa.array(codes.astype(np.int8), mask=mask)
+    indices = _numbers(codes.view(np.int8), validity)
     return pa.DictionaryArray.from_arrays(indices, pa.array(dictionary, pa.string()))
 
 
-def _item_iaqi(item: Item, column: ArrayLike) -> tuple[Int64Array, BoolArray, BoolArray]:
-    """IAQI, validity and above-the-top flags of one item's column."""
-    try:
-        micro, valid = micro_array(column)
-    except ValueError as exc:
-        raise ValueError(f"{item}: {exc}") from None
-    value, above = _iaqi_micro(item, micro)
-    return value, valid, above
+#: Per AQI code (−2 … 500, offset by 2): the level's index in LEVELS (0 where there is none).
+_GRADE_OF = np.array(
+    [0, 0] + [int(np.searchsorted(_LEVEL_TOPS, a, side="left")) for a in range(501)],
+    dtype=np.uint8,
+)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """The AQI of a run of rows as NumPy codes, before it becomes Arrow columns."""
+
+    aqi: npt.NDArray[np.int16]  # −1 or −2 where there is no AQI
+    absent: npt.NDArray[np.uint8]  # missing items, one bit per POLLUTANT_NAMES position
+    primary: npt.NDArray[np.uint8]  # primary pollutants, likewise
+    codes: Mapping[Item, npt.NDArray[np.int16]]
+
+
+def _block(
+    columns: Mapping[Item, pa.Array], fallback: pa.Array | None, require_all: bool
+) -> _Block:
+    """The AQI codes of rows whose columns are given, as `aqi_of` computes them per row."""
+    codes = {item: iaqi_codes(item, column) for item, column in columns.items()}
+    so2 = codes.get(Item.SO2_1H)
+    if so2 is not None:
+        swap = np.flatnonzero(so2 == NOT_COMPUTED_CODE)
+        if len(swap):
+            # Note 2: SO2 1h above 800 is not computed; SO2 reports its 24-hour IAQI.
+            if fallback is None:
+                so2[swap] = MISSING_CODE
+            else:
+                so2[swap] = iaqi_codes(Item.SO2_24H, fallback.take(pa.array(swap)))
+    rows = len(next(iter(codes.values())))
+    absent = np.zeros(rows, dtype=np.uint8)
+    for item, values in codes.items():
+        # Note 3: O3 8h above 800 is not computed; ozone is reported by its 1-hour IAQI.
+        left_to_o3_1h = item is Item.O3_8H and Item.O3_1H in codes
+        gone = values == MISSING_CODE if left_to_o3_1h else values < 0
+        absent |= gone.view(np.uint8) << np.uint8(_BIT[item])
+    items = list(codes.values())
+    aqi = items[0].copy()
+    for values in items[1:]:
+        np.maximum(aqi, values, out=aqi)
+    if require_all:
+        aqi[absent != 0] = MISSING_CODE
+    # Primary pollutants are the items at the AQI when it is above 50: compare with a code
+    # no item has elsewhere.
+    target = np.where(aqi > 50, aqi, np.int16(-9))
+    primary = np.zeros(rows, dtype=np.uint8)
+    for item, values in codes.items():
+        primary |= (values == target).view(np.uint8) << np.uint8(_BIT[item])
+    return _Block(aqi=aqi, absent=absent, primary=primary, codes=codes)
+
+
+#: Rows per block of the vectorised engine; blocks run on threads (NumPy and Arrow release
+#: the GIL), so a large table uses every core the process may run on.
+BLOCK_ROWS = 1 << 17
+_WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+_pool: ThreadPoolExecutor | None = None
+
+
+def _blocks(
+    columns: Mapping[Item, pa.Array], fallback: pa.Array | None, rows: int, require_all: bool
+) -> list[_Block]:
+    """`_block` over runs of rows, on threads when the table is large and there are cores."""
+    parts = min(_WORKERS * 2, rows // BLOCK_ROWS)
+    if parts <= 1:
+        return [_block(columns, fallback, require_all)]
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="aqi")
+    bounds = [rows * k // parts for k in range(parts + 1)]
+
+    def run(k: int) -> _Block:
+        start, length = bounds[k], bounds[k + 1] - bounds[k]
+        part = {item: column.slice(start, length) for item, column in columns.items()}
+        return _block(
+            part, None if fallback is None else fallback.slice(start, length), require_all
+        )
+
+    return list(_pool.map(run, range(parts)))
 
 
 def aqi_columns(
@@ -492,71 +668,48 @@ def aqi_columns(
     require_all: bool = False,
     with_iaqi: bool = False,
 ) -> pa.Table:
-    """Columns aqi, primary_pollutant, aqi_level, aqi_category, aqi_colour, as `aqi_of` per row.
+    """Columns aqi, primary_pollutant, aqi_level, aqi_category, aqi_colour, aqi_missing,
+    aqi_partial, as `aqi_of` gives them per row.
 
-    The three text columns are dictionary-encoded: they hold a handful of distinct values.
+    `aqi_missing` names the items without a valid value (`MISSING_LABELS`, comma-joined, null
+    when none is missing); `aqi_partial` is true where an AQI was computed without them. The
+    text columns are dictionary-encoded: they hold a handful of distinct values.
     """
     if not concentrations:
         raise ValueError("an AQI needs at least one item")
-    tasks = list(concentrations.items())
-    if so2_24h is not None and Item.SO2_1H in concentrations:
-        tasks.append((Item.SO2_24H, so2_24h))
-    results = [_item_iaqi(item, column) for item, column in tasks]
-    rows = len(results[0][0])
-    for (item, _), (value, _, _) in zip(tasks, results, strict=True):
-        if len(value) != rows:
-            raise ValueError(f"{item}: {len(value)} values, expected {rows}")
-    missing = np.zeros(rows, dtype=np.bool_)
-    parts: list[tuple[Item, Int64Array, BoolArray]] = []
-    # strict=False: `results` may end with the SO2 24-hour fallback, which is no item of its own.
-    for (item, _), (value, valid, above) in zip(concentrations.items(), results, strict=False):
-        present = valid
-        if item is Item.SO2_1H:
-            # Note 2: SO2 1h above 800 is not computed; SO2 reports its 24-hour IAQI.
-            swap = valid & above
-            if so2_24h is None:
-                fallback, fallback_valid = value, np.zeros(rows, dtype=np.bool_)
-            else:
-                fallback, fallback_valid, _ = results[-1]
-            value = np.where(swap, fallback, value)
-            present = np.where(swap, fallback_valid, valid)
-            missing |= ~present
-        elif item is Item.O3_8H:
-            # Note 3: O3 8h above 800 is not computed; ozone is reported by its 1-hour IAQI.
-            present = valid & ~above
-            missing |= ~valid
-            if Item.O3_1H not in concentrations:
-                missing |= above
-        else:
-            missing |= ~valid
-        parts.append((item, value, present))
+    columns = {item: _as_array(column) for item, column in concentrations.items()}
+    fallback = None if so2_24h is None else _as_array(so2_24h)
+    rows = len(next(iter(columns.values())))
+    for item, column in [*columns.items(), *([(Item.SO2_24H, fallback)] if fallback else [])]:
+        if len(column) != rows:
+            raise ValueError(f"{item}: {len(column)} values, expected {rows}")
+    if Item.SO2_1H not in columns:
+        fallback = None
+    blocks = _blocks(columns, fallback, rows, require_all)
 
-    # IAQIs fit in int16 (−1 marks "none"); narrow arrays keep this memory-bound part fast.
-    shown = [np.where(present, value, -1).astype(np.int16) for _, value, present in parts]
-    aqi = shown[0].copy()
-    for values in shown[1:]:
-        np.maximum(aqi, values, out=aqi)
-    if require_all:
-        aqi[missing] = -1
+    def joined(arrays: Sequence[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+    aqi = joined([b.aqi for b in blocks])
+    absent = joined([b.absent for b in blocks])
+    primary = joined([b.primary for b in blocks])
     no_aqi = aqi < 0
-    polluted = aqi > 50
-    primary = np.zeros(rows, dtype=np.uint8)
-    for (item, _, _), values in zip(parts, shown, strict=True):
-        primary |= ((values == aqi) & polluted).astype(np.uint8) << np.uint8(_BIT[item])
-    grade = np.zeros(rows, dtype=np.uint8)
-    for top in _LEVEL_TOPS:
-        grade += aqi > top
-    columns: dict[str, pa.Array] = {
-        "aqi": pa.array(aqi, mask=no_aqi),
-        "primary_pollutant": _strings(primary, primary == 0, _PRIMARY_COMBINATIONS),
-        "aqi_level": pa.array((grade + 1).astype(np.int8), mask=no_aqi),
-        "aqi_category": _strings(grade, no_aqi, [lv.category for lv in LEVELS]),
-        "aqi_colour": _strings(grade, no_aqi, [lv.colour for lv in LEVELS]),
+    grade = _GRADE_OF.take(aqi + 2)
+    has_aqi = _validity(~no_aqi)
+    result: dict[str, pa.Array] = {
+        "aqi": _numbers(aqi, has_aqi),
+        "primary_pollutant": _strings(primary, _validity(primary != 0), _PRIMARY_COMBINATIONS),
+        "aqi_level": _numbers((grade + 1).view(np.int8), has_aqi),
+        "aqi_category": _strings(grade, has_aqi, [lv.category for lv in LEVELS]),
+        "aqi_colour": _strings(grade, has_aqi, [lv.colour for lv in LEVELS]),
+        "aqi_missing": _strings(absent, _validity(absent != 0), _MISSING_COMBINATIONS),
+        "aqi_partial": pa.array((absent != 0) & ~no_aqi),
     }
     if with_iaqi:
-        for item, value, present in parts:
-            columns[f"iaqi_{item}"] = pa.array(value.astype(np.int16), mask=~present)
-    return pa.table(columns)
+        for item in columns:
+            values = joined([b.codes[item] for b in blocks])
+            result[f"iaqi_{item}"] = _numbers(values, _validity(values >= 0))
+    return pa.table(result)
 
 
 def _with_columns(table: pa.Table, added: pa.Table) -> pa.Table:

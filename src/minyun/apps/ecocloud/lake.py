@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import Boolean, ColumnElement, Select, and_, select, type_coerce
 from sqlalchemy.orm import Session, sessionmaker
 
 from minyun.apps.ecocloud.models import (
@@ -87,6 +87,19 @@ def _concentration(name: str, title: str, unit: str = "µg/m³") -> dict[str, An
     return _f(name, "number", f"{title} 1小时平均浓度（{unit}）", minimum=0)
 
 
+_PARTIAL = _f(
+    "partial",
+    "boolean",
+    "缺测计算",
+    description="the AQI was computed without some pollutants (listed in missing)",
+)
+_MISSING = _f(
+    "missing",
+    "string",
+    "缺测污染物",
+    description="pollutants without a value that hour, comma-separated: SO2, NO2, PM10, CO, O3,"
+    " PM2.5",
+)
 _LEVEL = _f("level", "integer", "空气质量指数级别（HJ 633 表2，1–6）", minimum=1, maximum=6)
 
 STATION_HOURS_SCHEMA: dict[str, Any] = {
@@ -111,11 +124,13 @@ STATION_HOURS_SCHEMA: dict[str, Any] = {
             "aqi",
             "integer",
             "空气质量指数（实时，HJ 633）",
-            description="empty unless all six pollutants were measured",
+            description="from the pollutants measured that hour; see partial and missing",
             minimum=0,
         ),
         _f("primary_pollutant", "string", "首要污染物"),
         _LEVEL,
+        _PARTIAL,
+        _MISSING,
         _f(
             "flags",
             "string",
@@ -141,6 +156,8 @@ CITY_HOURS_SCHEMA: dict[str, Any] = {
         _f("aqi", "integer", "城市空气质量指数（实时，HJ 663）", minimum=0),
         _f("primary_pollutant", "string", "首要污染物"),
         _LEVEL,
+        _PARTIAL,
+        _MISSING,
         _concentration("pm2_5", "PM2.5"),
         _f(
             "stations",
@@ -193,6 +210,11 @@ class Spec:
         return _QUERIES[self.code]()
 
 
+def _partial(aqi: Any, missing: Any) -> ColumnElement[bool]:
+    """True where an AQI was computed without some pollutants (a boolean on every database)."""
+    return type_coerce(and_(aqi.is_not(None), missing.is_not(None)), Boolean).label("partial")
+
+
 def _station_hours() -> Select[*tuple[Any, ...]]:
     return (
         select(
@@ -209,6 +231,8 @@ def _station_hours() -> Select[*tuple[Any, ...]]:
             Reading.aqi,
             Reading.primary_pollutant,
             Reading.level,
+            _partial(Reading.aqi, Reading.missing),
+            Reading.missing,
             Reading.flags,
             Reading.source,
             Reading.received_at,
@@ -225,6 +249,8 @@ def _city_hours() -> Select[*tuple[Any, ...]]:
         CityHour.aqi,
         CityHour.primary_pollutant,
         CityHour.level,
+        _partial(CityHour.aqi, CityHour.missing),
+        CityHour.missing,
         CityHour.pm2_5,
         CityHour.stations,
         CityHour.computed_at,

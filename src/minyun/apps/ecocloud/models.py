@@ -52,9 +52,22 @@ class Reading(Base):
     aqi: Mapped[int | None] = mapped_column(Integer, default=None)
     primary_pollutant: Mapped[str | None] = mapped_column(String(60), default=None)
     level: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Pollutants without a value this hour (aqi.MISSING_LABELS, comma-joined): the AQI is then
+    # computed from the others, as CNEMC does, and the reading is partial.
+    missing: Mapped[str | None] = mapped_column(String(60), default=None)
     flags: Mapped[str | None] = mapped_column(String(200), default=None)
     source: Mapped[str] = mapped_column(String(8))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+    @property
+    def missing_pollutants(self) -> list[str]:
+        """The pollutants this hour lacks, e.g. ["CO"]; empty when all six are there."""
+        return self.missing.split(",") if self.missing else []
+
+    @property
+    def partial(self) -> bool:
+        """Whether the AQI was computed without some pollutants."""
+        return self.aqi is not None and bool(self.missing)
 
 
 class CityHour(Base):
@@ -70,8 +83,20 @@ class CityHour(Base):
     primary_pollutant: Mapped[str | None] = mapped_column(String(60), default=None)
     level: Mapped[int | None] = mapped_column(Integer, default=None)
     pm2_5: Mapped[float | None] = mapped_column(Float, default=None)
+    # Pollutants none of the city's stations measured this hour (comma-joined labels).
+    missing: Mapped[str | None] = mapped_column(String(60), default=None)
     stations: Mapped[int] = mapped_column(Integer, default=0)
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+    @property
+    def missing_pollutants(self) -> list[str]:
+        """The pollutants this city-hour lacks; empty when all six are there."""
+        return self.missing.split(",") if self.missing else []
+
+    @property
+    def partial(self) -> bool:
+        """Whether the city AQI was computed without some pollutants."""
+        return self.aqi is not None and bool(self.missing)
 
 
 class DeadLetter(Base):

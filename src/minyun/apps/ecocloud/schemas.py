@@ -32,6 +32,14 @@ class StationNow(BaseModel):
     primary_pollutant: str | None
     colour: str
     hour: datetime | None
+    partial: bool = Field(
+        False, description="The AQI was computed without some pollutants (a partial hour)."
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        validation_alias="missing_pollutants",
+        description="Pollutants without a value this hour: SO2, NO2, PM10, CO, O3, PM2.5.",
+    )
 
 
 class ReadingRead(BaseModel):
@@ -49,6 +57,14 @@ class ReadingRead(BaseModel):
     primary_pollutant: str | None
     level: int | None
     flags: str | None
+    partial: bool = Field(
+        False, description="The AQI was computed without some pollutants (a partial hour)."
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        validation_alias="missing_pollutants",
+        description="Pollutants without a value this hour: SO2, NO2, PM10, CO, O3, PM2.5.",
+    )
     source: str
     received_at: datetime
 
@@ -63,6 +79,14 @@ class CityHourRead(BaseModel):
     level: int | None
     pm2_5: float | None
     stations: int
+    partial: bool = Field(
+        False, description="The AQI was computed without some pollutants (a partial hour)."
+    )
+    missing: list[str] = Field(
+        default_factory=list,
+        validation_alias="missing_pollutants",
+        description="Pollutants without a value this hour: SO2, NO2, PM10, CO, O3, PM2.5.",
+    )
     computed_at: datetime
 
 

@@ -401,12 +401,14 @@ def _existing_readings(session: Session, codes: list[str], first: int, last: int
             Reading.station_code,
             Reading.hour,
             *(getattr(Reading, p) for p in POLLUTANTS),
+            # Stored before partial hours had an AQI: no AQI and nothing named missing.
+            (Reading.aqi.is_(None) & Reading.missing.is_(None)).label("stale"),
         )
         .where(Reading.station_code.in_(codes))
         .where(Reading.hour >= _at(first), Reading.hour <= _at(last))
     ).all()
     columns: list[Sequence[Any]] = (
-        list(zip(*rows, strict=True)) if rows else [[] for _ in range(3 + len(POLLUTANTS))]
+        list(zip(*rows, strict=True)) if rows else [[] for _ in range(4 + len(POLLUTANTS))]
     )
     hours = pa.array(columns[2], pa.timestamp("us", tz="UTC"))
     hx = pc.divide(pc.cast(pc.cast(hours, pa.timestamp("us")), pa.int64()), HOUR_US)
@@ -416,6 +418,7 @@ def _existing_readings(session: Session, codes: list[str], first: int, last: int
             "station_code": pa.array(columns[1], pa.string()),
             "hx": hx,
             **{p: pa.array(columns[3 + i], pa.float64()) for i, p in enumerate(POLLUTANTS)},
+            "stale": pa.array([bool(v) for v in columns[-1]], pa.bool_()),
         }
     )
 
@@ -431,7 +434,9 @@ def _upsert_readings(
         pc.min(hx).as_py(),
         pc.max(hx).as_py(),
     )
+    # A stale row (a partial hour stored without its AQI) is recomputed when sent again.
     same = " AND ".join(f"a.{p} IS NOT DISTINCT FROM e.{p}" for p in POLLUTANTS)
+    same += " AND NOT e.stale"
     with duckdb.connect() as con:
         con.register("accepted", accepted)
         con.register("existing", existing)
@@ -444,9 +449,9 @@ def _upsert_readings(
     report.unchanged = joined.num_rows - fresh.num_rows
     if fresh.num_rows == 0:
         return
-    computed = hourly_aqi_table(
-        fresh.select(list(HOURLY_COLUMNS.values())), so2_24h_column=None, require_all=True
-    )
+    # A partial hour gets the AQI of the pollutants present and names the missing ones,
+    # as CNEMC publishes it; a reading without any pollutant never gets here.
+    computed = hourly_aqi_table(fresh.select(list(HOURLY_COLUMNS.values())), so2_24h_column=None)
     now = clock.now()
     values = pa.table(
         {
@@ -456,6 +461,7 @@ def _upsert_readings(
             "aqi": pc.cast(computed["aqi"], pa.int64()),
             "primary_pollutant": pc.cast(computed["primary_pollutant"], pa.string()),
             "level": pc.cast(computed["aqi_level"], pa.int64()),
+            "missing": pc.cast(computed["aqi_missing"], pa.string()),
             "flags": fresh["flags"],
             "source": pa.array([str(source)] * fresh.num_rows, pa.string()),
             "received_at": pa.array([now] * fresh.num_rows, pa.timestamp("us", tz="UTC")),
@@ -541,7 +547,8 @@ def refresh_city_hours(session: Session, hours: Sequence[int]) -> None:
         con.register("counted", counted)
         merged = con.sql(
             "SELECT c.city, c.hx, c.aqi, c.primary_pollutant::VARCHAR AS primary_pollutant, "
-            "c.aqi_level AS level, c.pm2_5, n.station_code_count AS stations "
+            "c.aqi_level AS level, c.pm2_5, c.aqi_missing::VARCHAR AS missing, "
+            "n.station_code_count AS stations "
             "FROM cities c JOIN counted n USING (hx, city)"
         ).to_arrow_table()
     now = clock.now()
@@ -553,6 +560,7 @@ def refresh_city_hours(session: Session, hours: Sequence[int]) -> None:
             "primary_pollutant": merged["primary_pollutant"],
             "level": pc.cast(merged["level"], pa.int64()),
             "pm2_5": merged["pm2_5"],
+            "missing": merged["missing"],
             "stations": merged["stations"],
             "computed_at": pa.array([now] * merged.num_rows, pa.timestamp("us", tz="UTC")),
         }
@@ -994,6 +1002,12 @@ class StationView:
     primary_pollutant: str | None
     colour: str
     hour: datetime | None
+    missing_pollutants: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Whether the station's AQI this hour was computed without some pollutants."""
+        return self.aqi is not None and bool(self.missing_pollutants)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -1006,6 +1020,7 @@ class StationView:
             "level": self.level,
             "primary": self.primary_pollutant or "",
             "colour": self.colour,
+            "missing": list(self.missing_pollutants),
         }
 
 
@@ -1039,6 +1054,7 @@ def station_map(session: Session, actor: Principal) -> list[StationView]:
             primary_pollutant=r.primary_pollutant if r else None,
             colour=colour_of(r.level if r else None),
             hour=latest if r else None,
+            missing_pollutants=tuple(r.missing_pollutants) if r else (),
         )
         for s, r in rows
     ]

@@ -12,6 +12,8 @@
     var box = document.getElementById("eco-map");
     var d = data("eco-map-data");
     if (!box || !d || !window.L) return;
+    // "Missing: %s" in the page's language (缺测：%s), for partial hours.
+    var missingLabel = box.getAttribute("data-missing-label") || "Missing: %s";
     var map = L.map(box, { attributionControl: false, zoomSnap: 0.25 });
     var bounds = [];
     Object.keys(d.outlines).forEach(function (city) {
@@ -27,7 +29,8 @@
     d.stations.forEach(function (s) {
       bounds.push([s.lat, s.lon]);
       var label = s.city + " " + s.name + " (" + s.code + ")<br>AQI " + (s.aqi === null ? "—" : s.aqi) +
-        (s.primary ? " · " + s.primary : "");
+        (s.primary ? " · " + s.primary : "") +
+        (s.missing && s.missing.length ? " · " + missingLabel.replace("%s", s.missing.join(", ")) : "");
       L.circleMarker([s.lat, s.lon], { radius: 8, color: "#333", weight: 1, fillColor: s.colour, fillOpacity: 0.95, className: "eco-station" })
         .bindPopup(label + '<br><a href="/eco/stations/' + encodeURIComponent(s.code) + '">›</a>')
         .addTo(map);
