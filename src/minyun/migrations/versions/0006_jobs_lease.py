@@ -1,7 +1,7 @@
 """jobs: runner lease, crash count, cancellation, department; errors without tracebacks
 
-Revision ID: 0005_jobs
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-24 09:00:00.000000
 
 Job errors written before this revision carried the last lines of a Python traceback
@@ -16,8 +16,8 @@ from alembic import op
 
 import minyun.core.db
 
-revision: str = "0005_jobs"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
