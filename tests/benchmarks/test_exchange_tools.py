@@ -17,6 +17,7 @@ import pytest
 from benchmarks.bench_exchange import (
     CODE,
     PLAIN_PATH,
+    descriptor,
     plain_env,
     run_open_loop,
     run_wrk,
@@ -27,6 +28,7 @@ from benchmarks.bench_exchange import (
     wrk_script,
 )
 from benchmarks.openloop import Config
+from minyun.catalog.tableschema import parse_schema
 from minyun.core import identifiers
 from minyun.core.config import load_settings
 from minyun.core.platform import Platform
@@ -60,6 +62,12 @@ def test_synthetic_people_have_valid_identity_numbers_and_phones() -> None:
     assert all(identifiers.is_valid_ric(v) for v in table.column("id_number").to_pylist())
     phones = table.column("phone").to_pylist()
     assert all(len(p) == 11 and p.startswith("1") and p.isdigit() for p in phones)
+
+
+def test_the_resource_schema_is_valid_with_two_masked_fields_in_normal_form() -> None:
+    fields = {f.name: f for f in parse_schema(descriptor()).fields}
+    masked = {n: (f.sensitivity, f.mask) for n, f in fields.items() if f.mask is not None}
+    assert masked == {"id_number": ("secret", "keep(6,4)"), "phone": ("secret", "keep(3,4)")}
 
 
 def test_plain_lookup_answers_the_indexed_row_in_the_row_api_shape(plain: str) -> None:
