@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 BENCH ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install vendor browser demo serve test lint fmt bench lock clean
+.PHONY: help install vendor browser wrk demo serve test lint fmt bench lock clean
 
 help:
 	@echo "make demo    set up, load the demo province, serve http://127.0.0.1:8000"
@@ -42,6 +42,13 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
 	fi
 
+# Debian's wrk, the HTTP load generator of the exchange benchmark (a process of its own).
+wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  echo "installing wrk from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+
 demo: install vendor
 	$(VENV)/bin/minyun init
 	$(VENV)/bin/minyun demo
@@ -63,7 +70,7 @@ fmt: install
 test: install vendor browser lint
 	$(PY) -m pytest $(PYTEST_ARGS) || { code=$$?; [ $$code -eq 5 ] && echo "no tests collected"; exit $$([ $$code -eq 5 ] && echo 0 || echo $$code); }
 
-bench: install
+bench: install wrk
 	$(PY) -m benchmarks $(BENCH)
 
 lock: | $(UV)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -118,3 +125,46 @@ def test_a_killed_runners_job_is_taken_back_without_a_restart(var: Path) -> None
         job = jobs.get_job(s, job_id)
         assert (job.state, job.crashes, job.lease) == ("queued", 1, None)
     node.close()
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="counts processes in /proc")
+def test_serve_with_two_workers_answers_from_two_worker_processes(var: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    minyun = Path(sys.executable).with_name("minyun")
+    server = subprocess.Popen(
+        [str(minyun), "serve", "--workers", "2", "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline, answers = time.monotonic() + 60, 0
+        while time.monotonic() < deadline and answers < 10 and server.poll() is None:
+            try:
+                answers += httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.2)
+        assert answers == 10, server.stderr.read().decode() if server.poll() is not None else ""
+        workers = [
+            c
+            for c in _children(server.pid)
+            if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+    assert server.returncode == 0

@@ -26,6 +26,8 @@ from minyun.jobs_cli import run_pending, run_with_progress
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 app = typer.Typer(help="minyun 闽云 — provincial government data platform.", no_args_is_help=True)
 user_app = typer.Typer(help="Accounts.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -138,12 +140,21 @@ def serve(
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(min=1)] = 1,
 ) -> None:
-    """Serve the web app and the API."""
+    """Serve the web app and the API (several worker processes with --workers)."""
     import uvicorn
 
     _settings()
     if workers > 1:
-        uvicorn.run("minyun.web.asgi:app", host=host, port=port, workers=workers)
+        # Each worker imports the whole app before it answers the supervisor's health
+        # check; on a busy machine that takes longer than uvicorn's 5 s, and a worker
+        # killed for it is restarted only to be killed again.
+        uvicorn.run(
+            "minyun.web.asgi:app",
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        )
     else:
         from minyun.web.app import create_app
 
