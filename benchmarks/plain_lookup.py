@@ -48,8 +48,8 @@ def index_key(key: str) -> str:
 
 
 def body(row: dict[str, Any], version: int) -> bytes:
-    """The response, in the shape of the product's row API (one row, no next page)."""
-    content = {"rows": [row], "next_cursor": None, "version": version}
+    """The response, in the shape of the product's key lookup (`{"row": …, "version": …}`)."""
+    content = {"row": row, "version": version}
     return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 

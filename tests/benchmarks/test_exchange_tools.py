@@ -75,7 +75,7 @@ def test_plain_lookup_answers_the_indexed_row_in_the_row_api_shape(plain: str) -
     expected["day"] = expected["day"].isoformat()
     r = httpx.get(plain + PLAIN_PATH.format(code=CODE, key=7))
     assert r.status_code == 200
-    assert r.json() == {"rows": [expected], "next_cursor": None, "version": 0}
+    assert r.json() == {"row": expected, "version": 0}
     assert httpx.get(plain + PLAIN_PATH.format(code=CODE, key=ROWS + 1)).status_code == 404
     assert httpx.get(plain + PLAIN_PATH.format(code="no-such", key=7)).status_code == 404
 
