@@ -206,3 +206,41 @@ def test_lineage_links_to_jobs_only_for_who_may_open_them(
     with signed_in(app, platform, ["consumer"], None) as outsider:
         page = outsider.get(f"/catalog/{CODE}")
         assert page.status_code == 200 and "/jobs/" not in page.text
+
+
+def test_asking_for_hidden_fields_or_a_forged_cursor_is_refused_and_audited(
+    app: FastAPI, platform: Platform, provider: int
+) -> None:
+    with platform.factory.begin() as session:
+        resource = catalog.get_resource(session, CODE)
+        schema = catalog.current_schema(session, resource)
+        assert schema is not None
+        fields = [
+            {**f, "sensitivity": "secret", "mask": "name"} if f["name"] == "name" else
+            {**f, "sensitivity": "secret"} if f["name"] == "score" else f
+            for f in schema.descriptor["fields"]
+        ]  # fmt: skip
+        schema.descriptor = {**schema.descriptor, "fields": fields}
+    url = f"/api/v1/resources/{CODE}/rows"
+    with TestClient(app) as client:
+        h = _token(client, platform, provider, ["resource.read"])
+        cases = [
+            ({"filter": "name like '居%'"}, 403, "field-not-clear"),  # masked: filter leaks it
+            ({"sort": "-name"}, 403, "field-not-clear"),
+            ({"fields": "id,score"}, 422, "invalid"),  # dropped: as if it did not exist
+            ({"filter": "score > 5"}, 422, "invalid"),
+        ]
+        for params, status, kind in cases:
+            r = client.get(url, params=params, headers=h)
+            assert r.status_code == status and r.json()["type"] == f"/problems/{kind}", (
+                params,
+                r.text,
+            )
+            assert "score" not in r.text or kind == "invalid"
+        page = client.get(url, params={"limit": 5}, headers=h).json()
+        assert page["next_cursor"] and page["rows"][0]["name"] == "居*****1"
+        body, _, mac = page["next_cursor"].partition(".")
+        forged = client.get(url, params={"limit": 5, "cursor": f"{body}x.{mac}"}, headers=h)
+        assert forged.status_code == 422 and forged.json()["type"] == "/problems/invalid"
+    denied = [r for r in _denied(platform) if r.action == "resource.read"]
+    assert len(denied) == len(cases) + 1

@@ -24,7 +24,7 @@ from sqlalchemy import BigInteger, Integer, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from minyun.core.db import Base
-from minyun.core.errors import Forbidden, Invalid
+from minyun.core.errors import DomainError, Forbidden, Invalid
 from minyun.core.filters import BoolOp, Node, Not, Test, parse_filter
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class AccessPlan:
         shown = set(self.visible)
         for name in wanted:
             if name not in shown:
-                raise Invalid(f"unknown field {name!r}", field="fields")
+                raise self.refusal(Invalid(f"unknown field {name!r}", field="fields"))
         return list(wanted)
 
     def require_clear(self, names: Iterable[str], *, what: str) -> None:
@@ -171,12 +171,29 @@ class AccessPlan:
         shown = set(self.visible)
         for name in names:
             if name not in shown:
-                raise Invalid(f"unknown field {name!r}", field=what)
+                raise self.refusal(Invalid(f"unknown field {name!r}", field=what))
             if name not in self.clear:
-                raise Forbidden(
-                    f"{name} is masked for you; it cannot be used in {what}",
-                    code="field-not-clear",
+                raise self.refusal(
+                    Forbidden(
+                        f"{name} is masked for you; it cannot be used in {what}",
+                        code="field-not-clear",
+                    )
                 )
+
+    def refusal(self, error: DomainError) -> DomainError:
+        """`error` carrying the audit entry of this plan's refused request."""
+        from minyun.core import audit
+
+        error.audit = audit.Pending(
+            actor=self.actor,
+            action=self.action,
+            target=self.code,
+            target_type="resource",
+            purpose=self.purpose,
+            outcome=audit.Outcome.DENIED,
+            detail=str(error),
+        )
+        return error
 
     def cache_key(self) -> str:
         """A digest of everything the plan depends on (for caches keyed by plan)."""

@@ -90,7 +90,10 @@ def read_rows(
         f"{code}\0{plan.cache_key()}\0{filter or ''}\0{sort or ''}".encode()
     ).hexdigest()[:16]
     cursor_key = hashlib.sha256(b"cursor\0" + secret).digest()
-    position = _read_cursor(cursor_key, cursor, query_id) if cursor else None
+    try:
+        position = _read_cursor(cursor_key, cursor, query_id) if cursor else None
+    except Invalid as exc:  # a tampered or foreign cursor is refused and audited
+        raise plan.refusal(exc) from None
     read_version = _pick_version(plan, version, position)
 
     dataset = _dataset(lake, code, read_version)
