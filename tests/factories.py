@@ -89,3 +89,24 @@ def make_resource(
     }
     values.update(over)
     return catalog.create_resource(session, SYSTEM, **values)  # type: ignore[arg-type]
+
+
+def api_client_token(
+    http: Any, platform: Any, organization_id: int, scopes: list[str]
+) -> tuple[str, dict[str, str]]:
+    """A new API client of the organisation with `scopes`: its id and bearer headers.
+
+    The token is asked for over HTTP (`http` is a TestClient of the node's app), as a
+    department's system would.
+    """
+    with platform.factory.begin() as s:
+        new = accounts.create_client(
+            s, SYSTEM, organization_id=organization_id, name="接口", scopes=scopes
+        )
+    r = http.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(new.client.client_id, new.secret),
+    )
+    assert r.status_code == 200, r.text
+    return new.client.client_id, {"Authorization": f"Bearer {r.json()['access_token']}"}

@@ -72,15 +72,8 @@ def _set_masks(session: object, resource_id: int, masks: dict[str, tuple[str, st
 
 
 def _token(client: TestClient, node: Platform, org_id: int, scopes: list[str]) -> tuple[str, str]:
-    with node.factory.begin() as s:
-        new = accounts.create_client(s, SYSTEM, organization_id=org_id, name="接口", scopes=scopes)
-    r = client.post(
-        "/api/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        auth=(new.client.client_id, new.secret),
-    )
-    assert r.status_code == 200, r.text
-    return new.client.client_id, f"Bearer {r.json()['access_token']}"
+    client_id, headers = factories.api_client_token(client, node, org_id, scopes)
+    return client_id, headers["Authorization"]
 
 
 def _reads(node: Platform) -> list[AuditRecord]:

@@ -57,15 +57,7 @@ def provider(platform: Platform) -> int:
 def _token(
     client: TestClient, platform: Platform, org_id: int, scopes: list[str]
 ) -> dict[str, str]:
-    with platform.factory.begin() as s:
-        new = accounts.create_client(s, SYSTEM, organization_id=org_id, name="接口", scopes=scopes)
-    r = client.post(
-        "/api/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        auth=(new.client.client_id, new.secret),
-    )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return factories.api_client_token(client, platform, org_id, scopes)[1]
 
 
 def _denied(platform: Platform) -> list[audit.AuditRecord]:

@@ -31,7 +31,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from minyun.core.errors import Invalid, NotFound
+from minyun.core.errors import ConfigError, Invalid, NotFound
 from minyun.core.filters import Node, compile_node, kind_of, parse_filter, parse_sort, quote
 from minyun.core.lake_write import REJECTS_SCHEMA
 from minyun.core.masks import parse_mask, pseudonym_key
@@ -236,6 +236,16 @@ def read_rejects(
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def reader_secret(session: Any) -> bytes:
+    """The node's secret for cursors and pseudonyms, derived from the node key the session carries."""
+    from minyun.core.keys import NodeKey
+
+    node_key = session.info.get("node_key")
+    if not isinstance(node_key, NodeKey):
+        raise ConfigError("no node key to sign cursors and pseudonyms with")
+    return node_key.derive("reader")
 
 
 def _names(text: str | None) -> list[str] | None:

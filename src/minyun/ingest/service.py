@@ -32,9 +32,9 @@ from minyun.catalog.models import Resource, ResourceSchema
 from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
 from minyun.core import audit, clock, jobs, policies
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import ConfigError, DomainError, Forbidden, Invalid, NotFound
-from minyun.core.keys import NodeKey
+from minyun.core.errors import DomainError, Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
+from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
@@ -205,7 +205,7 @@ def read_rejects(
             raise NotFound(f"resource {code} has no load {version}")
     if version is None:
         return REJECTS_SCHEMA.empty_table()
-    table = lake.read_rejects(plan, secret=_secret(session), load_id=version, limit=limit)
+    table = lake.read_rejects(plan, secret=reader_secret(session), load_id=version, limit=limit)
     audit.record_read(
         session, actor, policies.REJECTS, target=code, target_type="resource",
         count=table.num_rows, detail=f"load {version}; policy={plan.policy}",
@@ -231,20 +231,13 @@ def read_rows(
     if version is not None and version > latest:
         raise NotFound(f"resource {code} has no version {version}")
     table = lake.read_table(
-        plan, secret=_secret(session), version=version, as_of=as_of, limit=limit
+        plan, secret=reader_secret(session), version=version, as_of=as_of, limit=limit
     )
     audit.record_read(
         session, actor, policies.READ, target=code, target_type="resource",
         count=table.num_rows, detail=f"version {version}" if version is not None else f"as of {as_of or latest}",
     )  # fmt: skip
     return table
-
-
-def _secret(session: Session) -> bytes:
-    node_key = session.info.get("node_key")
-    if not isinstance(node_key, NodeKey):
-        raise ConfigError("no node key to pseudonymise with")
-    return node_key.derive("reader")
 
 
 # --- the job ----------------------------------------------------------------------------------

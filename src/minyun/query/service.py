@@ -22,12 +22,11 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.core import audit, jobs, policies, serving
-from minyun.core.errors import ConfigError, Invalid
+from minyun.core.errors import Invalid
 from minyun.core.filters import BoolOp, Node, Test, kind_of, parse_filter, parse_sort
-from minyun.core.keys import NodeKey
 from minyun.core.lake import Lake
 from minyun.core.policies import AccessPlan
-from minyun.core.reading import MAX_LIMIT, RowsPage, key_texts, output_schema
+from minyun.core.reading import MAX_LIMIT, RowsPage, key_texts, output_schema, reader_secret
 from minyun.core.security import Principal
 
 DEFAULT_LIMIT = 100
@@ -80,14 +79,6 @@ def query_rows(
         detail=_describe(plan, page, filter, sort),
     )
     return page
-
-
-def reader_secret(session: Session) -> bytes:
-    """The node's secret for cursors and pseudonyms (derived from the node key)."""
-    node_key = session.info.get("node_key")
-    if not isinstance(node_key, NodeKey):
-        raise ConfigError("no node key to sign cursors and pseudonyms with")
-    return node_key.derive("reader")
 
 
 # --- the serving index ---------------------------------------------------------------------
