@@ -147,7 +147,7 @@ def test_serve_with_two_workers_answers_from_two_worker_processes(var: Path) -> 
         start_new_session=True,
     )
     try:
-        deadline, answers = time.monotonic() + 60, 0
+        deadline, answers = time.monotonic() + 120, 0
         while time.monotonic() < deadline and answers < 10 and server.poll() is None:
             try:
                 answers += httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200

@@ -6,7 +6,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from minyun.accounts.models import User
 from minyun.core import jobs
 from minyun.core.jobs import JobContext
 from minyun.core.platform import Platform
@@ -85,8 +87,14 @@ def test_steward_signs_in_and_sees_the_dashboard(
 
             # A running job's page follows its progress by itself (htmx polls every second).
             _release.clear()
+            # A job of the steward's own department (another's would be hidden from them).
             with platform.factory.begin() as session:
-                job_id = jobs.submit(session, Principal.system(), "test.browser-progress").id
+                steward = session.scalars(select(User).where(User.username == username)).one()
+                mine = Principal(
+                    kind="user", name=username, user_id=steward.id,
+                    organization_id=steward.organization_id, roles=frozenset(steward.roles),
+                )  # fmt: skip
+                job_id = jobs.submit(session, mine, "test.browser-progress").id
             desktop.goto(f"{server}/jobs/{job_id}")
             expect(desktop.locator("#job-progress")).to_contain_text("50% · 5 / 10")
             desktop.screenshot(path=tmp_path / "job-running.png", full_page=True)
