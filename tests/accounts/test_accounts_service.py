@@ -18,6 +18,7 @@ from minyun.core.throttle import Throttle
 from tests.factories import PASSWORD, SYSTEM, make_org, make_user
 
 ISS, AUD = "http://test", "http://test/api"
+_THROTTLE = {"throttle": Throttle("memory://", "10/minute"), "client_ip": None}
 
 
 def _users(session: Session) -> int:
@@ -126,7 +127,7 @@ def test_client_credentials_token_carries_the_granted_scopes(
     )
     grant = service.client_credentials_token(
         session, node_key, client_id=new.client.client_id, client_secret=new.secret, scope="org.read",
-        issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5),
+        issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5), **_THROTTLE,
     )  # fmt: skip
     actor = service.principal_from_token(
         session, node_key, grant.access_token, issuer=ISS, audience=AUD
@@ -140,10 +141,10 @@ def test_client_credentials_token_carries_the_granted_scopes(
     with pytest.raises(Invalid, match=r"audit\.read"):
         service.client_credentials_token(
             session, node_key, client_id=new.client.client_id, client_secret=new.secret,
-            scope="audit.read", issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5),
+            scope="audit.read", issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5), **_THROTTLE,
         )  # fmt: skip
     with pytest.raises(Unauthenticated):
         service.client_credentials_token(
             session, node_key, client_id=new.client.client_id, client_secret="wrong", scope=None,
-            issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5),
+            issuer=ISS, audience=AUD, ttl=dt.timedelta(minutes=5), **_THROTTLE,
         )  # fmt: skip
