@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(UV)
 
 install: $(VENV)/.installed
 
-# Front-end libraries from the npm registry (htmx, ECharts, Leaflet), never copied into git.
+# Front-end libraries from the npm registry (htmx, ECharts, Leaflet, Swagger UI), never copied into git.
 src/minyun/web/static/vendor/.built: package.json package-lock.json scripts/vendor.sh
 	bash scripts/vendor.sh
 	touch $@

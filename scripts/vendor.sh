@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 VENDOR=src/minyun/web/static/vendor
 
-npm ci --no-audit --no-fund
+# No install scripts: the libraries are plain files (swagger-ui-dist's telemetry helper never runs).
+npm ci --no-audit --no-fund --ignore-scripts
 
 rm -rf "$VENDOR.tmp"
 mkdir -p "$VENDOR.tmp"
@@ -15,6 +16,10 @@ cp node_modules/htmx.org/dist/htmx.min.js "$VENDOR.tmp/htmx.min.js"
 cp node_modules/echarts/dist/echarts.min.js "$VENDOR.tmp/echarts.min.js"
 mkdir -p "$VENDOR.tmp/leaflet"
 cp -R node_modules/leaflet/dist/. "$VENDOR.tmp/leaflet/"
+mkdir -p "$VENDOR.tmp/swagger-ui"
+for f in swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE; do
+  cp "node_modules/swagger-ui-dist/$f" "$VENDOR.tmp/swagger-ui/$f"
+done
 rm -rf "$VENDOR"
 mv "$VENDOR.tmp" "$VENDOR"
 echo "vendored: $(ls "$VENDOR" | tr '\n' ' ')"

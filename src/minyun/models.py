@@ -1,6 +1,6 @@
 """Every table of the control plane, imported once so Alembic sees the whole schema."""
 
-from minyun.accounts.models import ApiClient, User
+from minyun.accounts.models import ApiClient, User, WebSession
 from minyun.apps.ecocloud.models import (
     Alert,
     AlertStep,
@@ -41,4 +41,5 @@ __all__ = [
     "Station",
     "User",
     "Version",
+    "WebSession",
 ]

@@ -147,3 +147,48 @@ def test_admin_creates_a_user_over_the_api_and_others_cannot(
         headers={"Authorization": f"Bearer {admin_token}"},
     )
     assert invalid.status_code == 422 and invalid.json()["errors"][0]["field"] == "username"
+
+
+def test_token_endpoint_is_throttled_like_sign_in(
+    platform: Platform, api_client: tuple[str, str]
+) -> None:
+    cid, secret = api_client
+    limit = platform.settings.login_attempts_per_minute
+    with TestClient(create_app(platform), client=("10.66.0.1", 50000)) as client:
+        for _ in range(limit):
+            wrong = client.post(
+                "/api/v1/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, "x")
+            )
+            assert wrong.status_code == 401
+        # Even the right secret waits now.
+        r = client.post(
+            "/api/v1/oauth/token", data={"grant_type": "client_credentials"}, auth=(cid, secret)
+        )
+        assert r.status_code == 429 and r.json()["type"] == "/problems/too-many-requests"
+        assert int(r.headers["retry-after"]) >= 1
+    details = [a.detail for a in _audit(platform, "auth.token")]
+    assert details == ["bad credentials"] * limit + ["throttled"]
+    with TestClient(create_app(platform), client=("10.66.0.2", 50000)) as other:
+        # Per client id too: another address does not reopen this client's window.
+        assert (
+            other.post(
+                "/api/v1/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(cid, secret),
+            ).status_code
+            == 429
+        )
+
+
+def test_unknown_client_ids_are_throttled_per_address(platform: Platform) -> None:
+    limit = platform.settings.login_attempts_per_minute
+    with TestClient(create_app(platform), client=("10.66.0.3", 50000)) as client:
+        statuses = [
+            client.post(
+                "/api/v1/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(f"mc_guess{n}", "x"),
+            ).status_code
+            for n in range(limit + 1)
+        ]
+    assert statuses == [401] * limit + [429]

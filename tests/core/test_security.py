@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,3 +158,32 @@ def test_a_client_scope_never_opens_another_departments_rows(session: Session) -
         authorize(session, client, "resource.load", target="x", provider_id=5)
     audit_client = Principal(kind="client", name="mc_audit", scopes=frozenset({"audit.read"}))
     assert authorize(session, audit_client, "audit.read").via == "scope"
+
+
+@pytest.mark.parametrize("typ", ["JWT", "id+jwt", None])
+def test_a_token_that_is_not_an_access_token_is_refused(node_key: NodeKey, typ: str | None) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import OKPKey
+
+    now = int(time.time())
+    claims = {"iss": ISS, "aud": AUD, "sub": "client:mc_x", "iat": now, "exp": now + 300}
+    header: dict[str, object] = {"alg": "Ed25519", "kid": node_key.kid}
+    if typ is not None:
+        header["typ"] = typ
+    key = OKPKey.import_key(node_key.private_pem())
+    token = jwt.encode(header, claims, key, algorithms=["Ed25519"])
+    with pytest.raises(Unauthenticated, match="at\\+jwt"):
+        read_token(node_key, token, issuer=ISS, audience=AUD)
+    header["typ"] = "application/at+jwt"  # the media type's long form (RFC 9068 §4)
+    token = jwt.encode(header, claims, key, algorithms=["Ed25519"])
+    assert read_token(node_key, token, issuer=ISS, audience=AUD)["sub"] == "client:mc_x"
+
+
+@pytest.mark.parametrize("claim", ["exp", "sub", "iss", "aud", "nbf", "iat", "jti", "scope"])
+def test_extra_claims_cannot_override_registered_ones(node_key: NodeKey, claim: str) -> None:
+    with pytest.raises(ValueError, match=claim):
+        _token(node_key, extra={claim: "x", "org": 1})
+    assert (
+        read_token(node_key, _token(node_key, extra={"org": 7}), issuer=ISS, audience=AUD)["org"]
+        == 7
+    )

@@ -7,7 +7,7 @@ import binascii
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request, Response
 
 from minyun.accounts import service
 from minyun.accounts.schemas import MeRead, TokenRead, UserCreate, UserRead
@@ -50,6 +50,8 @@ def token(
         issuer=platform.settings.base_url,
         audience=platform.token_audience,
         ttl=timedelta(seconds=platform.settings.token_ttl_seconds),
+        throttle=platform.throttle,
+        client_ip=request.client.host if request.client else None,
     )
     return TokenRead(
         access_token=grant.access_token,
@@ -90,3 +92,12 @@ def create_user(body: UserCreate, session: SessionDep, actor: ActorDep) -> UserR
         uscc=body.uscc,
     )
     return UserRead.model_validate(user)
+
+
+@router.delete("/users/{user_id}/sessions", status_code=204)
+def revoke_sessions(
+    user_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, actor: UserDep
+) -> Response:
+    """Sign an account out everywhere: every browser session ends (the account itself, admins)."""
+    service.revoke_user_sessions(session, actor, user_id)
+    return Response(status_code=204)

@@ -7,11 +7,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from minyun.accounts.models import AccountKind, ApiClient, User
+from minyun.accounts.models import AccountKind, ApiClient, User, WebSession
 from minyun.core import audit, clock, identifiers, policies
 from minyun.core.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthenticated
 from minyun.core.keys import NodeKey
@@ -152,18 +153,16 @@ def authenticate(
     if client_ip:
         keys.append(("login-ip", client_ip))
     anonymous = Principal(kind="anonymous", name=username[:64] or "anonymous")
-    if not all(throttle.allowed(*k) for k in keys):
-        error: TooManyRequests | Unauthenticated = TooManyRequests(
-            "too many sign-in attempts; wait a minute and try again",
-            retry_after=max(throttle.retry_after(*k) for k in keys),
-        )
-        error.audit = audit.Pending(
+    _check_throttle(
+        throttle, keys, "too many sign-in attempts; wait a minute and try again",
+        audit.Pending(
             anonymous, "auth.login", target=username[:64], target_type="user", detail="throttled"
-        )
-        raise error
+        ),
+    )  # fmt: skip
     user = session.scalars(select(User).where(User.username == username)).first()
-    # The same answer for an unknown account and a wrong password.
-    if user is None or not user.active or not verify_password(user.password_hash, password):
+    # The same answer, after the same argon2 work, for an unknown account and a wrong password.
+    matches = verify_password(user.password_hash if user else _dummy_hash(), password)
+    if user is None or not user.active or not matches:
         for k in keys:
             throttle.hit(*k)
         error = Unauthenticated("wrong username or password")
@@ -181,9 +180,54 @@ def authenticate(
     return user
 
 
+def _check_throttle(
+    throttle: Throttle, keys: list[tuple[str, str]], message: str, entry: audit.Pending
+) -> None:
+    """TooManyRequests (carrying `entry` for the audit log) once any key is over its limit."""
+    if not all(throttle.allowed(*k) for k in keys):
+        error = TooManyRequests(message, retry_after=max(throttle.retry_after(*k) for k in keys))
+        error.audit = entry
+        raise error
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    # An unknown account or client is checked against this, so it costs what a known one does.
+    return hash_password(new_secret(16))
+
+
 def logout(session: Session, actor: Principal) -> None:
-    """Record the end of a browser session."""
+    """Record the end of a browser session (the web layer deletes it from the session store)."""
     audit.record(session, actor, "auth.logout", target=actor.name, target_type="user")
+
+
+def session_is_valid(user: User, signed_in_at: float | None) -> bool:
+    """Whether a browser session signed in at `signed_in_at` (Unix time) still speaks for `user`."""
+    if not user.active:
+        return False
+    if user.sessions_valid_after is None:
+        return True
+    return signed_in_at is not None and signed_in_at >= user.sessions_valid_after.timestamp()
+
+
+def revoke_sessions(session: Session, actor: Principal, user: User) -> None:
+    """End every browser session of `user` at once, in every process (the user or an admin).
+
+    Sessions signed in before now are refused from the next request on, whatever store holds
+    them; those kept in the database are deleted as well.
+    """
+    if actor.user_id != user.id:
+        authorize(session, actor, "user.manage", target=user.username, target_type="user")
+    user.sessions_valid_after = clock.now()
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit.record(session, actor, "auth.sessions-revoke", target=user.username, target_type="user")
+
+
+def revoke_user_sessions(session: Session, actor: Principal, user_id: int) -> None:
+    """revoke_sessions for an account id; who may not manage accounts cannot probe ids."""
+    if actor.user_id != user_id:
+        authorize(session, actor, "user.manage", target=str(user_id), target_type="user")
+    revoke_sessions(session, actor, get_user(session, user_id))
 
 
 @dataclass(frozen=True)
@@ -243,15 +287,30 @@ def client_credentials_token(
     issuer: str,
     audience: str,
     ttl: timedelta,
+    throttle: Throttle,
+    client_ip: str | None,
 ) -> TokenGrant:
-    """OAuth2 client-credentials grant (RFC 6749 §4.4): a short-lived token for granted scopes."""
-    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    """OAuth2 client-credentials grant (RFC 6749 §4.4): a short-lived token for granted scopes.
+
+    Throttled like sign-in, per client id and per address; audited either way.
+    """
+    keys = [("token-client", client_id[:64])]
+    if client_ip:
+        keys.append(("token-ip", client_ip))
     anonymous = Principal(kind="anonymous", name=client_id[:64] or "anonymous")
-    if (
-        client is None
-        or not client.active
-        or not verify_password(client.secret_hash, client_secret)
-    ):
+    _check_throttle(
+        throttle, keys, "too many token requests; wait a minute and try again",
+        audit.Pending(
+            anonymous, "auth.token", target=client_id[:64], target_type="api-client",
+            detail="throttled",
+        ),
+    )  # fmt: skip
+    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    # An unknown client id costs the same argon2 work as a known one with a wrong secret.
+    matches = verify_password(client.secret_hash if client else _dummy_hash(), client_secret)
+    if client is None or not client.active or not matches:
+        for k in keys:
+            throttle.hit(*k)
         error = Unauthenticated("invalid client credentials", code="invalid-client")
         error.audit = audit.Pending(
             anonymous,
@@ -261,6 +320,7 @@ def client_credentials_token(
             detail="bad credentials",
         )
         raise error
+    throttle.clear(*keys[0])
     requested = set(scope.split()) if scope else set(client.scopes)
     if not requested <= set(client.scopes):
         extra = ", ".join(sorted(requested - set(client.scopes)))

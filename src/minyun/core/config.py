@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=900, gt=0, le=86400)
     login_attempts_per_minute: int = Field(default=5, gt=0)
     rate_limit_uri: str = "memory://"
+    # Where browser sessions live: empty for the control-plane database, redis://… in production.
+    session_uri: str = ""
     default_locale: str = "zh_Hans_CN"
     # Largest file a load accepts by upload or URL download (bytes); 1 GiB by default.
     upload_max_bytes: int = Field(default=1 << 30, gt=0)
@@ -55,6 +57,13 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if value and not value.startswith(("sqlite", "postgresql")):
             raise ValueError("database_url must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("session_uri")
+    @classmethod
+    def _known_session_store(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("session_uri must be empty (the database) or a redis:// URL")
         return value
 
     @field_validator("base_url")

@@ -100,6 +100,16 @@ def _jwk(key: NodeKey) -> OKPKey:
     return OKPKey.import_key(key.private_pem(), {"kid": key.kid})
 
 
+# Claims issue_token sets itself (RFC 7519 §4.1, RFC 9068 §2.2) or that would change what the
+# token means; `extra` may not carry them.
+RESERVED_CLAIMS = frozenset(
+    {"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "client_id", "auth_time",
+     "acr", "amr", "cnf", "act", "may_act", "roles", "groups", "entitlements"}
+)  # fmt: skip
+# RFC 9068 §4: the "typ" header of a JWT access token; "application/at+jwt" is the same type.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+
 def issue_token(
     key: NodeKey,
     *,
@@ -110,7 +120,13 @@ def issue_token(
     ttl: timedelta,
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """A short-lived JWT access token signed with EdDSA over Ed25519 (alg "Ed25519", RFC 9864)."""
+    """A short-lived JWT access token signed with EdDSA over Ed25519 (alg "Ed25519", RFC 9864).
+
+    `extra` adds claims of minyun's own; a registered or RFC 9068 claim cannot be overridden.
+    """
+    clash = sorted(RESERVED_CLAIMS & set(extra or {}))
+    if clash:
+        raise ValueError(f"extra claims may not set {', '.join(clash)}")
     now = int(clock.now().timestamp())
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -131,6 +147,9 @@ def read_token(key: NodeKey, token: str, *, issuer: str, audience: str) -> dict[
     """The claims of a valid token; Unauthenticated for a forged, expired or foreign one."""
     try:
         decoded = jwt.decode(token, _jwk(key), algorithms=["Ed25519"])
+        # Only an access token is one: an ID token or any other JWT signed by this key is not.
+        if str(decoded.header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise Unauthenticated("access token refused: not an access token (typ at+jwt)")
         jwt.JWTClaimsRegistry(
             now=int(clock.now().timestamp()),
             leeway=5,

@@ -127,9 +127,12 @@ def submit_load(
     if kind == "db" and not table:
         raise Invalid("a database source needs a table", field="table")
     cfg = settings or get_settings()
+    # The parameters keep the source without credentials; the whole one is sealed for the load.
+    public, sealed = sources.seal_source(source, session.info.get("node_key"))
     params = {
         "code": code,
-        "source": source,
+        "source": public,
+        "sealed_source": sealed,
         "mode": str(mode),
         "table": table,
         "encoding": encoding,
@@ -764,7 +767,10 @@ def _files_sql(files: list[sources.Part] | list[str]) -> str:
 
 
 def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fetched:
-    source = p["source"]
+    with load.ctx.factory() as session:
+        source = sources.open_source(
+            p["source"], p.get("sealed_source"), session.info.get("node_key")
+        )
     kind = sources.source_type(source)
     uploads = Path(p["var_dir"]) / "uploads"
     if kind == "url":

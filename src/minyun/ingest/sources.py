@@ -12,6 +12,7 @@ again only to report rejected rows.
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import hashlib
@@ -30,8 +31,11 @@ from typing import Any, BinaryIO
 
 import duckdb
 import pyarrow as pa
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from minyun.core.errors import Invalid
+from minyun.core.errors import ConfigError, Invalid
+from minyun.core.keys import NodeKey
 
 CHUNK = 4 << 20
 ROW = "__row"
@@ -188,12 +192,56 @@ def fetch_url(url: str, uploads: Path, *, limit: int, timeout: float = 60.0) -> 
 
 
 def _safe_url(url: str) -> str:
-    """The URL without user name or password."""
+    """The URL without user name, password, query string or fragment (any may hold a secret)."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, parts.query, ""))
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a number: left out, the load will say what is wrong
+        port = None
+    if port:
+        host = f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+# --- credentials of a source -------------------------------------------------------
+# A job's parameters are stored in the control plane and shown on its page: they keep the
+# source without credentials; the whole source, password included, is sealed (AES-GCM)
+# with a key derived from the node key, which never leaves var/. Only the load opens it.
+
+SEAL_PURPOSE = "ingest.source-credentials"
+
+
+def seal_source(source: str, key: NodeKey | None) -> tuple[str, str | None]:
+    """(the source without credentials, the whole source sealed, or None if nothing is secret)."""
+    if source_type(source) == "file":
+        return source, None
+    public = _safe_url(source)
+    if public == source:
+        return source, None
+    if key is None:
+        raise ConfigError("a source with credentials needs the node key to keep them")
+    nonce = os.urandom(12)
+    sealed = AESGCM(key.derive(SEAL_PURPOSE)).encrypt(nonce, source.encode(), public.encode())
+    return public, base64.urlsafe_b64encode(nonce + sealed).decode()
+
+
+def open_source(public: str, sealed: str | None, key: NodeKey | None) -> str:
+    """The whole source of a job: `public` with the credentials `seal_source` kept aside."""
+    if sealed is None:
+        return public
+    if key is None:
+        raise ConfigError("opening a source's credentials needs the node key")
+    try:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        opened = AESGCM(key.derive(SEAL_PURPOSE)).decrypt(raw[:12], raw[12:], public.encode())
+    except (InvalidTag, ValueError) as exc:
+        raise SourceError(
+            f"the credentials of {public} cannot be opened (sealed by another node key?)"
+        ) from exc
+    return opened.decode()
 
 
 def fetch_table(

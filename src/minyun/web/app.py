@@ -10,11 +10,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 import minyun.handlers  # noqa: F401 - inline jobs of every kind run in this process
 from minyun.core import context
@@ -22,13 +21,19 @@ from minyun.core.config import Settings, get_settings
 from minyun.core.errors import DomainError
 from minyun.core.jobs import recover
 from minyun.core.platform import Platform
+from minyun.core.throttle import DenialBudget
 from minyun.query.lookup import KeyLookups
-from minyun.web import problems
+from minyun.web import problems, sessions
 from minyun.web.limits import BodyLimit
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-SESSION_MAX_AGE = 8 * 3600
+# Refusals of anonymous requests recorded one by one per address (see deps.screen_denial).
+DENIALS_RECORDED = "20/minute"
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
 
 
 def create_app(platform: Platform | None = None, settings: Settings | None = None) -> FastAPI:
@@ -52,13 +57,14 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         title="minyun 闽云 API",
         version="0.1.0",
         description="Provincial government data platform: catalog, sharing, open data, services.",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from the vendored swagger-ui-dist
         openapi_url="/api/openapi.json",
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.platform = node
     app.state.lookups = KeyLookups(node)
+    app.state.denials = DenialBudget(node.settings.rate_limit_uri, DENIALS_RECORDED)
 
     app.add_exception_handler(DomainError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.validation_error)
@@ -66,11 +72,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     app.add_exception_handler(Exception, problems.server_error)
 
     app.add_middleware(
-        SessionMiddleware,
-        secret_key=node.settings.secret_key,
-        session_cookie="minyun_session",
-        max_age=SESSION_MAX_AGE,
-        same_site="lax",
+        sessions.ServerSessions,
+        store=sessions.store_for(node.settings.session_uri, node.factory),
         https_only=node.settings.base_url.startswith("https://"),
     )
     app.middleware("http")(_request_context)
@@ -112,12 +115,35 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
                 version = connection.execute(
                     text("SELECT version_num FROM alembic_version")
                 ).scalar()
-        except Exception as exc:  # any failure means not ready; say which
-            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]}, 503)
+        except Exception:  # any failure means not ready; the reason goes to the log only
+            log.exception("readiness check: the control-plane database did not answer")
+            return JSONResponse({"status": "unavailable", "detail": "database unavailable"}, 503)
         return JSONResponse({"status": "ready", "schema": version, "node": node.settings.node_name})
+
+    @app.get("/api/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        """Swagger UI over the OpenAPI schema, every file served by this node."""
+        return HTMLResponse(DOCS_PAGE, headers={"Content-Security-Policy": DOCS_CSP})
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>minyun 闽云 API</title>
+<link rel="icon" href="/static/vendor/swagger-ui/favicon-32x32.png">
+<link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui" data-openapi="/api/openapi.json"></div>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""
 
 
 async def _request_context(

@@ -15,10 +15,11 @@ from minyun.accounts import service as accounts
 from minyun.admin import service as admin
 from minyun.admin.pages import router as admin_pages
 from minyun.catalog.pages import router as catalog_pages
+from minyun.core import clock
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
 from minyun.orgs.pages import router as orgs_pages
-from minyun.web import i18n
-from minyun.web.deps import CsrfDep, PlatformDep, SessionDep
+from minyun.web import i18n, sessions
+from minyun.web.deps import CsrfDep, PlatformDep, SessionDep, screen_denial
 from minyun.web.i18n import N_
 from minyun.web.templating import PageActorDep, gettext_for, is_local_path, local_or_home, render
 
@@ -96,8 +97,9 @@ def login(
     except (Unauthenticated, TooManyRequests) as exc:
         # The form comes back with a message instead of an error page, so the refusal's
         # audit entry is written here; the failed sign-in changed nothing else.
-        if exc.audit is not None:
-            exc.audit.write(session)
+        entry = screen_denial(request, exc.audit) if exc.audit is not None else None
+        if entry is not None:
+            entry.write(session)
         throttled = isinstance(exc, TooManyRequests)
         return render(
             request,
@@ -110,12 +112,13 @@ def login(
         )
     _restart_session(request)
     request.session["user_id"] = user.id
+    request.session["signed_in_at"] = clock.now().timestamp()
     return RedirectResponse(local_or_home(next), 303)
 
 
 @router.post("/logout", dependencies=[CsrfDep])
 def logout(request: Request, session: SessionDep, actor: PageActorDep) -> Response:
-    """End the browser session (recorded in the audit log)."""
+    """End the browser session: deleted on the server, so a copy of the cookie is worthless."""
     if actor.authenticated:
         accounts.logout(session, actor)
     _restart_session(request)
@@ -132,9 +135,10 @@ def switch_language(request: Request, locale: str, next: str | None = None) -> R
 
 
 def _restart_session(request: Request) -> None:
-    # A new session on every sign-in and sign-out (no fixation); the language choice stays.
+    # A new session id on every sign-in and sign-out (no fixation; the old one is deleted on
+    # the server); the language choice stays.
     locale = request.session.get("locale")
-    request.session.clear()
+    sessions.of(request).restart()
     if locale is not None:
         request.session["locale"] = locale
 

@@ -160,6 +160,20 @@ def templates_for(locale: str) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
+class _LazyCsrfToken:
+    """The session's CSRF token, made only when a page shows a form: a visitor's page without
+    one starts no server-side session."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __str__(self) -> str:
+        return csrf_token(self._request)
+
+    def __html__(self) -> str:
+        return str(self)
+
+
 def render(
     request: Request,
     template: str,
@@ -182,7 +196,7 @@ def render(
         "viewer": viewer,
         "signed_in": signed_in,
         "nav": nav if signed_in else [],
-        "csrf_token": csrf_token(request),
+        "csrf_token": _LazyCsrfToken(request),
         "locale": locale,
         "html_lang": i18n.html_lang(locale),
         "request_id": getattr(request.state, "request_id", ""),
