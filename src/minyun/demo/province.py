@@ -232,14 +232,15 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
 
 def load_air_quality(ctx: jobs.JobContext) -> int:
     """The real day of Fujian's stations into the eco-cloud, then into its lake resources."""
+    from minyun.apps.ecocloud import ingest as eco
     from minyun.apps.ecocloud import lake as eco_lake
-    from minyun.apps.ecocloud import service as eco
     from minyun.apps.ecocloud.cnemc import SAMPLE_DAY, cnemc_files, read_cnemc
+    from minyun.apps.ecocloud.detect import Rules
     from minyun.core.config import load_settings
 
     rows = eco.rows_from_cnemc(read_cnemc(cnemc_files(SAMPLE_DAY)))
     with ctx.factory.begin() as session:
-        report = eco.ingest_readings(session, SYSTEM, rows, rules=eco.Rules.from_env())
+        report = eco.ingest_readings(session, SYSTEM, rows, rules=Rules.from_env())
         missing = eco_lake.provider_missing(session)
     if missing is None:
         settings = load_settings(

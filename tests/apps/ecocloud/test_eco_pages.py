@@ -14,7 +14,7 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from minyun.accounts.models import User
-from minyun.apps.ecocloud import service
+from minyun.apps.ecocloud import ingest
 from minyun.apps.ecocloud.models import Reading
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
@@ -35,7 +35,7 @@ def fuzhou_user(platform: Platform, episode_rows: pa.Table) -> User:
     """The episode ingested, and a steward of Fuzhou's environment bureau."""
     with platform.factory.begin() as session:
         orgs = make_city_eco_orgs(session)
-        service.ingest_readings(session, Principal.system(), episode_rows)
+        ingest.ingest_readings(session, Principal.system(), episode_rows)
         return factories.make_user(session, roles=[Role.STEWARD], organization=orgs["fz-eco"])
 
 
@@ -156,7 +156,7 @@ def test_a_partial_hour_is_marked_on_the_pages_and_in_the_api(
         hour = latest.isoformat()
         row = {"station_code": "1282A", "hour": hour, "pm10": 76, "pm2_5": 37, "o3": 8,
                "no2": 76, "so2": 3, "co": None}  # fmt: skip
-        service.ingest_readings(session, Principal.system(), pa.Table.from_pylist([row]))
+        ingest.ingest_readings(session, Principal.system(), pa.Table.from_pylist([row]))
     browser = signed_in(app, fuzhou_user)
     page = browser.get("/eco/stations/1282A")
     assert page.status_code == 200 and "缺测：CO" in page.text
