@@ -83,7 +83,9 @@ def test_the_map_needs_sign_in_and_carries_every_station(app: FastAPI, fuzhou_us
     found = re.search(r'id="eco-map-data">(.*?)</script>', page.text, re.S)
     assert found
     data = json.loads(found.group(1))
-    assert len(data["stations"]) == 42 and len(data["outlines"]) == 9
+    assert len(data["stations"]) == 42 and len(data["labels"]) == 9
+    assert data["labels"][0]["name"] == "厦门市"  # the smallest city places its name first
+    assert data["boundaries"] == "/static/vendor/fujian.geojson"
     assert "/static/vendor/leaflet/leaflet.js" in page.text
     assert "tile" not in page.text.lower()  # no map tiles: nothing loads from the internet
 

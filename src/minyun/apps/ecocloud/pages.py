@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from minyun.apps.ecocloud import response, views
+from minyun.apps.ecocloud import geo, response, views
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import CityHour, Reading
+from minyun.core import clock
 from minyun.web.deps import CsrfDep, SessionDep
 from minyun.web.templating import CHINA_TIME, PageActorDep, render
 
@@ -18,6 +20,13 @@ router = APIRouter(include_in_schema=False)
 LEGEND = [
     {"name": lv.category, "colour": lv.colour, "low": lv.low, "high": lv.high} for lv in LEVELS
 ]
+#: Readings older than this are not called current: pages say "data as of" and that they are old.
+CURRENT = timedelta(hours=3)
+
+
+def as_of(hour: datetime | None) -> dict[str, Any]:
+    """The hour the page's data ends at, and whether it is too old to be called current."""
+    return {"hour": hour, "stale": hour is None or clock.now() - hour > CURRENT}
 
 
 def _hour_label(hour: Any) -> str:
@@ -40,22 +49,34 @@ def public_air(request: Request, session: SessionDep) -> HTMLResponse:
         request,
         "eco/air.html",
         cities=cities,
-        hour=cities[0].hour if cities else None,
+        as_of=as_of(cities[0].hour if cities else None),
         colour_of=views.colour_of,
-        legend=LEGEND,
+        levels=LEVELS,
     )
 
 
 @router.get("/eco")
 def station_map(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
-    """Stations on a blank map, coloured by their AQI level, with each city's outline."""
+    """Stations coloured by their AQI level over Fujian's city and county outlines (no tiles)."""
     stations = views.station_map(session, actor)
+    drawn = geo.city_shapes()
     data = {
         "stations": [s.as_dict() for s in stations],
-        "outlines": views.hulls(stations),
+        "boundaries": geo.BOUNDARIES_URL if drawn else None,
+        "labels": geo.cached_label_spots(tuple((s.longitude, s.latitude) for s in stations))
+        if drawn
+        else [],
     }
     hour = next((s.hour for s in stations if s.hour is not None), None)
-    return render(request, "eco/map.html", data=data, stations=stations, hour=hour, legend=LEGEND)
+    return render(
+        request,
+        "eco/map.html",
+        data=data,
+        stations=stations,
+        as_of=as_of(hour),
+        legend=LEGEND,
+        outlines=bool(drawn),
+    )
 
 
 @router.get("/eco/cities")
@@ -73,6 +94,7 @@ def cities(
         chosen=chosen,
         chart={"title": chosen or "", **_series(series, ("aqi", "pm2_5"))},
         colour_of=views.colour_of,
+        as_of=as_of(ranking[0].hour if ranking else None),
     )
 
 
@@ -89,6 +111,8 @@ def station(request: Request, code: str, session: SessionDep, actor: PageActorDe
         readings=list(reversed(readings))[:24],
         chart=chart,
         colour_of=views.colour_of,
+        as_of=as_of(readings[-1].hour if readings else None),
+        outside=views.station_outside_city(found),
     )
 
 

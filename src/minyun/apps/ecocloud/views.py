@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from minyun.apps.ecocloud import geo
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import Anomaly, CityHour, DeadLetter, Reading, Station
 from minyun.core.errors import NotFound
-from minyun.core.security import Principal, authorize
+from minyun.core.security import Principal, Role, authorize
+from minyun.orgs.models import Division, Organization
 
 
 def _latest_hour(session: Session) -> datetime | None:
@@ -55,6 +56,8 @@ class StationView:
     colour: str
     hour: datetime | None
     missing_pollutants: tuple[str, ...] = ()
+    #: The source coordinates lie outside the station's city (e.g. a longitude typed wrong).
+    outside_city: bool = False
 
     @property
     def partial(self) -> bool:
@@ -73,6 +76,7 @@ class StationView:
             "primary": self.primary_pollutant or "",
             "colour": self.colour,
             "missing": list(self.missing_pollutants),
+            "outside": self.outside_city,
         }
 
 
@@ -85,7 +89,7 @@ def colour_of(level: int | None) -> str:
 
 
 def station_map(session: Session, actor: Principal) -> list[StationView]:
-    """Every station with its reading of the latest hour."""
+    """Every station with its reading of the latest hour, flagged when outside its city."""
     authorize(session, actor, "eco.read", target_type="eco-station")
     latest = session.scalar(select(func.max(Reading.hour)))
     rows = session.execute(
@@ -93,6 +97,12 @@ def station_map(session: Session, actor: Principal) -> list[StationView]:
         .outerjoin(Reading, (Reading.station_code == Station.code) & (Reading.hour == latest))
         .order_by(Station.city, Station.code)
     ).all()
+    outside = geo.outside_their_city(
+        geo.city_shapes(),
+        [s.city for s, _ in rows],
+        [s.longitude for s, _ in rows],
+        [s.latitude for s, _ in rows],
+    )
     return [
         StationView(
             code=s.code,
@@ -107,9 +117,17 @@ def station_map(session: Session, actor: Principal) -> list[StationView]:
             colour=colour_of(r.level if r else None),
             hour=latest if r else None,
             missing_pollutants=tuple(r.missing_pollutants) if r else (),
+            outside_city=out,
         )
-        for s, r in rows
+        for (s, r), out in zip(rows, outside, strict=True)
     ]
+
+
+def station_outside_city(station: Station) -> bool:
+    """Whether the station's source coordinates lie outside its city's outline."""
+    return geo.outside_their_city(
+        geo.city_shapes(), [station.city], [station.longitude], [station.latitude]
+    )[0]
 
 
 def get_station(session: Session, actor: Principal, code: str) -> Station:
@@ -149,46 +167,62 @@ def city_series(
     return found
 
 
-def anomalies(session: Session, actor: Principal, *, limit: int = 200) -> list[Anomaly]:
-    """The newest anomalies."""
-    authorize(session, actor, "eco.read", target_type="eco-anomaly")
-    return list(
-        session.scalars(select(Anomaly).order_by(Anomaly.hour.desc(), Anomaly.id).limit(limit))
+def station_scope(session: Session, actor: Principal) -> set[str] | None:
+    """The stations whose findings the actor is shown; None for all of them.
+
+    Admins and provincial departments see the whole province; a city's (or county's)
+    department sees its own city's stations; an account of no department sees none.
+    """
+    if actor.kind == "system" or actor.has_role(Role.ADMIN):
+        return None
+    if actor.organization_id is None:
+        return set()
+    division = session.scalar(
+        select(Division)
+        .join(Organization, Organization.division_code == Division.code)
+        .where(Organization.id == actor.organization_id)
     )
+    if division is None:
+        return set()
+    if division.level == "county" and division.parent_code is not None:
+        city = division.parent_code
+    elif division.level == "city":
+        city = division.code
+    else:
+        return None  # the province
+    return set(session.scalars(select(Station.code).where(Station.division_code == city)))
+
+
+def anomalies(session: Session, actor: Principal, *, limit: int = 200) -> list[Anomaly]:
+    """The newest anomalies of the stations the actor is shown (their city's; admins all)."""
+    authorize(session, actor, "eco.read", target_type="eco-anomaly")
+    query = select(Anomaly).order_by(Anomaly.hour.desc(), Anomaly.id).limit(limit)
+    scope = station_scope(session, actor)
+    if scope is not None:
+        query = query.where(Anomaly.station_code.in_(scope))
+    return list(session.scalars(query))
+
+
+def _station_of(payload: str) -> str | None:
+    try:
+        value = json.loads(payload)
+    except ValueError:
+        return None
+    code = value.get("station_code") if isinstance(value, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def dead_letters(session: Session, actor: Principal, *, limit: int = 200) -> list[DeadLetter]:
-    """The newest refused readings with their reasons."""
+    """The newest refused readings with their reasons: of the actor's city's stations.
+
+    A refused payload names its station in its JSON (there is no column for it), so a city
+    department's view reads a few times `limit` of the newest and keeps those of its stations;
+    what names no known station is shown to admins and the province only.
+    """
     authorize(session, actor, "eco.read", target_type="eco-dead-letter")
-    return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))
-
-
-def hulls(stations: Sequence[StationView]) -> dict[str, list[tuple[float, float]]]:
-    """Per city, the convex hull of its stations (lat, lon): a rough outline without map tiles."""
-    result: dict[str, list[tuple[float, float]]] = {}
-    for city in sorted({s.city for s in stations}):
-        points = np.array(sorted({(s.longitude, s.latitude) for s in stations if s.city == city}))
-        result[city] = [(float(y), float(x)) for x, y in _convex_hull(points)]
-    return result
-
-
-def _convex_hull(points: np.ndarray) -> list[tuple[float, float]]:
-    # Andrew's monotone chain; a handful of points per city.
-    pts = [tuple(p) for p in points]
-    if len(pts) <= 2:
-        return pts
-
-    def cross(o: tuple[float, ...], a: tuple[float, ...], b: tuple[float, ...]) -> float:
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower: list[tuple[float, ...]] = []
-    upper: list[tuple[float, ...]] = []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    for p in reversed(pts):
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return [(float(p[0]), float(p[1])) for p in lower[:-1] + upper[:-1]]
+    query = select(DeadLetter).order_by(DeadLetter.id.desc())
+    scope = station_scope(session, actor)
+    if scope is None:
+        return list(session.scalars(query.limit(limit)))
+    found = session.scalars(query.limit(limit * 5))
+    return [d for d in found if _station_of(d.payload) in scope][:limit]
