@@ -136,8 +136,11 @@ def test_readings_api_refuses_bad_input_with_reasons(app: FastAPI, fuzhou_user: 
     browser = signed_in(app, fuzhou_user)
     api = client(app, html=False)
     api.cookies = browser.cookies
+    # A change through the API with the session cookie carries the session's CSRF token.
+    token = csrf_of(browser.get("/"))
     answer = api.post(
         "/api/v1/eco/readings",
+        headers={"X-CSRF-Token": token},
         json=[
             {"station": "1282A", "hour": "2022-01-05T01:00:00+08:00", "pm2_5": 30, "co": 0.5},
             {"station": "1282A", "hour": "2022-01-05T02:00:00+08:00", "pm2_5": -1},
