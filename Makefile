@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock | $(UV)
 
 install: $(VENV)/.installed
 
-# Front-end libraries from the npm registry (htmx, ECharts, Leaflet, Swagger UI), never copied into git.
-src/minyun/web/static/vendor/.built: package.json package-lock.json scripts/vendor.sh
+# Front-end libraries from the npm registry (htmx, ECharts, Leaflet, Swagger UI, Fujian's
+# outlines), never copied into git.
+src/minyun/web/static/vendor/.built: package.json package-lock.json scripts/vendor.sh scripts/fujian_boundaries.py
 	bash scripts/vendor.sh
 	touch $@
 

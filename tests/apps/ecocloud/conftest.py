@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 from sqlalchemy.orm import Session
 
-from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud import cnemc, ingest
 from minyun.apps.ecocloud.cnemc import SAMPLE_DAY
 from minyun.orgs.models import Organization
 from tests import factories
@@ -20,7 +20,7 @@ EPISODE_PM2_5 = "180"  # IAQI 230: 重度污染 (heavy), far above the real day'
 
 def real_rows() -> pa.Table:
     """The 24 real hours as ingest rows (1008 station-hours)."""
-    return service.rows_from_cnemc(cnemc.read_cnemc(cnemc.cnemc_files(DAY)))
+    return ingest.rows_from_cnemc(cnemc.read_cnemc(cnemc.cnemc_files(DAY)))
 
 
 def plant_episode(rows: pa.Table) -> pa.Table:

@@ -80,7 +80,7 @@ def test_episode_over_mqtt_to_a_closed_joint_response(
 
             page.goto(f"{server}/eco")
             expect(page.locator("path.eco-station")).to_have_count(42)
-            expect(page.locator("path.eco-outline")).to_have_count(9)
+            expect(page.locator("path.eco-city-outline")).to_have_count(9)
             page.screenshot(path=tmp_path / "eco-map.png", full_page=True)
 
             page.goto(f"{server}/eco/cities?city=福州市")

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from minyun.apps.ecocloud import cnemc, service
+from minyun.apps.ecocloud import cnemc, ingest, readings
 from minyun.apps.ecocloud.aqi import hourly_aqi
-from minyun.apps.ecocloud.models import CityHour, DeadLetter, Reading, Station
+from minyun.apps.ecocloud.models import CityHour, DeadLetter, Reading, Source, Station
 from minyun.core.audit import AuditRecord
 from minyun.core.errors import Forbidden
 from minyun.core.security import Principal, Role
@@ -27,7 +27,7 @@ def count(session: Session, model: type) -> int:
 def reading(session: Session, code: str, hour: str) -> Reading:
     found = session.scalars(
         select(Reading).where(
-            Reading.station_code == code, Reading.hour == service.parse_hour(hour)
+            Reading.station_code == code, Reading.hour == readings.parse_hour(hour)
         )
     ).one()
     return found
@@ -52,7 +52,7 @@ def test_real_day_loads_stations_readings_and_city_hours(
     session: Session, day_rows: pa.Table
 ) -> None:
     factories.ensure_divisions(session)
-    report = service.ingest_readings(session, SYSTEM, day_rows)
+    report = ingest.ingest_readings(session, SYSTEM, day_rows)
     assert (report.received, report.inserted, report.refused) == (1008, 1007, 1)
     assert report.stations_added == 42 and count(session, Station) == 42
     fuzhou = session.get(Station, "1280A")
@@ -68,7 +68,7 @@ def test_real_day_loads_stations_readings_and_city_hours(
 
 
 def test_station_aqi_reproduces_the_official_figures(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows)
+    ingest.ingest_readings(session, SYSTEM, day_rows)
     official = cnemc.read_cnemc(cnemc.cnemc_files(DAY))
     ours = {
         (code, hour.isoformat()): aqi
@@ -76,7 +76,7 @@ def test_station_aqi_reproduces_the_official_figures(session: Session, day_rows:
             select(Reading.station_code, Reading.hour, Reading.aqi)
         )
     }
-    hours = [service.parse_hour(h).isoformat() for h in official["timepoint"].to_pylist()]
+    hours = [readings.parse_hour(h).isoformat() for h in official["timepoint"].to_pylist()]
     codes = official["stationcode"].to_pylist()
     published = pc.cast(official["aqi"], pa.int64()).to_pylist()
     same = sum(
@@ -88,16 +88,16 @@ def test_station_aqi_reproduces_the_official_figures(session: Session, day_rows:
 
 
 def test_the_same_readings_again_change_nothing(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows)
-    again = service.ingest_readings(session, SYSTEM, day_rows)
+    ingest.ingest_readings(session, SYSTEM, day_rows)
+    again = ingest.ingest_readings(session, SYSTEM, day_rows)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 1007)
     assert count(session, Reading) == 1007
 
 
 def test_duplicates_within_a_batch_keep_the_last(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
     batch = pa.concat_tables([one_row(pm2_5=40), one_row(pm2_5=41)])
-    report = service.ingest_readings(session, SYSTEM, batch)
+    report = ingest.ingest_readings(session, SYSTEM, batch)
     assert report.inserted == 1
     assert reading(session, "1282A", "2022-01-05T01:00:00+08:00").pm2_5 == 41
 
@@ -105,9 +105,9 @@ def test_duplicates_within_a_batch_keep_the_last(session: Session, day_rows: pa.
 def test_late_out_of_order_correction_replaces_the_hour(
     session: Session, day_rows: pa.Table
 ) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows)
+    ingest.ingest_readings(session, SYSTEM, day_rows)
     late = one_row(hour="2022-01-04T05:00:00", pm2_5=120)
-    report = service.ingest_readings(session, SYSTEM, late)
+    report = ingest.ingest_readings(session, SYSTEM, late)
     assert (report.inserted, report.updated) == (0, 1)
     fixed = reading(session, "1282A", "2022-01-04T05:00:00")
     assert fixed.pm2_5 == 120 and fixed.aqi == 158 and fixed.level == 4
@@ -133,19 +133,19 @@ def test_late_out_of_order_correction_replaces_the_hour(
 def test_bad_readings_become_dead_letters_with_their_reason(
     session: Session, day_rows: pa.Table, values: dict[str, object], reason: str
 ) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
     before = count(session, Reading)
     row = one_row(**values)
     row = pa.table({name: pc.cast(row[name], pa.string()) for name in row.column_names})
-    report = service.ingest_readings(session, SYSTEM, row, source=service.Source.MQTT)
+    report = ingest.ingest_readings(session, SYSTEM, row, source=Source.MQTT)
     assert report.refused == 1 and count(session, Reading) == before
     letter = session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc())).first()
     assert letter is not None and letter.reason.startswith(reason) and letter.source == "mqtt"
 
 
 def test_co_in_micrograms_is_converted_and_flagged(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
-    service.ingest_readings(session, SYSTEM, one_row(co=800))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    ingest.ingest_readings(session, SYSTEM, one_row(co=800))
     got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
     assert got.co == pytest.approx(0.8) and got.flags == "co-µg/m³-converted"
 
@@ -158,9 +158,9 @@ def test_co_in_micrograms_is_converted_and_flagged(session: Session, day_rows: p
 def test_a_partial_hour_gets_the_aqi_of_the_pollutants_present(
     session: Session, day_rows: pa.Table, pollutant: str, label: str
 ) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
-    values = {k: v for k, v in one_row().to_pylist()[0].items() if k in service.POLLUTANTS}
-    service.ingest_readings(session, SYSTEM, one_row(**{pollutant: None}))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    values = {k: v for k, v in one_row().to_pylist()[0].items() if k in readings.POLLUTANTS}
+    ingest.ingest_readings(session, SYSTEM, one_row(**{pollutant: None}))
     got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
     # CNEMC publishes the hour's AQI over the pollutants present; the reading says which not.
     expected = hourly_aqi(**{**values, pollutant: None})
@@ -169,19 +169,19 @@ def test_a_partial_hour_gets_the_aqi_of_the_pollutants_present(
     assert got.missing == label and got.missing_pollutants == [label] and got.partial
     assert got.flags == f"missing:{pollutant}"
     full = hourly_aqi(**values)
-    service.ingest_readings(session, SYSTEM, one_row())
+    ingest.ingest_readings(session, SYSTEM, one_row())
     session.refresh(got)
     assert (got.aqi, got.missing, got.partial) == (full.aqi, None, False)
 
 
 def test_all_pollutants_missing_is_still_refused(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
-    report = service.ingest_readings(session, SYSTEM, one_row(**dict.fromkeys(service.POLLUTANTS)))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    report = ingest.ingest_readings(session, SYSTEM, one_row(**dict.fromkeys(readings.POLLUTANTS)))
     assert (report.inserted, report.refused) == (0, 1)
 
 
 def test_the_real_days_partial_hours_get_an_aqi(session: Session, day_rows: pa.Table) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows)
+    ingest.ingest_readings(session, SYSTEM, day_rows)
     partial = session.scalars(select(Reading).where(Reading.missing.is_not(None))).all()
     # 37 rows miss a 1-hour value; the one missing all six is a dead letter.
     assert len(partial) == 36 and all(r.aqi is not None and r.partial for r in partial)
@@ -199,17 +199,17 @@ def test_the_real_days_partial_hours_get_an_aqi(session: Session, day_rows: pa.T
 def test_a_partial_hour_stored_without_its_aqi_is_recomputed_when_sent_again(
     session: Session, day_rows: pa.Table
 ) -> None:
-    service.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
-    service.ingest_readings(session, SYSTEM, one_row(co=None))
+    ingest.ingest_readings(session, SYSTEM, day_rows.slice(0, 42))
+    ingest.ingest_readings(session, SYSTEM, one_row(co=None))
     got = reading(session, "1282A", "2022-01-05T01:00:00+08:00")
     # As the engine stored partial hours before: no AQI, nothing named missing.
     got.aqi = got.level = got.primary_pollutant = got.missing = None
     session.flush()
-    again = service.ingest_readings(session, SYSTEM, one_row(co=None))
+    again = ingest.ingest_readings(session, SYSTEM, one_row(co=None))
     assert (again.updated, again.unchanged) == (1, 0)
     session.refresh(got)
     assert got.aqi is not None and got.missing == "CO"
-    assert service.ingest_readings(session, SYSTEM, one_row(co=None)).unchanged == 1
+    assert ingest.ingest_readings(session, SYSTEM, one_row(co=None)).unchanged == 1
 
 
 def test_only_stewards_and_admins_ingest(session: Session, day_rows: pa.Table) -> None:
@@ -217,4 +217,4 @@ def test_only_stewards_and_admins_ingest(session: Session, day_rows: pa.Table) -
     from minyun.accounts.service import principal_for
 
     with pytest.raises(Forbidden):
-        service.ingest_readings(session, principal_for(consumer), day_rows.slice(0, 1))
+        ingest.ingest_readings(session, principal_for(consumer), day_rows.slice(0, 1))

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from minyun.accounts.service import principal_for
-from minyun.apps.ecocloud import lake, mqtt, service
+from minyun.apps.ecocloud import lake, mqtt, response
+from minyun.apps.ecocloud.ingest import ingest_readings
 from minyun.apps.ecocloud.models import Alert, AlertStep, CityHour, Reading
+from minyun.apps.ecocloud.readings import parse_hour
 from minyun.catalog import service as catalog
 from minyun.cli import app
 from minyun.core import clock, jobs
@@ -67,7 +69,7 @@ def test_the_day_and_its_joint_response_are_in_the_lake_once(
 ) -> None:
     with unit_of_work(platform.factory) as session:
         province.load_departments(session)
-        report = service.ingest_readings(session, SYSTEM, episode_rows)
+        report = ingest_readings(session, SYSTEM, episode_rows)
         (alert_id,) = report.alerts_opened
         fuzhou = factories.make_user(
             session,
@@ -77,10 +79,10 @@ def test_the_day_and_its_joint_response_are_in_the_lake_once(
             ).one(),
         )
         duty = principal_for(fuzhou)
-        service.start_consultation(session, duty, alert_id, departments=["xm-eco"], note="会商")
-        service.set_response_level(session, duty, alert_id, level="light")
-        service.record_action(session, duty, alert_id, note="工地停工，道路洒水")
-        service.close_alert(session, duty, alert_id, note="解除")
+        response.start_consultation(session, duty, alert_id, departments=["xm-eco"], note="会商")
+        response.set_response_level(session, duty, alert_id, level="light")
+        response.record_action(session, duty, alert_id, note="工地停工，道路洒水")
+        response.close_alert(session, duty, alert_id, note="解除")
 
     first = publish(platform)
     assert first[lake.STATION_HOURS]["rows"] == 1007
@@ -169,7 +171,7 @@ def lake_row(platform: Platform) -> dict[str, object]:
     (row,) = readings.filter(
         pc.and_(
             pc.equal(readings["station_code"], "1282A"),
-            pc.equal(readings["hour"], pa.scalar(service.parse_hour("2022-01-04T05:00:00"))),
+            pc.equal(readings["hour"], pa.scalar(parse_hour("2022-01-04T05:00:00"))),
         )
     ).to_pylist()
     return dict(row)
@@ -181,7 +183,7 @@ def test_a_corrected_late_reading_updates_its_row_and_only_the_changes_are_sent(
     start = clock.now()
     with unit_of_work(platform.factory) as session:
         province.load_departments(session)
-        service.ingest_readings(session, SYSTEM, day_rows)
+        ingest_readings(session, SYSTEM, day_rows)
     publish(platform)
 
     # An hour later the station sends a corrected 05:00 reading, and an hour after that another.
@@ -189,7 +191,7 @@ def test_a_corrected_late_reading_updates_its_row_and_only_the_changes_are_sent(
         later = start + timedelta(hours=hours)
         monkeypatch.setattr(clock, "now", lambda at=later: at)
         with unit_of_work(platform.factory) as session:
-            assert service.ingest_readings(session, SYSTEM, correct(day_rows, pm2_5)).updated == 1
+            assert ingest_readings(session, SYSTEM, correct(day_rows, pm2_5)).updated == 1
         outcome = publish(platform)
         assert outcome[lake.STATION_HOURS]["load"] == "committed"
         assert outcome[lake.ALERT_STEPS]["rows"] == 0

@@ -14,7 +14,7 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from minyun.accounts.models import User
-from minyun.apps.ecocloud import service
+from minyun.apps.ecocloud import ingest
 from minyun.apps.ecocloud.models import Reading
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
@@ -35,7 +35,7 @@ def fuzhou_user(platform: Platform, episode_rows: pa.Table) -> User:
     """The episode ingested, and a steward of Fuzhou's environment bureau."""
     with platform.factory.begin() as session:
         orgs = make_city_eco_orgs(session)
-        service.ingest_readings(session, Principal.system(), episode_rows)
+        ingest.ingest_readings(session, Principal.system(), episode_rows)
         return factories.make_user(session, roles=[Role.STEWARD], organization=orgs["fz-eco"])
 
 
@@ -83,7 +83,9 @@ def test_the_map_needs_sign_in_and_carries_every_station(app: FastAPI, fuzhou_us
     found = re.search(r'id="eco-map-data">(.*?)</script>', page.text, re.S)
     assert found
     data = json.loads(found.group(1))
-    assert len(data["stations"]) == 42 and len(data["outlines"]) == 9
+    assert len(data["stations"]) == 42 and len(data["labels"]) == 9
+    assert data["labels"][0]["name"] == "厦门市"  # the smallest city places its name first
+    assert data["boundaries"] == "/static/vendor/fujian.geojson"
     assert "/static/vendor/leaflet/leaflet.js" in page.text
     assert "tile" not in page.text.lower()  # no map tiles: nothing loads from the internet
 
@@ -134,8 +136,11 @@ def test_readings_api_refuses_bad_input_with_reasons(app: FastAPI, fuzhou_user: 
     browser = signed_in(app, fuzhou_user)
     api = client(app, html=False)
     api.cookies = browser.cookies
+    # A change through the API with the session cookie carries the session's CSRF token.
+    token = csrf_of(browser.get("/"))
     answer = api.post(
         "/api/v1/eco/readings",
+        headers={"X-CSRF-Token": token},
         json=[
             {"station": "1282A", "hour": "2022-01-05T01:00:00+08:00", "pm2_5": 30, "co": 0.5},
             {"station": "1282A", "hour": "2022-01-05T02:00:00+08:00", "pm2_5": -1},
@@ -156,7 +161,7 @@ def test_a_partial_hour_is_marked_on_the_pages_and_in_the_api(
         hour = latest.isoformat()
         row = {"station_code": "1282A", "hour": hour, "pm10": 76, "pm2_5": 37, "o3": 8,
                "no2": 76, "so2": 3, "co": None}  # fmt: skip
-        service.ingest_readings(session, Principal.system(), pa.Table.from_pylist([row]))
+        ingest.ingest_readings(session, Principal.system(), pa.Table.from_pylist([row]))
     browser = signed_in(app, fuzhou_user)
     page = browser.get("/eco/stations/1282A")
     assert page.status_code == 200 and "缺测：CO" in page.text

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from minyun.apps.ecocloud import lake, mqtt, service
+from minyun.apps.ecocloud import detect, ingest, lake, mqtt
 from minyun.apps.ecocloud.cnemc import (
     cnemc_files,
     compare,
@@ -127,15 +127,15 @@ def ingest_command(
 ) -> None:
     """Load CNEMC station files into the eco-cloud in bulk (idempotent; runs detection)."""
     files = _inputs(source)
-    rows = service.rows_from_cnemc(read_cnemc(files))
+    rows = ingest.rows_from_cnemc(read_cnemc(files))
     node = _open_platform()
     try:
         with unit_of_work(node.factory) as session:
-            report = service.ingest_readings(
+            report = ingest.ingest_readings(
                 session,
                 Principal.system(on_behalf_of="cli"),
                 rows,
-                rules=service.Rules.from_env(),
+                rules=detect.Rules.from_env(),
             )
         typer.echo(
             f"{report.received} readings from {len(files)} file(s): {report.inserted} new, "
@@ -213,7 +213,7 @@ def listen_command(
         node.factory,
         host=host,
         port=port,
-        rules=service.Rules.from_env(),
+        rules=detect.Rules.from_env(),
         prefix=prefix,
         publish_every=publish_every or None,
         settings=node.settings,

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session, sessionmaker
 
-from minyun.apps.ecocloud import cnemc, lake, service
+from minyun.apps.ecocloud import cnemc, detect, ingest, lake, readings
 from minyun.apps.ecocloud.models import Source
 from minyun.core import jobs
 from minyun.core.config import Settings
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 TOPIC_PREFIX = "minyun/eco/stations"
 TOPIC = f"{TOPIC_PREFIX}/+/readings"
 MAX_PAYLOAD = 16 * 1024  # a reading is ~300 bytes; anything far larger is not one
-FIELDS = ("hour", *service.POLLUTANTS, *service.META)
+FIELDS = ("hour", *readings.POLLUTANTS, *readings.META)
 ACTOR = Principal.system(on_behalf_of="mqtt")
 _STRING_SCHEMA = pa.schema([(name, pa.string()) for name in ("station_code", *FIELDS, "payload")])
 
@@ -71,7 +71,7 @@ def parse_message(
     for name in FIELDS:
         value = doc.get(name)
         if isinstance(value, bool | dict | list):
-            return f"{name} is not a {'number' if name in service.POLLUTANTS else 'value'}"
+            return f"{name} is not a {'number' if name in readings.POLLUTANTS else 'value'}"
         row[name] = None if value is None else str(value)
     return row
 
@@ -102,7 +102,7 @@ class Subscriber:
         *,
         host: str = "127.0.0.1",
         port: int = 1883,
-        rules: service.Rules = service.DEFAULT_RULES,
+        rules: detect.Rules = detect.DEFAULT_RULES,
         batch_size: int = 1000,
         batch_seconds: float = 0.25,
         client_id: str = "",
@@ -238,10 +238,10 @@ class Subscriber:
         try:
             with unit_of_work(self.factory) as session:
                 if letters:
-                    service.add_dead_letters(
+                    ingest.add_dead_letters(
                         session, pa.Table.from_pylist(letters), source=Source.MQTT
                     )
-                report = service.ingest_readings(
+                report = ingest.ingest_readings(
                     session,
                     ACTOR,
                     pa.Table.from_pylist(rows, schema=_STRING_SCHEMA),
@@ -267,7 +267,7 @@ class Subscriber:
         )
         try:
             with unit_of_work(self.factory) as session:
-                service.add_dead_letters(session, letters, source=Source.MQTT)
+                ingest.add_dead_letters(session, letters, source=Source.MQTT)
         except Exception:  # the database itself is down: the log is all that is left
             log.exception("could not keep %d dead letters", len(messages))
 
@@ -282,7 +282,7 @@ def messages_of(rows: pa.Table, prefix: str = TOPIC_PREFIX) -> list[tuple[str, b
     out = []
     for row in table.to_pylist():
         doc: dict[str, Any] = {"station": row["station_code"], "hour": row["hour"]}
-        for name in service.POLLUTANTS:
+        for name in readings.POLLUTANTS:
             doc[name] = _number(row[name])
         doc.update(
             name=row["name"],
@@ -334,7 +334,7 @@ def replay(
         for n, file in enumerate(cnemc.cnemc_files(path)):
             if n and speed > 0:
                 time.sleep(3600.0 / speed)
-            rows = service.rows_from_cnemc(cnemc.read_cnemc_csv(file))
+            rows = ingest.rows_from_cnemc(cnemc.read_cnemc_csv(file))
             if transform is not None:
                 rows = transform(rows)
             messages = messages_of(rows, prefix)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from minyun.apps.ecocloud import service
+from minyun.apps.ecocloud import geo, response, views
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import CityHour, Reading
+from minyun.core import clock
 from minyun.web.deps import CsrfDep, SessionDep
 from minyun.web.templating import CHINA_TIME, PageActorDep, render
 
@@ -18,6 +20,13 @@ router = APIRouter(include_in_schema=False)
 LEGEND = [
     {"name": lv.category, "colour": lv.colour, "low": lv.low, "high": lv.high} for lv in LEVELS
 ]
+#: Readings older than this are not called current: pages say "data as of" and that they are old.
+CURRENT = timedelta(hours=3)
+
+
+def as_of(hour: datetime | None) -> dict[str, Any]:
+    """The hour the page's data ends at, and whether it is too old to be called current."""
+    return {"hour": hour, "stale": hour is None or clock.now() - hour > CURRENT}
 
 
 def _hour_label(hour: Any) -> str:
@@ -35,27 +44,39 @@ def _series(rows: list[Reading] | list[CityHour], columns: tuple[str, ...]) -> d
 @router.get("/air")
 def public_air(request: Request, session: SessionDep) -> HTMLResponse:
     """Current AQI of every city, for everyone (no sign-in)."""
-    cities = service.public_city_aqi(session)
+    cities = views.public_city_aqi(session)
     return render(
         request,
         "eco/air.html",
         cities=cities,
-        hour=cities[0].hour if cities else None,
-        colour_of=service.colour_of,
-        legend=LEGEND,
+        as_of=as_of(cities[0].hour if cities else None),
+        colour_of=views.colour_of,
+        levels=LEVELS,
     )
 
 
 @router.get("/eco")
 def station_map(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
-    """Stations on a blank map, coloured by their AQI level, with each city's outline."""
-    stations = service.station_map(session, actor)
+    """Stations coloured by their AQI level over Fujian's city and county outlines (no tiles)."""
+    stations = views.station_map(session, actor)
+    drawn = geo.city_shapes()
     data = {
         "stations": [s.as_dict() for s in stations],
-        "outlines": service.hulls(stations),
+        "boundaries": geo.BOUNDARIES_URL if drawn else None,
+        "labels": geo.cached_label_spots(tuple((s.longitude, s.latitude) for s in stations))
+        if drawn
+        else [],
     }
     hour = next((s.hour for s in stations if s.hour is not None), None)
-    return render(request, "eco/map.html", data=data, stations=stations, hour=hour, legend=LEGEND)
+    return render(
+        request,
+        "eco/map.html",
+        data=data,
+        stations=stations,
+        as_of=as_of(hour),
+        legend=LEGEND,
+        outlines=bool(drawn),
+    )
 
 
 @router.get("/eco/cities")
@@ -63,24 +84,25 @@ def cities(
     request: Request, session: SessionDep, actor: PageActorDep, city: str | None = None
 ) -> HTMLResponse:
     """City ranking of the latest hour, and one city's hourly AQI."""
-    ranking = service.city_ranking(session, actor)
+    ranking = views.city_ranking(session, actor)
     chosen = city or (ranking[0].city if ranking else None)
-    series = service.city_series(session, actor, chosen) if chosen else []
+    series = views.city_series(session, actor, chosen) if chosen else []
     return render(
         request,
         "eco/cities.html",
         ranking=ranking,
         chosen=chosen,
         chart={"title": chosen or "", **_series(series, ("aqi", "pm2_5"))},
-        colour_of=service.colour_of,
+        colour_of=views.colour_of,
+        as_of=as_of(ranking[0].hour if ranking else None),
     )
 
 
 @router.get("/eco/stations/{code}")
 def station(request: Request, code: str, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
     """One station: its readings and AQI over time."""
-    found = service.get_station(session, actor, code)
-    readings = service.station_series(session, actor, code)
+    found = views.get_station(session, actor, code)
+    readings = views.station_series(session, actor, code)
     chart = {"title": found.name, **_series(readings, ("aqi", "pm2_5", "pm10", "no2", "o3"))}
     return render(
         request,
@@ -88,7 +110,9 @@ def station(request: Request, code: str, session: SessionDep, actor: PageActorDe
         station=found,
         readings=list(reversed(readings))[:24],
         chart=chart,
-        colour_of=service.colour_of,
+        colour_of=views.colour_of,
+        as_of=as_of(readings[-1].hour if readings else None),
+        outside=views.station_outside_city(found),
     )
 
 
@@ -98,9 +122,9 @@ def alerts(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLRe
     return render(
         request,
         "eco/alerts.html",
-        alerts=service.list_alerts(session, actor),
-        anomalies=service.anomalies(session, actor, limit=20),
-        dead_letters=service.dead_letters(session, actor, limit=20),
+        alerts=response.list_alerts(session, actor),
+        anomalies=views.anomalies(session, actor, limit=20),
+        dead_letters=views.dead_letters(session, actor, limit=20),
     )
 
 
@@ -109,14 +133,14 @@ def alert(
     request: Request, alert_id: int, session: SessionDep, actor: PageActorDep
 ) -> HTMLResponse:
     """An episode's timeline: detection, routing, consultation, level, actions, close."""
-    found = service.access_alert(session, actor, alert_id)
-    ok, why = service.readings_back_under(session, found)
+    found = response.access_alert(session, actor, alert_id)
+    ok, why = response.readings_back_under(session, found)
     return render(
         request,
         "eco/alert.html",
         alert=found,
-        levels=[(lv.value, service.RESPONSE_NAMES[lv]) for lv in service.ResponseLevel],
-        suggested=service.suggested_level(found.peak_aqi).value,
+        levels=[(lv.value, response.RESPONSE_NAMES[lv]) for lv in response.ResponseLevel],
+        suggested=response.suggested_level(found.peak_aqi).value,
         back_under=ok,
         back_under_why=why,
     )
@@ -136,7 +160,7 @@ def consult(
 ) -> Response:
     """Start the consultation; departments are codes separated by commas or spaces."""
     codes = [c for c in departments.replace("，", ",").replace(",", " ").split() if c]
-    service.start_consultation(session, actor, alert_id, departments=codes, note=note.strip())
+    response.start_consultation(session, actor, alert_id, departments=codes, note=note.strip())
     return _back(alert_id)
 
 
@@ -149,7 +173,7 @@ def level(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Choose the response level."""
-    service.set_response_level(session, actor, alert_id, level=level, note=note.strip())
+    response.set_response_level(session, actor, alert_id, level=level, note=note.strip())
     return _back(alert_id)
 
 
@@ -161,7 +185,7 @@ def action(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Record an action."""
-    service.record_action(session, actor, alert_id, note=note)
+    response.record_action(session, actor, alert_id, note=note)
     return _back(alert_id)
 
 
@@ -173,5 +197,5 @@ def close(
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Close the response (only once readings are back under the threshold)."""
-    service.close_alert(session, actor, alert_id, note=note.strip())
+    response.close_alert(session, actor, alert_id, note=note.strip())
     return _back(alert_id)

@@ -40,6 +40,9 @@ class StationNow(BaseModel):
         validation_alias="missing_pollutants",
         description="Pollutants without a value this hour: SO2, NO2, PM10, CO, O3, PM2.5.",
     )
+    outside_city: bool = Field(
+        False, description="The station's source coordinates lie outside its city's outline."
+    )
 
 
 class ReadingRead(BaseModel):
