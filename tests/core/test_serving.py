@@ -20,7 +20,7 @@ from minyun.core.audit import AuditRecord
 from minyun.core.jobs import Job
 from minyun.core.lake import Lake
 from minyun.core.serving import ServingRow, ServingState
-from minyun.query.service import RowsPage, query_rows, refresh_index, submit_refresh
+from minyun.query.service import RowsPage, query_rows, refresh_index
 from tests.factories import make_org
 from tests.query.data import ADMIN
 
@@ -113,7 +113,10 @@ def test_full_refresh_in_batches_then_nothing_to_do(session: Session, lake: Lake
     resource = register(session, code, people(range(1, 2)), ["id"])
     at_head(session, lake, resource)
 
-    assert serving.refresh(session, lake, resource, ["id"], batch_rows=1000) == 2500
+    assert (
+        serving.refresh(serving.savepoints(session), lake, resource, ["id"], batch_rows=1000)
+        == 2500
+    )
     state = session.get(ServingState, resource.id)
     assert state is not None and state.lake_version == 0 and state.rows == 2500
     rows = indexed(session, resource)
@@ -300,10 +303,17 @@ def test_only_a_fresh_index_serves_and_only_whole_key_lookups(
 
 
 def test_submit_refresh_queues_one_job_per_version(session: Session, lake: Lake) -> None:
-    job = submit_refresh(session, "sv-job", 3, lake_uri=lake.uri)
-    again = submit_refresh(session, "sv-job", 3, lake_uri=lake.uri)
+    facts = serving.Facts(41, "sv-job", 3)
+    job = serving.submit_refresh(session, facts, ["id"], lake_uri=lake.uri)
+    again = serving.submit_refresh(session, facts, ["id"], lake_uri=lake.uri)
     assert again.id == job.id and job.kind == "serving.refresh" and job.key == "serving:sv-job:3"
-    assert job.params == {"code": "sv-job", "lake_version": 3, "lake_uri": lake.uri}
+    assert job.params == {
+        "code": "sv-job",
+        "resource_id": 41,
+        "lake_version": 3,
+        "primary_key": ["id"],
+        "lake_uri": lake.uri,
+    }
     count = session.scalar(
         select(func.count()).select_from(Job).where(Job.kind == "serving.refresh")
     )

@@ -12,8 +12,7 @@ from sqlalchemy import select, update
 from minyun.core import jobs
 from minyun.core.audit import AuditRecord
 from minyun.core.platform import Platform
-from minyun.core.serving import ServingRow, ServingState
-from minyun.query.service import submit_refresh
+from minyun.core.serving import Facts, ServingRow, ServingState, submit_refresh
 from minyun.web.app import create_app
 from tests import factories
 from tests.query.data import add_resource, people
@@ -47,7 +46,7 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
             versions=[people(200)], primary_key=["id"],
         )  # fmt: skip
         resource_id = resource.id
-        job = submit_refresh(session, CODE, 0, lake_uri=platform.lake.uri)
+        job = submit_refresh(session, resource, ["id"], lake_uri=platform.lake.uri)
     done = _wait(platform, job.id)
     assert done.state == jobs.JobState.SUCCEEDED, done.error
     assert done.result == {"written": 200, "lake_version": 0, "rows": 200}
@@ -87,7 +86,9 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
             )
         assert client.get(url, params={"filter": "id = 7"}).json()["rows"][0]["name"] == "居民00007"
         with platform.factory.begin() as session:
-            again = submit_refresh(session, CODE, 1, lake_uri=platform.lake.uri)
+            again = submit_refresh(
+                session, Facts(resource_id, CODE, 1), ["id"], lake_uri=platform.lake.uri
+            )
         assert _wait(platform, again.id).state == jobs.JobState.SUCCEEDED
         with platform.factory() as session:
             state = session.get(ServingState, resource_id)
@@ -107,7 +108,7 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
 
 def test_no_refresh_job_without_the_loads_commit(platform: Platform) -> None:
     with pytest.raises(RuntimeError), platform.factory.begin() as session:
-        submit_refresh(session, "never", 0, lake_uri=platform.lake.uri)
+        submit_refresh(session, Facts(1, "never", 0), ["id"], lake_uri=platform.lake.uri)
         raise RuntimeError("the load failed after queueing")
     with platform.factory() as session:
         assert (

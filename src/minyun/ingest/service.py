@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
-from minyun.core import audit, clock, jobs, policies
+from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import DomainError, Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
@@ -39,7 +39,6 @@ from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
 from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
-from minyun.query.service import submit_refresh
 
 KIND = "ingest.load"
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
@@ -707,7 +706,7 @@ def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -
         )  # fmt: skip
         # The serving index and the quality report follow in jobs of their own, which exist
         # if and only if this version committed.
-        submit_refresh(session, load.code, lake_version, lake_uri=load.lake.uri)
+        serving.submit_refresh(session, resource, plan.schema.primary_key, lake_uri=load.lake.uri)
         submit_quality(session, load.code, load.version_id, lake_uri=load.lake.uri,
                        field_errors=state.field_errors)  # fmt: skip
 
@@ -954,7 +953,8 @@ def _adopt(
     if resource.lake_version is None or found > resource.lake_version:
         resource.lake_version = found
         resource.row_count = lake.row_count(resource.code, found)
-        submit_refresh(session, resource.code, found, lake_uri=lake.uri)
+        schema, _ = resource_schema(session, resource, version.schema_version)
+        serving.submit_refresh(session, resource, schema.primary_key, lake_uri=lake.uri)
     submit_quality(session, resource.code, version.id, lake_uri=lake.uri, field_errors=None)
     audit.record(
         session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",
