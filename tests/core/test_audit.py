@@ -44,7 +44,7 @@ def _allow_tampering(session: Session) -> None:
 
 
 def drop_sqlite_append_only(session: Session) -> None:
-    """Drop the SQLite append-only triggers (migration 0008), as an attacker with the file."""
+    """Drop the SQLite append-only triggers (migration 0009), as an attacker with the file."""
     for table in ("audit_records", "audit_checkpoints"):
         for operation in ("update", "delete"):
             session.execute(text(f"DROP TRIGGER IF EXISTS {table}_append_only_{operation}"))

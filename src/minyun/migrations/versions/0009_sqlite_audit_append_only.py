@@ -1,7 +1,7 @@
 """audit: SQLite refuses UPDATE and DELETE on the audit tables, as PostgreSQL does (0001)
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-08 10:00:00
 
 SQLite has no TRUNCATE (a `DELETE` without `WHERE` fires the trigger too). Whoever can
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
