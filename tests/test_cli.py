@@ -20,6 +20,7 @@ from minyun.core import audit
 from minyun.core.config import load_settings
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from tests.core.test_audit import drop_sqlite_append_only
 
 runner = CliRunner()
 
@@ -38,6 +39,7 @@ def test_audit_verify_reports_intact_then_the_first_tampered_record(var: Path) -
     ok = runner.invoke(app, ["audit", "verify"])
     assert ok.exit_code == 0 and "intact" in ok.output and "5 records" in ok.output
     with node.factory.begin() as s:
+        drop_sqlite_append_only(s)  # an attacker who can write the database file
         s.execute(text("UPDATE audit_records SET purpose = 'edited' WHERE seq = 3"))
     broken = runner.invoke(app, ["audit", "verify"])
     assert broken.exit_code == 1

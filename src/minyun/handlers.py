@@ -1,6 +1,6 @@
 """Import every module that registers a job handler, so any process can run any job."""
 
 import minyun.apps.ecocloud.lake
+import minyun.core.serving
 import minyun.demo.province
-import minyun.ingest.service
-import minyun.query.service  # noqa: F401
+import minyun.ingest.service  # noqa: F401

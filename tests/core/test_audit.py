@@ -35,9 +35,19 @@ def _append(session: Session, n: int, key: NodeKey | None = None) -> list[AuditR
 
 
 def _allow_tampering(session: Session) -> None:
-    # The attacker here is a database superuser who switches the append-only trigger off.
+    # The attacker here is a database superuser (or, on SQLite, whoever can write the file)
+    # who switches the append-only triggers off.
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL session_replication_role = replica"))
+    else:
+        drop_sqlite_append_only(session)
+
+
+def drop_sqlite_append_only(session: Session) -> None:
+    """Drop the SQLite append-only triggers (migration 0009), as an attacker with the file."""
+    for table in ("audit_records", "audit_checkpoints"):
+        for operation in ("update", "delete"):
+            session.execute(text(f"DROP TRIGGER IF EXISTS {table}_append_only_{operation}"))
 
 
 def test_untouched_chain_verifies(session: Session, node_key: NodeKey) -> None:
@@ -166,6 +176,23 @@ def test_a_rolled_back_transaction_signs_nothing(platform: Platform) -> None:
     with platform.factory() as s:
         assert audit.verify(s, platform.node_key).records == 0
     assert not platform.audit_heads.path.exists()
+
+
+def test_sqlite_refuses_update_and_delete(platform: Platform) -> None:
+    with platform.factory.begin() as s:
+        _append(s, 2)
+    for statement in (
+        "UPDATE audit_records SET actor = 'x'",
+        "DELETE FROM audit_records WHERE seq = 2",
+        "DELETE FROM audit_records",
+        "UPDATE audit_checkpoints SET signature = 'AAAA'",
+        "DELETE FROM audit_checkpoints",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"), platform.factory.begin() as s:
+            s.execute(text(statement))
+    with platform.factory() as s:
+        assert audit.verify(s, platform.node_key).records == 2
+        assert s.scalar(text("SELECT count(*) FROM audit_checkpoints"))
 
 
 @pytest.mark.postgres

@@ -17,6 +17,7 @@ from minyun.core import audit, context
 from minyun.core.audit import AuditRecord, Entry, Problem
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from tests.core.test_audit import drop_sqlite_append_only
 
 READER = Principal(kind="user", name="reader", roles=frozenset({"auditor"}))
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -203,6 +204,9 @@ def _attacker(node: Platform) -> Session:
         with node.factory.begin() as s:
             for table in ("audit_records", "audit_checkpoints"):
                 s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
+    else:
+        with node.factory.begin() as s:
+            drop_sqlite_append_only(s)
     return node.factory()
 
 

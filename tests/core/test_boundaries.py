@@ -86,3 +86,87 @@ def test_the_walk_sees_imports_inside_functions(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from deltalake.transaction import AddAction\n")
     assert _imports(module) == {"deltalake"}
+
+
+# --- no import cycle among the catalog, ingest and query (issue 11, item 6) ----------------
+
+LAYERED = ("minyun.catalog", "minyun.ingest", "minyun.query")
+
+
+def _minyun_imports(path: Path, module: str) -> set[str]:
+    """The minyun modules a module imports, anywhere in it (relative imports resolved)."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "minyun" or name.startswith("minyun.")}
+
+
+def _package_of(module: str, packages: tuple[str, ...]) -> str | None:
+    return next((p for p in packages if module == p or module.startswith(p + ".")), None)
+
+
+def _package_graph(packages: tuple[str, ...]) -> dict[str, set[str]]:
+    """package -> the other packages (of `packages`) any of its modules imports."""
+    graph: dict[str, set[str]] = {p: set() for p in packages}
+    for path in sorted((SRC / "minyun").rglob("*.py")):
+        module = _module(path)
+        source = _package_of(module, packages)
+        if source is None:
+            continue
+        for imported in _minyun_imports(path, module):
+            target = _package_of(imported, packages)
+            if target is not None and target != source:
+                graph[source].add(target)
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path (first node repeated at the end), or None."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        for after in sorted(graph.get(node, ())):
+            found = visit(after, [*path, node])
+            if found:
+                return found
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start, [])
+        if found:
+            return found
+    return None
+
+
+def test_catalog_ingest_and_query_import_each_other_in_no_cycle() -> None:
+    graph = _package_graph(LAYERED)
+    assert graph["minyun.ingest"] and graph["minyun.query"]  # the walk sees their imports
+    cycle = _cycle(graph)
+    assert cycle is None, (
+        f"import cycle {' -> '.join(cycle or [])}: the catalog imports neither ingest nor "
+        "query, ingest does not import query (the serving refresh is core.serving's job)"
+    )
+
+
+def test_the_cycle_check_finds_cycles_and_relative_imports(tmp_path: Path) -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    module = tmp_path / "pkg" / "m.py"
+    module.parent.mkdir()
+    module.write_text("def f():\n    from ..query import service\n")
+    assert _minyun_imports(module, "minyun.ingest.m") >= {"minyun.query.service"}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +22,7 @@ from minyun.core.audit import AuditRecord
 from minyun.core.jobs import Job
 from minyun.core.lake import Lake
 from minyun.core.serving import ServingRow, ServingState
-from minyun.query.service import RowsPage, query_rows, refresh_index, submit_refresh
+from minyun.query.service import RowsPage, query_rows, refresh_index
 from tests.factories import make_org
 from tests.query.data import ADMIN
 
@@ -113,7 +115,10 @@ def test_full_refresh_in_batches_then_nothing_to_do(session: Session, lake: Lake
     resource = register(session, code, people(range(1, 2)), ["id"])
     at_head(session, lake, resource)
 
-    assert serving.refresh(session, lake, resource, ["id"], batch_rows=1000) == 2500
+    assert (
+        serving.refresh(serving.savepoints(session), lake, resource, ["id"], batch_rows=1000)
+        == 2500
+    )
     state = session.get(ServingState, resource.id)
     assert state is not None and state.lake_version == 0 and state.rows == 2500
     rows = indexed(session, resource)
@@ -300,11 +305,90 @@ def test_only_a_fresh_index_serves_and_only_whole_key_lookups(
 
 
 def test_submit_refresh_queues_one_job_per_version(session: Session, lake: Lake) -> None:
-    job = submit_refresh(session, "sv-job", 3, lake_uri=lake.uri)
-    again = submit_refresh(session, "sv-job", 3, lake_uri=lake.uri)
+    facts = serving.Facts(41, "sv-job", 3)
+    job = serving.submit_refresh(session, facts, ["id"], lake_uri=lake.uri)
+    again = serving.submit_refresh(session, facts, ["id"], lake_uri=lake.uri)
     assert again.id == job.id and job.kind == "serving.refresh" and job.key == "serving:sv-job:3"
-    assert job.params == {"code": "sv-job", "lake_version": 3, "lake_uri": lake.uri}
+    assert job.params == {
+        "code": "sv-job",
+        "resource_id": 41,
+        "lake_version": 3,
+        "primary_key": ["id"],
+        "lake_uri": lake.uri,
+    }
     count = session.scalar(
         select(func.count()).select_from(Job).where(Job.kind == "serving.refresh")
     )
     assert count == 1
+
+
+def test_a_build_taken_over_by_a_newer_refresh_stops_and_an_older_one_does_nothing(
+    session: Session, lake: Lake
+) -> None:
+    code = "sv-race"
+    uri = lake.table_uri(code)
+    write_deltalake(uri, people(range(1, 2501)), configuration=CDF)  # v0
+    write_deltalake(uri, people(range(2501, 2601)), mode="append", configuration=CDF)  # v1
+    resource = register(session, code, people(range(1, 2)), ["id"])
+    at_head(session, lake, resource)
+    savepoints = serving.savepoints(session)
+    opened = 0
+    seen_building: list[tuple[int | None, str | None]] = []
+
+    @contextlib.contextmanager
+    def interleaved() -> Iterator[Session]:
+        # The v0 refresh's third transaction: first a whole refresh of v1 runs.
+        nonlocal opened
+        opened += 1
+        if opened == 3:
+            state = session.get(ServingState, resource.id)
+            assert state is not None
+            seen_building.append((state.lake_version, state.building))
+            assert serving.refresh(savepoints, lake, resource, ["id"], batch_rows=1000) == 2600
+        with savepoints() as inner:
+            yield inner
+
+    old = serving.Facts(resource.id, code, 0)
+    assert serving.refresh(interleaved, lake, old, ["id"], batch_rows=1000) == 0  # taken over
+    assert seen_building and seen_building[0][0] is None and seen_building[0][1]  # not serving
+    state = session.get(ServingState, resource.id)
+    assert state is not None and (state.lake_version, state.rows, state.building) == (1, 2600, None)
+    assert indexed(session, resource) == lake_rows(lake, code)
+
+    # The v0 job running late leaves the index at v1.
+    assert serving.refresh(savepoints, lake, old, ["id"], batch_rows=1000) == 0
+    assert session.get(ServingState, resource.id) is not None and state.lake_version == 1
+
+    # A key that can no longer be used: the rows go, a few per transaction.
+    assert serving.refresh(savepoints, lake, resource, ["gone"], batch_rows=1000) == 2600
+    assert session.get(ServingState, resource.id) is None and not indexed(session, resource)
+
+
+def test_a_build_interrupted_half_way_is_rebuilt_and_never_serves(
+    session: Session, lake: Lake
+) -> None:
+    code = "sv-crash"
+    write_deltalake(lake.table_uri(code), people(range(1, 2501)), configuration=CDF)
+    resource = register(session, code, people(range(1, 2)), ["id"])
+    at_head(session, lake, resource)
+    savepoints = serving.savepoints(session)
+    opened = 0
+
+    @contextlib.contextmanager
+    def dies() -> Iterator[Session]:
+        nonlocal opened
+        opened += 1
+        if opened == 4:
+            raise RuntimeError("the runner died")
+        with savepoints() as inner:
+            yield inner
+
+    with pytest.raises(RuntimeError):
+        serving.refresh(dies, lake, resource, ["id"], batch_rows=1000)
+    state = session.get(ServingState, resource.id)
+    assert state is not None and state.lake_version is None and state.building is not None
+    assert 0 < len(indexed(session, resource)) < 2500
+    assert query_rows(session, lake, ADMIN, code, filter="id = 2400").table.num_rows == 1  # lake
+    # The job runs again: a whole rebuild.
+    assert refresh_index(session, lake, code) == 2500
+    assert indexed(session, resource) == lake_rows(lake, code)

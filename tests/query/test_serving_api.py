@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -12,8 +13,7 @@ from sqlalchemy import select, update
 from minyun.core import jobs
 from minyun.core.audit import AuditRecord
 from minyun.core.platform import Platform
-from minyun.core.serving import ServingRow, ServingState
-from minyun.query.service import submit_refresh
+from minyun.core.serving import Facts, ServingRow, ServingState, submit_refresh
 from minyun.web.app import create_app
 from tests import factories
 from tests.query.data import add_resource, people
@@ -22,8 +22,8 @@ from tests.query.test_query_api import signed_in
 CODE = "ppl-served"
 
 
-def _wait(platform: Platform, job_id: str) -> jobs.Job:
-    deadline = time.monotonic() + 30
+def _wait(platform: Platform, job_id: str, *, limit: float = 120) -> jobs.Job:
+    deadline = time.monotonic() + limit
     while True:
         with platform.factory() as session:
             job = jobs.get_job(session, job_id)
@@ -47,7 +47,7 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
             versions=[people(200)], primary_key=["id"],
         )  # fmt: skip
         resource_id = resource.id
-        job = submit_refresh(session, CODE, 0, lake_uri=platform.lake.uri)
+        job = submit_refresh(session, resource, ["id"], lake_uri=platform.lake.uri)
     done = _wait(platform, job.id)
     assert done.state == jobs.JobState.SUCCEEDED, done.error
     assert done.result == {"written": 200, "lake_version": 0, "rows": 200}
@@ -87,7 +87,9 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
             )
         assert client.get(url, params={"filter": "id = 7"}).json()["rows"][0]["name"] == "居民00007"
         with platform.factory.begin() as session:
-            again = submit_refresh(session, CODE, 1, lake_uri=platform.lake.uri)
+            again = submit_refresh(
+                session, Facts(resource_id, CODE, 1), ["id"], lake_uri=platform.lake.uri
+            )
         assert _wait(platform, again.id).state == jobs.JobState.SUCCEEDED
         with platform.factory() as session:
             state = session.get(ServingState, resource_id)
@@ -107,9 +109,78 @@ def test_lookup_is_served_from_the_index_with_the_lake_reads_bytes(
 
 def test_no_refresh_job_without_the_loads_commit(platform: Platform) -> None:
     with pytest.raises(RuntimeError), platform.factory.begin() as session:
-        submit_refresh(session, "never", 0, lake_uri=platform.lake.uri)
+        submit_refresh(session, Facts(1, "never", 0), ["id"], lake_uri=platform.lake.uri)
         raise RuntimeError("the load failed after queueing")
     with platform.factory() as session:
         assert (
             session.scalars(select(jobs.Job).where(jobs.Job.kind == "serving.refresh")).all() == []
         )
+
+
+def test_requests_are_answered_while_a_large_index_is_built(
+    app: FastAPI, platform: Platform
+) -> None:
+    """The refresh of a few hundred thousand rows on SQLite holds the write lock only for
+    one batch at a time: every request made meanwhile (each writes its audit record) is
+    answered, and the index serves nothing for the resource until it is whole."""
+    from sqlalchemy import event
+
+    rows = 300_000
+    with platform.factory.begin() as session:
+        org = factories.make_org(session)
+        big = add_resource(
+            session, platform.lake, provider_id=org.id, code="ppl-big",
+            versions=[people(rows)], primary_key=["id"],
+        )  # fmt: skip
+        add_resource(
+            session, platform.lake, provider_id=org.id, code=CODE,
+            versions=[people(20)], primary_key=["id"],
+        )  # fmt: skip
+        big_id = big.id
+
+    # Requests give up after 5 s of waiting for the lock (the node's own limit is 30 s): a
+    # refresh holding it for the whole build fails them.
+    @event.listens_for(platform.engine, "connect")
+    def shorter_wait(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=5000")  # type: ignore[attr-defined]
+
+    platform.engine.dispose()
+    done_refreshing = threading.Event()
+    polls: list[tuple[int, bool, bool]] = []  # (status, during the build, half-built serving?)
+    answers: list[int] = []
+
+    def poll() -> None:
+        with signed_in(app, platform, ["steward"], org.id) as client:
+            url = f"/api/v1/resources/{CODE}/rows"
+            big_url = "/api/v1/resources/ppl-big/rows"
+            while not done_refreshing.is_set():
+                with platform.factory() as session:
+                    state = session.get(ServingState, big_id)
+                    building = state is not None and state.building is not None
+                    partial = building and state is not None and state.lake_version is not None
+                answer = client.get(url, params={"filter": "id = 7"})
+                looked = client.get(big_url, params={"filter": f"id = {rows}"})
+                polls.append((answer.status_code, building, partial))
+                polls.append((looked.status_code, building, partial))
+                if looked.status_code == 200:
+                    answers.append(looked.json()["rows"][0]["id"])
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        while not polls:  # the poller is signed in and answered
+            time.sleep(0.05)
+        with platform.factory.begin() as session:  # this node runs the job in a thread
+            job = submit_refresh(
+                session, Facts(big_id, "ppl-big", 0), ["id"], lake_uri=platform.lake.uri
+            )
+        refreshed = _wait(platform, job.id)
+    finally:
+        done_refreshing.set()
+        poller.join()
+    assert refreshed.state == jobs.JobState.SUCCEEDED, refreshed.error
+    assert refreshed.result == {"written": rows, "lake_version": 0, "rows": rows}
+    assert polls and all(status == 200 for status, _, _ in polls), polls
+    assert sum(1 for _, building, _ in polls if building) >= 4  # polls during the build
+    assert not any(partial for _, _, partial in polls)  # a half-built index never serves
+    assert answers and set(answers) == {rows}  # the lake answered meanwhile, then the index

@@ -29,6 +29,7 @@ from minyun.catalog.models import (
     ResourceStatus,
     SharingType,
     UpdateCycle,
+    Version,
 )
 from minyun.catalog.tableschema import TableSchema, compatibility, parse_schema
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
@@ -43,7 +44,6 @@ from minyun.core.errors import (
 )
 from minyun.core.policies import AccessPlan, DataResource, FieldFacts
 from minyun.core.security import Principal, authorize, decide
-from minyun.ingest.models import Version
 from minyun.orgs import service as orgs
 from minyun.orgs.models import Organization
 

@@ -158,15 +158,34 @@ class JobContext:
     _stop: JobStopped | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def progress(self, done: int, total: int | None = None, message: str | None = None) -> None:
-        """Record progress (its own small transaction, so the page sees it at once)."""
-        self.check()
+    def progress(
+        self,
+        done: int,
+        total: int | None = None,
+        message: str | None = None,
+        *,
+        stop: bool = True,
+    ) -> None:
+        """Record progress (its own small transaction, so the page sees it at once).
+
+        `stop=False` past a point of no return (a load whose version is committed): neither
+        a cancellation, a lost lease nor a busy database stops the job there; the progress
+        is recorded if it can be.
+        """
+        if stop:
+            self.check()
         values: dict[str, Any] = {"done": done, "heartbeat_at": clock.now()}
         if total is not None:
             values["total"] = total
         if message is not None:
             values["message"] = message
-        self._write(values)
+        if stop:
+            self._write(values)
+        else:
+            try:
+                self._write(values, stop=False)
+            except Exception:
+                log.warning("job %s: progress not recorded", self.job_id, exc_info=True)
         if self.on_progress is not None:
             self.on_progress(done, total, message)
 

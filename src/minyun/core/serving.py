@@ -29,37 +29,44 @@ import asyncio
 import base64
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 from sqlalchemy import (
     JSON,
     BigInteger,
     Integer,
-    Table,
+    String,
     Text,
     and_,
     delete,
     func,
-    insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from minyun.core import clock
+from minyun.core import clock, jobs
 from minyun.core.db import Base, UTCDateTime
 from minyun.core.lake import Lake
 from minyun.core.masks import parse_mask, pseudonym_key
 from minyun.core.policies import AccessPlan
+from minyun.core.security import Principal
+
+log = logging.getLogger(__name__)
 
 BATCH_ROWS = 10_000
 DELETE_CHUNK = 500
@@ -79,9 +86,6 @@ class ServingRow(Base):
     row: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-_ROWS: Table = ServingRow.__table__  # type: ignore[assignment]  # Core insert: no ORM bookkeeping
-
-
 class ServingState(Base):
     """Which lake version the index of a resource reflects, and how many rows it holds."""
 
@@ -91,6 +95,10 @@ class ServingState(Base):
     lake_version: Mapped[int | None] = mapped_column(Integer, default=None)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    # The refresh building the index now (its token) and the version it builds; while one
+    # builds, `lake_version` is NULL and the index serves nothing for the resource.
+    building: Mapped[str | None] = mapped_column(String(32), default=None)
+    building_version: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class Indexed(Protocol):
@@ -411,8 +419,51 @@ def state(session: Session, resource_id: int) -> ServingState | None:
 # --- refresh -----------------------------------------------------------------------------
 
 
+class Superseded(Exception):
+    """Another refresh of the same resource took the build over; this one stops."""
+
+
+Transactions = Callable[[], AbstractContextManager[Session]]
+
+
+def savepoints(session: Session) -> Transactions:
+    """Short transactions as savepoints of one session (tests and tools that hold one)."""
+
+    @contextlib.contextmanager
+    def begin() -> Iterator[Session]:
+        with session.begin_nested():
+            yield session
+
+    return begin
+
+
+@dataclass
+class _Build:
+    """One refresh under way: its claim on the state row and where the index stood."""
+
+    resource_id: int
+    token: str
+    since: int | None  # the version the index was whole at when claimed (None: rebuild)
+    begin: Transactions
+
+    def step(self, work: Callable[[Session], int]) -> int:
+        """`work` in one short transaction, if this build still holds the resource."""
+        with self.begin() as session:
+            held = session.execute(
+                update(ServingState)
+                .where(
+                    ServingState.resource_id == self.resource_id,
+                    ServingState.building == self.token,
+                )
+                .values(refreshed_at=clock.now())
+            )
+            if not _rowcount(held):
+                raise Superseded(f"the index of resource {self.resource_id} is built by another")
+            return work(session)
+
+
 def refresh(
-    session: Session,
+    begin: Transactions,
     lake: Lake,
     resource: Indexed,
     primary_key: Sequence[str],
@@ -421,110 +472,316 @@ def refresh(
 ) -> int:
     """Bring the index of `resource` to its `lake_version`; the rows written or deleted.
 
-    Runs in the caller's transaction and holds the resource's state row locked (PostgreSQL;
-    SQLite transactions are serialised anyway), so two refreshes never interleave. Readers
-    keep the index as it was until the transaction commits, and it does not serve them
-    meanwhile because its version is behind the resource's.
+    Runs in short transactions opened by `begin` (a sessionmaker's `begin`, or
+    `savepoints(session)`), each writing at most `batch_rows` rows, so no lock is held for
+    long and requests keep being answered during a large refresh. The first transaction
+    claims the build (the state row names this build and no version: the index serves
+    nothing for the resource until the last one switches it to `lake_version`, so a
+    half-built index never serves). A refresh started later for the same or a newer version
+    takes the build over and this one stops (returning 0); one for an older version than
+    the index holds or builds is skipped. The rows are made into JSON in DuckDB before each
+    transaction opens; PostgreSQL receives them by COPY.
     """
     target = resource.lake_version
-    current = _lock_state(session, resource.id)
-    if target is None or not primary_key or not lake.exists(resource.code):
-        return _drop(session, resource.id, current)
-    dataset = lake.dataset(resource.code, version=target)
-    schema = dataset.schema
-    if any(c not in schema.names or key_kind(schema.field(c).type) is None for c in primary_key):
-        return _drop(session, resource.id, current)
-    if current.lake_version == target:
-        return 0
-    written: int | None = None
-    if current.lake_version is not None and current.lake_version < target:
-        written = _apply_changes(
-            session, lake, resource, primary_key, current.lake_version, target, schema, batch_rows
+    usable = target is not None and bool(primary_key) and lake.exists(resource.code)
+    schema: pa.Schema | None = None
+    if usable:
+        schema = lake.dataset(resource.code, version=target).schema
+        usable = all(
+            c in schema.names and key_kind(schema.field(c).type) is not None for c in primary_key
         )
-    if written is None:
-        written = _rebuild(session, resource.id, dataset, primary_key, batch_rows)
-        current.rows = written
-    else:
-        current.rows = (
-            session.scalar(
-                select(func.count())
-                .select_from(ServingRow)
-                .where(ServingRow.resource_id == resource.id)
+    try:
+        if not usable or target is None or schema is None:
+            return _drop(begin, resource.id, target, batch_rows)
+        build = _claim(begin, resource.id, target)
+        if build is None:
+            return 0
+        written: int | None = None
+        if build.since is not None and build.since < target:
+            written = _apply_changes(
+                build, lake, resource, primary_key, build.since, target, schema, batch_rows
             )
-            or 0
-        )
-    current.lake_version = target
-    current.refreshed_at = clock.now()
-    session.flush()
-    return written
+        full = written is None
+        if written is None:
+            written = _rebuild(build, lake, resource, primary_key, batch_rows)
+        build.step(lambda session: _switch(session, build, target, written if full else None))
+        return written
+    except Superseded:
+        log.info("serving index of %s: a newer refresh took over", resource.code)
+        return 0
 
 
-def _lock_state(session: Session, resource_id: int) -> ServingState:
+# --- the refresh job ----------------------------------------------------------------------
+
+REFRESH_KIND = "serving.refresh"
+
+
+def submit_refresh(
+    session: Session, resource: Indexed, primary_key: Sequence[str], *, lake_uri: str
+) -> jobs.Job:
+    """Queue the index refresh of a committed version, inside that version's transaction.
+
+    The job exists if and only if the transaction commits; one job per version. The caller
+    (the load) gives the facts the refresh needs, so the index knows nothing of the catalog.
+    """
+    if resource.lake_version is None:
+        raise ValueError("only a committed version is indexed")
+    return jobs.submit(
+        session,
+        Principal.system(),
+        REFRESH_KIND,
+        {
+            "code": resource.code,
+            "resource_id": resource.id,
+            "lake_version": resource.lake_version,
+            "primary_key": list(primary_key),
+            "lake_uri": lake_uri,
+        },
+        key=f"serving:{resource.code}:{resource.lake_version}",
+    )
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A resource as the index sees it (for callers that do not hold the catalog's row)."""
+
+    id: int
+    code: str
+    lake_version: int | None
+
+
+@jobs.handler(REFRESH_KIND)
+def run_refresh(ctx: jobs.JobContext) -> dict[str, Any]:
+    """The `serving.refresh` job: safe to run again (an index already there is left alone;
+    one for an older version than the index holds or builds does nothing)."""
+    p = ctx.params
+    resource = Facts(int(p["resource_id"]), str(p["code"]), int(p["lake_version"]))
+    lake = Lake(p["lake_uri"])
+    written = refresh(ctx.factory.begin, lake, resource, [str(c) for c in p["primary_key"]])
+    with ctx.factory() as session:
+        found = state(session, resource.id)
+        return {
+            "written": written,
+            "lake_version": found.lake_version if found is not None else None,
+            "rows": found.rows if found is not None else 0,
+        }
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _ensure_state(session: Session, resource_id: int) -> None:
+    values = {"resource_id": resource_id, "lake_version": None, "rows": 0}
     dialect = session.get_bind().dialect.name
-    values = {
-        "resource_id": resource_id,
-        "lake_version": None,
-        "rows": 0,
-        "refreshed_at": clock.now(),
-    }
     if dialect == "postgresql":
-        session.execute(postgresql.insert(ServingState).values(**values).on_conflict_do_nothing())
+        session.execute(
+            postgresql.insert(ServingState)
+            .values(**values, refreshed_at=clock.now())
+            .on_conflict_do_nothing()
+        )
     elif dialect == "sqlite":
-        session.execute(sqlite.insert(ServingState).values(**values).on_conflict_do_nothing())
+        session.execute(
+            sqlite.insert(ServingState)
+            .values(**values, refreshed_at=clock.now())
+            .on_conflict_do_nothing()
+        )
     elif session.get(ServingState, resource_id) is None:
         session.add(ServingState(**values))
         session.flush()
-    found = session.scalars(
+
+
+def _locked_state(session: Session, resource_id: int) -> ServingState | None:
+    return session.scalars(
         select(ServingState)
         .where(ServingState.resource_id == resource_id)
         .with_for_update()
         .execution_options(populate_existing=True)
-    ).one()
-    return found
+    ).first()
 
 
-def _drop(session: Session, resource_id: int, current: ServingState) -> int:
+def _claim(
+    begin: Transactions, resource_id: int, target: int | None, *, drop: bool = False
+) -> _Build | None:
+    """Take the build of the index at `target` (None: nothing to do, or a newer one runs).
+
+    A drop (`drop`) takes it to remove the resource's rows, even at the same version.
+    """
+    with begin() as session:
+        _ensure_state(session, resource_id)
+        current = _locked_state(session, resource_id)
+        if current is None:  # pragma: no cover - the row was just made
+            raise RuntimeError(f"no serving state for resource {resource_id}")
+        building = current.building is not None
+        if not drop and not building and current.lake_version == target:
+            return None
+        if target is not None:
+            indexed, built = current.lake_version, current.building_version
+            if not building and indexed is not None and indexed > target:
+                return None  # a job for an older version that ran late
+            if building and built is not None and built > target:
+                return None  # a newer version is being built (or its job will run again)
+        since = None if building else current.lake_version
+        token = uuid.uuid4().hex
+        current.building = token
+        current.building_version = target
+        current.lake_version = None  # serves nothing until the build is whole
+        current.refreshed_at = clock.now()
+        session.flush()
+        return _Build(resource_id, token, since, begin)
+
+
+def _switch(session: Session, build: _Build, target: int, rows: int | None) -> int:
+    """The build is whole: the index serves `target` from now on."""
+    if rows is None:
+        rows = (
+            session.scalar(
+                select(func.count())
+                .select_from(ServingRow)
+                .where(ServingRow.resource_id == build.resource_id)
+            )
+            or 0
+        )
+    session.execute(
+        update(ServingState)
+        .where(ServingState.resource_id == build.resource_id)
+        .values(
+            lake_version=target,
+            rows=rows,
+            building=None,
+            building_version=None,
+            refreshed_at=clock.now(),
+        )
+    )
+    return rows
+
+
+def _drop(begin: Transactions, resource_id: int, target: int | None, batch_rows: int) -> int:
     """The resource is not indexed (no data, no primary key, or one we cannot key by)."""
-    removed = _delete_all(session, resource_id)
-    session.delete(current)
-    session.flush()
+    with begin() as session:
+        if session.get(ServingState, resource_id) is None:
+            return 0
+    build = _claim(begin, resource_id, target, drop=True)
+    if build is None:  # a newer version is indexed or being indexed: it decides
+        return 0
+    removed = _delete_all(build, batch_rows)
+    build.step(
+        lambda session: _rowcount(
+            session.execute(delete(ServingState).where(ServingState.resource_id == resource_id))
+        )
+    )
     return removed
 
 
-def _delete_all(session: Session, resource_id: int) -> int:
-    result = session.execute(delete(ServingRow).where(ServingRow.resource_id == resource_id))
-    return int(getattr(result, "rowcount", 0) or 0)
+def _delete_all(build: _Build, batch_rows: int) -> int:
+    """Every row of the resource, `batch_rows` per transaction."""
+    removed = 0
+    while True:
+        chosen = (
+            select(ServingRow.key)
+            .where(ServingRow.resource_id == build.resource_id)
+            .limit(batch_rows)
+            .scalar_subquery()
+        )
+        gone = build.step(partial(_delete_some, resource_id=build.resource_id, chosen=chosen))
+        removed += gone
+        if gone < batch_rows:
+            return removed
+
+
+def _delete_some(session: Session, *, resource_id: int, chosen: Any) -> int:
+    statement = delete(ServingRow).where(
+        ServingRow.resource_id == resource_id, ServingRow.key.in_(chosen)
+    )
+    return _rowcount(session.execute(statement))
 
 
 def _rebuild(
-    session: Session,
-    resource_id: int,
-    dataset: ds.Dataset,
+    build: _Build,
+    lake: Lake,
+    resource: Indexed,
     primary_key: Sequence[str],
     batch_rows: int,
 ) -> int:
-    _delete_all(session, resource_id)
+    _delete_all(build, batch_rows)
+    dataset = lake.dataset(resource.code, version=resource.lake_version)
     written = 0
-    for batch in dataset.to_batches(batch_size=batch_rows):
-        written += _insert(session, resource_id, pa.Table.from_batches([batch]), primary_key)
+    con = duckdb.connect(":memory:")
+    try:
+        for batch in dataset.to_batches(batch_size=batch_rows):
+            rows = _payload(con, pa.Table.from_batches([batch]), primary_key)
+            written += build.step(partial(_write, build=build, rows=rows))
+    finally:
+        con.close()
     return written
 
 
-def _records(table: pa.Table, primary_key: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(key, JSON-safe row) of every row, converted a column at a time."""
-    names = table.column_names
-    columns: list[list[Any]] = []
-    for name in names:
+def _payload(
+    con: duckdb.DuckDBPyConnection, table: pa.Table, primary_key: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(key, JSON text) of every row: the JSON made by DuckDB a column at a time.
+
+    Columns JSON holds as they are go in as they are; dates as their ISO text (Arrow's cast
+    is `date.isoformat`); anything else (timestamps, decimals, binary, nested values) as the
+    JSON `json_value` writes, made per value in Python and embedded as JSON.
+    """
+    if table.num_rows == 0:
+        return []
+    columns: list[pa.Array | pa.ChunkedArray] = []
+    parts: list[str] = []
+    for i, name in enumerate(table.column_names):
         column = table.column(name)
-        values = column.to_pylist()
-        if not _plain(column.type):
-            values = [_encode(v) for v in values]
-        columns.append(values)
-    yield from zip(
-        _keys(table, primary_key),
-        (dict(zip(names, v, strict=True)) for v in zip(*columns, strict=True)),
-        strict=True,
+        alias = f"c{i}"
+        if _plain(column.type):
+            columns.append(column)
+            parts.append(f"{_quote(name)} := {alias}")
+        elif pa.types.is_date32(column.type):
+            columns.append(column.cast(pa.string()))
+            parts.append(f"{_quote(name)} := {alias}")
+        else:
+            texts = [
+                None if v is None else json.dumps(_encode(v), ensure_ascii=False)
+                for v in column.to_pylist()
+            ]
+            columns.append(pa.array(texts, pa.string()))
+            parts.append(f"{_quote(name)} := {alias}::JSON")
+    source = pa.table(columns, names=[f"c{i}" for i in range(len(columns))])
+    con.register("__rows", source)
+    try:
+        texts = (
+            con.sql(f"SELECT to_json(struct_pack({', '.join(parts)}))::VARCHAR AS j FROM __rows")
+            .to_arrow_table()
+            .column("j")
+            .to_pylist()
+        )
+    finally:
+        con.unregister("__rows")
+    return list(zip(_keys(table, primary_key), texts, strict=True))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _write(session: Session, *, build: _Build, rows: Sequence[tuple[str, str]]) -> int:
+    """Insert stored rows (key, JSON text): COPY on PostgreSQL, one executemany elsewhere."""
+    if not rows:
+        return 0
+    connection = session.connection()
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        raw: Any = connection.connection.dbapi_connection
+        with (
+            raw.cursor() as cursor,
+            cursor.copy("COPY serving_rows (resource_id, key, row) FROM STDIN") as copy,
+        ):
+            for key, row in rows:
+                copy.write_row((build.resource_id, key, row))
+        return len(rows)
+    connection.execute(
+        text("INSERT INTO serving_rows (resource_id, key, row) VALUES (:r, :k, :j)"),
+        [{"r": build.resource_id, "k": key, "j": row} for key, row in rows],
     )
+    return len(rows)
 
 
 def _keys(table: pa.Table, primary_key: Sequence[str]) -> list[str]:
@@ -536,18 +793,8 @@ def _keys(table: pa.Table, primary_key: Sequence[str]) -> list[str]:
     return [encode_key(values) for values in zip(*pk_columns, strict=True)]
 
 
-def _insert(session: Session, resource_id: int, table: pa.Table, primary_key: Sequence[str]) -> int:
-    if table.num_rows == 0:
-        return 0
-    rows = [
-        {"resource_id": resource_id, "key": k, "row": r} for k, r in _records(table, primary_key)
-    ]
-    session.execute(insert(_ROWS), rows)
-    return len(rows)
-
-
 def _apply_changes(
-    session: Session,
+    build: _Build,
     lake: Lake,
     resource: Indexed,
     primary_key: Sequence[str],
@@ -569,7 +816,7 @@ def _apply_changes(
                 "__i", pa.array(range(changes.num_rows), pa.int64())
             ),
         )
-        keys = ", ".join('"' + c.replace('"', '""') + '"' for c in primary_key)
+        keys = ", ".join(_quote(c) for c in primary_key)
         picked = con.sql(
             f"""SELECT __i, _change_type = 'delete' AS gone FROM c
                 WHERE _change_type <> 'update_preimage'
@@ -578,27 +825,33 @@ def _apply_changes(
                     ORDER BY _commit_version DESC, (_change_type = 'delete') ASC
                 ) = 1"""
         ).to_arrow_table()
+        latest = changes.select(schema.names).take(picked.column("__i"))
+        gone = picked.column("gone")
+        # Every changed key goes; the rows that live on come back.
+        keys_changed = _keys(latest, primary_key)
+        step = max(DELETE_CHUNK, batch_rows - batch_rows % DELETE_CHUNK)
+        for start in range(0, len(keys_changed), step):
+            chunk = keys_changed[start : start + step]
+            build.step(partial(_delete_keys, resource_id=resource.id, keys=chunk))
+        kept = latest.filter(pc.invert(gone))
+        written = 0
+        for batch in kept.to_batches(max_chunksize=batch_rows):
+            rows = _payload(con, pa.Table.from_batches([batch], kept.schema), primary_key)
+            written += build.step(partial(_write, build=build, rows=rows))
     finally:
         con.close()
-    latest = changes.select(schema.names).take(picked.column("__i"))
-    gone = picked.column("gone").to_pylist()
-    # Every changed key goes; the rows that live on come back.
-    pk_columns = [latest.column(c).to_pylist() for c in primary_key]
-    keys_changed = [encode_key(v) for v in zip(*pk_columns, strict=True)]
-    for start in range(0, len(keys_changed), DELETE_CHUNK):
-        chunk = keys_changed[start : start + DELETE_CHUNK]
+    return written + int(pc.sum(gone.cast(pa.int64())).as_py() or 0)
+
+
+def _delete_keys(session: Session, *, resource_id: int, keys: Sequence[str]) -> int:
+    for start in range(0, len(keys), DELETE_CHUNK):
         session.execute(
             delete(ServingRow).where(
-                ServingRow.resource_id == resource.id, ServingRow.key.in_(chunk)
+                ServingRow.resource_id == resource_id,
+                ServingRow.key.in_(keys[start : start + DELETE_CHUNK]),
             )
         )
-    kept = latest.filter(pa.array([not g for g in gone], pa.bool_()))
-    written = 0
-    for batch in kept.to_batches(max_chunksize=batch_rows):
-        written += _insert(
-            session, resource.id, pa.Table.from_batches([batch], kept.schema), primary_key
-        )
-    return written + int(sum(bool(g) for g in gone))
+    return len(keys)
 
 
 def _changes(lake: Lake, code: str, since: int, target: int, schema: pa.Schema) -> pa.Table | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import time
 import uuid
@@ -30,16 +31,17 @@ from sqlalchemy.orm import Session
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
-from minyun.core import audit, clock, jobs, policies
+from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import DomainError, Forbidden, Invalid, NotFound
+from minyun.core.errors import Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
 from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
 from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
-from minyun.query.service import submit_refresh
+
+log = logging.getLogger(__name__)
 
 KIND = "ingest.load"
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
@@ -293,11 +295,11 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         return _run(load, started)
-    except DomainError as exc:
-        _fail(ctx, version_id, exc, started)
-        raise
     except Exception as exc:
-        _fail(ctx, version_id, exc, started)
+        committed = _fail(ctx, lake, version_id, exc, started)
+        if committed is not None:  # a committed load succeeded, whatever failed after it
+            log.warning("load %s committed; then: %s", version_id, jobs.describe_error(exc))
+            return committed
         raise
     finally:
         sources.cleanup(work)
@@ -319,14 +321,29 @@ def _label(source: str) -> str:
     return sources._safe_url(source) if kind != "file" else Path(source).name
 
 
-def _fail(ctx: jobs.JobContext, version_id: int, exc: Exception, started: float) -> None:
+def _fail(
+    ctx: jobs.JobContext, lake: Lake, version_id: int, exc: Exception, started: float
+) -> dict[str, Any] | None:
+    """Record why the load failed, unless its version committed: then its result.
+
+    A version whose Delta commit exists but whose control-plane record did not commit (the
+    database was busy, the run stopped in between) is recorded now.
+    """
     with ctx.factory.begin() as session:
         version = session.get(Version, version_id)
-        if version is None or version.state == LoadState.COMMITTED:
-            return
+        if version is None:
+            return None
+        if version.state == LoadState.COMMITTED:
+            return _result(version)
+        resource = get_resource(session, ctx.params["code"])
+        found = lake.find_commits(resource.code, [version_id]).get(version_id)
+        if found is not None:
+            _adopt(session, lake, resource, version, found)
+            return _result(version)
         version.state = LoadState.REJECTED if isinstance(exc, LoadRefused) else LoadState.FAILED
         version.error = str(exc)[:4000]
         version.duration_s = round(time.perf_counter() - started, 3)
+    return None
 
 
 @dataclass
@@ -409,9 +426,11 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         _discard(load, scan, state)
         raise
     scan.con.close()
-    ctx.progress(4, 5, "recording")
+    # Committed in the lake: from here on neither a cancellation nor a busy database fails
+    # the load (if recording fails, `_fail` records the version from its Delta commit).
+    ctx.progress(4, 5, "recording", stop=False)
     _record_committed(load, plan, state, started)
-    ctx.progress(5, 5, f"version {state.lake_version}")
+    ctx.progress(5, 5, f"version {state.lake_version}", stop=False)
     return {
         "version_id": load.version_id,
         "state": str(LoadState.COMMITTED),
@@ -707,7 +726,7 @@ def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -
         )  # fmt: skip
         # The serving index and the quality report follow in jobs of their own, which exist
         # if and only if this version committed.
-        submit_refresh(session, load.code, lake_version, lake_uri=load.lake.uri)
+        serving.submit_refresh(session, resource, plan.schema.primary_key, lake_uri=load.lake.uri)
         submit_quality(session, load.code, load.version_id, lake_uri=load.lake.uri,
                        field_errors=state.field_errors)  # fmt: skip
 
@@ -954,7 +973,8 @@ def _adopt(
     if resource.lake_version is None or found > resource.lake_version:
         resource.lake_version = found
         resource.row_count = lake.row_count(resource.code, found)
-        submit_refresh(session, resource.code, found, lake_uri=lake.uri)
+        schema, _ = resource_schema(session, resource, version.schema_version)
+        serving.submit_refresh(session, resource, schema.primary_key, lake_uri=lake.uri)
     submit_quality(session, resource.code, version.id, lake_uri=lake.uri, field_errors=None)
     audit.record(
         session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",

@@ -9,7 +9,7 @@ it returned; the record is durable before the rows leave (`audit.record_read`).
 A lookup by the whole primary key (`pk = v [and pk2 = w]`, no version, no cursor) is
 answered from the serving index when it is at the resource's current version, with the same
 checks, audit record and response; otherwise from the lake. Every committed load queues
-`serving.refresh` (`submit_refresh`) to bring the index up to date.
+the `serving.refresh` job (`core.serving.submit_refresh`) to bring the index up to date.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
-from minyun.core import audit, jobs, policies, serving
+from minyun.core import audit, policies, serving
 from minyun.core.errors import Invalid
 from minyun.core.filters import BoolOp, Node, Test, kind_of, parse_filter, parse_sort
 from minyun.core.lake import Lake
@@ -30,14 +30,12 @@ from minyun.core.reading import MAX_LIMIT, RowsPage, key_texts, output_schema, r
 from minyun.core.security import Principal
 
 DEFAULT_LIMIT = 100
-REFRESH_KIND = "serving.refresh"
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "RowsPage",
     "query_rows",
     "refresh_index",
-    "submit_refresh",
 ]
 
 
@@ -164,39 +162,19 @@ def _key_value(literal: Any, type_: pa.DataType) -> Any:
     return None
 
 
-def refresh_index(session: Session, lake: Lake, code: str) -> int:
-    """Bring the serving index of resource `code` to its current version (rows written)."""
-    resource = catalog.get_resource(session, code)
-    return serving.refresh(session, lake, resource, _primary_key(session, resource))
+def refresh_index(where: Session | serving.Transactions, lake: Lake, code: str) -> int:
+    """Bring the serving index of resource `code` to its current version (rows written).
 
-
-def submit_refresh(session: Session, code: str, lake_version: int, *, lake_uri: str) -> jobs.Job:
-    """Queue the index refresh of a committed load, inside the load's own transaction.
-
-    The job exists if and only if that transaction commits; one job per version.
+    `where` opens the refresh's short transactions (a sessionmaker's `begin`), or is a
+    session whose savepoints hold them (tests). The `serving.refresh` job of a committed
+    load does the same from the facts the load gave it (`serving.submit_refresh`).
     """
-    return jobs.submit(
-        session,
-        Principal.system(),
-        REFRESH_KIND,
-        {"code": code, "lake_version": lake_version, "lake_uri": lake_uri},
-        key=f"serving:{code}:{lake_version}",
-    )
-
-
-@jobs.handler(REFRESH_KIND)
-def run_refresh(ctx: jobs.JobContext) -> dict[str, Any]:
-    """The `serving.refresh` job: safe to run again (an index already there is left alone)."""
-    lake = Lake(ctx.params["lake_uri"])
-    with ctx.factory.begin() as session:
-        written = refresh_index(session, lake, ctx.params["code"])
-        resource = catalog.get_resource(session, ctx.params["code"])
-        state = serving.state(session, resource.id)
-        return {
-            "written": written,
-            "lake_version": state.lake_version if state is not None else None,
-            "rows": state.rows if state is not None else 0,
-        }
+    begin = serving.savepoints(where) if isinstance(where, Session) else where
+    with begin() as session:
+        resource = catalog.get_resource(session, code)
+        facts = serving.Facts(resource.id, resource.code, resource.lake_version)
+        primary_key = _primary_key(session, resource)
+    return serving.refresh(begin, lake, facts, primary_key)
 
 
 def _describe(plan: AccessPlan, page: RowsPage, filter: str | None, sort: str | None) -> str:

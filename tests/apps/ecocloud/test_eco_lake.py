@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -273,3 +274,47 @@ def test_the_mqtt_listener_publishes_once_a_minute_at_most(platform: Platform) -
     assert publishes[0].key == lake.minute_key(publishes[0].created_at)
     assert {j.state for j in publishes} == {jobs.JobState.SUCCEEDED}
     assert lake_rows(platform, lake.STATION_HOURS).num_rows == 1007
+
+
+def test_two_publish_jobs_exporting_the_same_rows_keep_their_own_files(
+    platform: Platform, day_rows: pa.Table, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publish B runs whole between publish A's export and A's load of it: both exported the
+    same rows (the same content name) and B deletes its file when done; A's stays."""
+    with unit_of_work(platform.factory) as session:
+        province.load_departments(session)
+        service.ingest_readings(session, SYSTEM, day_rows)
+    foreground = jobs.Dispatcher.foreground()
+    with platform.factory(info={"jobs": foreground}) as session, session.begin():
+        first = lake.submit_publish(session, SYSTEM, key="race-a", settings=platform.settings)
+        second = lake.submit_publish(session, SYSTEM, key="race-b", settings=platform.settings)
+        first_id, second_id = first.id, second.id
+    export, run = lake.export_changes, jobs.run
+    exported: list[Path] = []
+    b_ran: list[jobs.Job] = []
+    b_started: list[bool] = []
+
+    def exporting(*args: Any, **kwargs: Any) -> lake.Export:
+        made = export(*args, **kwargs)
+        if made.path is not None:
+            exported.append(made.path)
+        return made
+
+    def b_before_a_loads(factory: Any, job_id: str, **kwargs: Any) -> jobs.Job:
+        if job_id not in (first_id, second_id) and not b_started:  # A's first load: B first
+            b_started.append(True)
+            b_ran.append(run(factory, second_id))
+        return run(factory, job_id, **kwargs)
+
+    monkeypatch.setattr(lake, "export_changes", exporting)
+    monkeypatch.setattr(jobs, "run", b_before_a_loads)
+    done = run(platform.factory, first_id)
+    assert b_ran and b_ran[0].state == jobs.JobState.SUCCEEDED, b_ran[0].error
+    assert done.state == jobs.JobState.SUCCEEDED, done.error
+    a, b = exported[0], exported[1]  # the station-hours of A, then of B
+    assert a.name == b.name and a != b  # same rows, same name, each job's own folder
+    assert not a.parent.exists() and not b.parent.exists()  # each job removes its folder
+    outcome = (done.result or {})["resources"][lake.STATION_HOURS]
+    assert outcome["load"] == "noop" and outcome["rows"] == len(
+        lake_rows(platform, lake.STATION_HOURS)
+    )

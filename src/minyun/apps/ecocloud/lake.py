@@ -22,6 +22,7 @@ a no-op. The watermarks are the result of the last successful run.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -466,7 +467,16 @@ def run_publish(ctx: jobs.JobContext) -> dict[str, Any]:
     """Upsert what changed since the last run into the eco-cloud's lake resources."""
     p = ctx.params
     settings = load_settings(var_dir=Path(p["var_dir"]), lake_uri=p["lake_uri"])
-    folder = Path(p["var_dir"]) / "eco" / "lake"
+    # A folder of this job's own: two publish jobs export the same rows under the same
+    # (content) name, and one must not delete the file the other is loading.
+    folder = Path(p["var_dir"]) / "eco" / "lake" / ctx.job_id
+    try:
+        return _publish(ctx, settings, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish(ctx: jobs.JobContext, settings: Settings, folder: Path) -> dict[str, Any]:
     with ctx.factory.begin() as session:
         ensure_resources(session)
         marks = last_watermarks(session)
