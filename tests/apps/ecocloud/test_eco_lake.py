@@ -283,7 +283,7 @@ def test_two_publish_jobs_exporting_the_same_rows_keep_their_own_files(
     same rows (the same content name) and B deletes its file when done; A's stays."""
     with unit_of_work(platform.factory) as session:
         province.load_departments(session)
-        service.ingest_readings(session, SYSTEM, day_rows)
+        ingest_readings(session, SYSTEM, day_rows)
     foreground = jobs.Dispatcher.foreground()
     with platform.factory(info={"jobs": foreground}) as session, session.begin():
         first = lake.submit_publish(session, SYSTEM, key="race-a", settings=platform.settings)
