@@ -686,7 +686,8 @@ class GroupAppender:
         # Two round trips per batch, each a psycopg pipeline: (BEGIN, lock, head) and
         # (inserts, COMMIT). Under load every round trip waits for the server to be scheduled.
         raw = self._connect().connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
+        if not isinstance(raw, psycopg.Connection):
+            raise RuntimeError(f"the audit appender needs psycopg 3, not {type(raw).__name__}")
         try:
             with raw.pipeline():
                 raw.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
