@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from minyun.apps.ecocloud import service
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import CityHour, Reading
-from minyun.web.deps import CsrfDep, SessionDep
+from minyun.web.deps import CsrfDep, IdPath, SessionDep
 from minyun.web.templating import CHINA_TIME, PageActorDep, render
 
 router = APIRouter(include_in_schema=False)
@@ -106,7 +106,7 @@ def alerts(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLRe
 
 @router.get("/eco/alerts/{alert_id}")
 def alert(
-    request: Request, alert_id: int, session: SessionDep, actor: PageActorDep
+    request: Request, alert_id: IdPath, session: SessionDep, actor: PageActorDep
 ) -> HTMLResponse:
     """An episode's timeline: detection, routing, consultation, level, actions, close."""
     found = service.access_alert(session, actor, alert_id)
@@ -128,7 +128,7 @@ def _back(alert_id: int) -> Response:
 
 @router.post("/eco/alerts/{alert_id}/consultation", dependencies=[CsrfDep])
 def consult(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     departments: Annotated[str, Form(max_length=2000)] = "",
@@ -142,7 +142,7 @@ def consult(
 
 @router.post("/eco/alerts/{alert_id}/level", dependencies=[CsrfDep])
 def level(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     level: Annotated[str, Form(max_length=20)] = "",
@@ -155,7 +155,7 @@ def level(
 
 @router.post("/eco/alerts/{alert_id}/actions", dependencies=[CsrfDep])
 def action(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -167,7 +167,7 @@ def action(
 
 @router.post("/eco/alerts/{alert_id}/close", dependencies=[CsrfDep])
 def close(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     note: Annotated[str, Form(max_length=2000)] = "",
