@@ -240,7 +240,8 @@ def audit_verify() -> None:
         )
         return
     finding = report.first_problem
-    assert finding is not None
+    if finding is None:  # not ok always names a problem
+        raise RuntimeError("the audit report is not ok but names no problem")
     err.print(
         f"[red]audit chain broken[/] at record {finding.seq}: {finding.problem} — {finding.detail}"
     )

@@ -170,6 +170,20 @@ node.close()
 
 
 @pytest.mark.postgres
+def test_a_batch_after_the_chain_moved_on_reads_the_new_head(node: Platform) -> None:
+    """The appender chains a batch after the head it committed last (one round trip on
+    PostgreSQL); a record appended in between by a change makes it read the head again."""
+    appender = node.audit_appender
+    first = appender.append(Entry.of(READER, "rows.read", target="a"))
+    with node.factory.begin() as s:
+        changed = audit.record(s, READER, "resource.update", target="b").seq
+    after = appender.append(Entry.of(READER, "rows.read", target="c"))
+    again = appender.append(Entry.of(READER, "rows.read", target="d"))
+    assert (changed, after, again) == (first + 1, first + 2, first + 3)
+    with node.factory() as s:
+        assert audit.verify(s, node.node_key).ok
+
+
 def test_two_processes_append_to_one_chain(pg_platform: Platform) -> None:
     settings = pg_platform.settings
     other = subprocess.Popen(

@@ -1,9 +1,14 @@
-"""The lake has one reader and one writer: `minyun.core` (issue 10, item 4).
+"""Boundaries of the source tree, checked by parsing it with `ast`.
+
+The lake has one reader and one writer: `minyun.core` (issue 10, item 4).
 
 Every module under `src/minyun` is parsed with `ast` (imports inside functions count too).
 No module outside `minyun.core` imports `deltalake`; one outside it that imports `duckdb`
 must be listed below with its reason: DuckDB over data that is not (yet) a lake resource.
 An entry whose module no longer imports the engine fails too, so the lists only shrink.
+
+No module under `src/minyun` has an `assert` statement (issue 11, item 7): `python -O` drops
+them, so a check the code relies on raises an explicit error.
 """
 
 from __future__ import annotations
@@ -170,3 +175,25 @@ def test_the_cycle_check_finds_cycles_and_relative_imports(tmp_path: Path) -> No
     module.parent.mkdir()
     module.write_text("def f():\n    from ..query import service\n")
     assert _minyun_imports(module, "minyun.ingest.m") >= {"minyun.query.service"}
+
+
+def _asserts(path: Path) -> list[int]:
+    """The lines of a module's `assert` statements (they vanish under `python -O`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Assert)]
+
+
+def test_src_has_no_assert_statements() -> None:
+    """A check that guards the code at run time raises an error; `python -O` drops asserts."""
+    found = {
+        f"{path.relative_to(SRC)}:{line}"
+        for path in sorted((SRC / "minyun").rglob("*.py"))
+        for line in _asserts(path)
+    }
+    assert found == set(), "raise an explicit error instead of assert"
+
+
+def test_the_walk_sees_asserts_anywhere(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("class C:\n    def f(self, x):\n        if x:\n            assert x, 'm'\n")
+    assert _asserts(module) == [4]

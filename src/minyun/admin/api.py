@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from minyun.admin import service
 from minyun.admin.schemas import AuditRecordRead, FindingRead, JobRead, VerifyRead
-from minyun.web.deps import ActorDep, PlatformDep, SessionDep
+from minyun.web.deps import INT64_MAX, ActorDep, PlatformDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["audit and jobs"])
 
@@ -15,8 +17,8 @@ router = APIRouter(prefix="/api/v1", tags=["audit and jobs"])
 def audit_records(
     session: SessionDep,
     actor: ActorDep,
-    before: int | None = None,
-    limit: int = 50,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
     action: str | None = None,
     actor_label: str | None = None,
 ) -> list[AuditRecordRead]:
@@ -43,7 +45,9 @@ def audit_verify(session: SessionDep, actor: ActorDep, platform: PlatformDep) ->
 
 
 @router.get("/jobs", response_model=list[JobRead])
-def jobs(session: SessionDep, actor: ActorDep, limit: int = 50) -> list[JobRead]:
+def jobs(
+    session: SessionDep, actor: ActorDep, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[JobRead]:
     """Recent jobs, newest first."""
     return [JobRead.model_validate(j) for j in service.read_jobs(session, actor, limit=limit)]
 

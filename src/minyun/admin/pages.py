@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from minyun.admin import service
-from minyun.web.deps import CsrfDep, PlatformDep, SessionDep
+from minyun.web.deps import INT64_MAX, CsrfDep, PlatformDep, SessionDep
 from minyun.web.templating import PageActorDep, is_htmx, render
 
 router = APIRouter(include_in_schema=False)
@@ -20,7 +20,7 @@ def audit_log(
     request: Request,
     session: SessionDep,
     actor: PageActorDep,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
     """Audit records, newest first, 50 a page; older pages by `before`, filtered by action."""

@@ -15,7 +15,7 @@ from minyun.catalog.schemas import (
     SchemaIn,
     SchemaRead,
 )
-from minyun.web.deps import ActorDep, SessionDep
+from minyun.web.deps import INT32_MAX, ActorDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -32,7 +32,7 @@ def resources(
     sharing_type: str | None = None,
     open_type: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
 ) -> list[ResourceRead]:
     """Visible resources, searched (Chinese works: 企业登记 finds 企业登记信息) and filtered."""
     filters = service.Filters(

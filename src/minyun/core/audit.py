@@ -547,6 +547,8 @@ class GroupAppender:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._connection: Connection | None = None
+        # (seq, hash) of the head this appender committed last (PostgreSQL; None: read it).
+        self._last: tuple[int, str] | None = None
         # Committed batches waiting for their head to reach the heads file.
         self._witness_cond = threading.Condition()
         self._witness_queue: list[tuple[Head, list[Future[int]], int]] = []
@@ -683,23 +685,40 @@ class GroupAppender:
         return rows, head
 
     def _write_postgres(self, items: list[Entry]) -> tuple[list[dict[str, Any]], Head]:
-        # Two round trips per batch, each a psycopg pipeline: (BEGIN, lock, head) and
-        # (inserts, COMMIT). Under load every round trip waits for the server to be scheduled.
+        # One round trip per batch, a psycopg pipeline (lock, inserts, checkpoint, COMMIT),
+        # chained after the head this appender committed last. Every writer, in any process,
+        # appends at head.seq + 1 under the chain lock and records are never updated or
+        # deleted (triggers), so if someone else extended the chain since, our first seq is
+        # taken: the unique violation rolls the batch back and it goes again after the head
+        # read under the lock (two round trips, as for the first batch).
         raw = self._connect().connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
+        if not isinstance(raw, psycopg.Connection):
+            raise RuntimeError(f"the audit appender needs psycopg 3, not {type(raw).__name__}")
+        known = self._last
         try:
-            with raw.pipeline():
-                raw.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
-                found = raw.execute(_PG_HEAD).fetchone()
-            rows = _chained(items, found)
+            if known is None:
+                with raw.pipeline():
+                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+                    known = raw.execute(_PG_HEAD).fetchone()
+            rows = _chained(items, known)
             head = self._sign(rows)
             with raw.pipeline(), raw.cursor() as cursor:
+                if self._last is not None:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
                 cursor.executemany(_PG_INSERT, [_pg_values(row) for row in rows])
                 cursor.execute(_PG_CHECKPOINT, _checkpoint_row(head))
                 raw.commit()
+        except psycopg.errors.UniqueViolation:
+            raw.rollback()
+            if self._last is None:
+                raise
+            self._last = None  # the chain moved on without us: read its head
+            return self._write_postgres(items)
         except BaseException:
             raw.rollback()
+            self._last = None
             raise
+        self._last = (head.seq, head.hash)
         return rows, head
 
     def _connect(self) -> Connection:
@@ -708,6 +727,7 @@ class GroupAppender:
         return self._connection
 
     def _drop_connection(self) -> None:
+        self._last = None
         if self._connection is not None:
             try:
                 self._connection.close()

@@ -416,7 +416,8 @@ def _committed(uri: str, load_id: int) -> int:
         if table.transaction_version(app_id(load_id)) is not None
         else None
     )
-    assert entry is not None, "the Delta commit of this load is missing"
+    if entry is None:
+        raise RuntimeError(f"the Delta commit of load {load_id} is missing from {uri}")
     return int(entry["version"])
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from minyun.core.errors import Invalid
 from minyun.ingest import service, sources
 from minyun.ingest.models import LoadMode
-from minyun.web.deps import ActorDep, PlatformDep, SessionDep
+from minyun.web.deps import INT32_MAX, ActorDep, PlatformDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["loads"])
 
@@ -57,8 +57,8 @@ def rejects(
     session: SessionDep,
     actor: ActorDep,
     platform: PlatformDep,
-    version: int | None = None,
-    limit: int = 1000,
+    version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> list[dict[str, Any]]:
     """The rows a load refused (`version` = load id; default the newest load with any)."""
     table = service.read_rejects(

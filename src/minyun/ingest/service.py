@@ -286,8 +286,7 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
         state["version_id"] = version_id
         ctx.save_point(state)
     with ctx.factory() as session:
-        done = session.get(Version, version_id)
-        assert done is not None
+        done = _version(session, version_id)
         if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
             return _result(done)
     work = Path(p["var_dir"]) / "work" / f"load-{version_id}"
@@ -303,6 +302,14 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
         raise
     finally:
         sources.cleanup(work)
+
+
+def _version(session: Session, version_id: int) -> Version:
+    """The version a running load or job works on; it is never deleted while they run."""
+    version = session.get(Version, version_id)
+    if version is None:
+        raise RuntimeError(f"version {version_id} vanished while its load or job ran")
+    return version
 
 
 def _result(version: Version) -> dict[str, Any]:
@@ -586,7 +593,9 @@ def _find_rejects(load: _Load, scan: _Pass, state: _State) -> None:
     )
     if dups:
         _write_again(scan, state)
-    assert sum(part.rows for part in state.good) == state.rows_accepted
+    written = sum(part.rows for part in state.good)
+    if written != state.rows_accepted:
+        raise RuntimeError(f"the load wrote {written} rows but accepted {state.rows_accepted}")
 
 
 def _repeated_keys(scan: _Pass, state: _State, *, failing: int) -> int:
@@ -698,12 +707,14 @@ def _discard(load: _Load, scan: _Pass, state: _State) -> None:
 def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -> None:
     """The control-plane commit: the Version, the resource's pointer, the audit record, and
     the jobs that follow the version (serving index, quality report)."""
-    assert state.lake_version is not None
     lake_version = state.lake_version
+    if lake_version is None:
+        raise RuntimeError(
+            f"load {load.version_id} is recorded as committed without a lake version"
+        )
     row_count = load.lake.row_count(load.code, lake_version)
     with load.ctx.factory.begin() as session:
-        version = session.get(Version, load.version_id)
-        assert version is not None
+        version = _version(session, load.version_id)
         _apply(version, state.fetched, started)
         version.state = LoadState.COMMITTED
         version.lake_version = lake_version
@@ -805,8 +816,7 @@ def _same_input(
 ) -> int | None:
     """The earlier load this one repeats, if any: same bytes, same mode, nothing changed since."""
     with ctx.factory() as session:
-        current = session.get(Version, version_id)
-        assert current is not None
+        current = _version(session, version_id)
         committed = list(
             session.scalars(
                 select(Version)
@@ -888,8 +898,7 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
     found = lake.aggregate(p["code"], lake_version, lambda table: quality_query(schema, table))
     report = quality_report(schema, found, rows_read, errors)
     with ctx.factory.begin() as session:
-        version = session.get(Version, p["version_id"])
-        assert version is not None
+        version = _version(session, p["version_id"])
         version.quality = report
     ctx.progress(1, 1, "quality")
     return {"version_id": p["version_id"], "lake_version": lake_version, "rows": report["rows"]}
@@ -918,8 +927,7 @@ def _record(
     error: str | None = None,
 ) -> None:
     with ctx.factory.begin() as session:
-        version = session.get(Version, version_id)
-        assert version is not None
+        version = _version(session, version_id)
         _apply(version, fetched, started)
         version.state = state
         version.error = error

@@ -16,7 +16,7 @@ from minyun.core.serving import json_value
 from minyun.core.uow import unit_of_work
 from minyun.query import service
 from minyun.query.lookup import Found, KeyLookups
-from minyun.web.deps import ActorDep, PlatformDep, SessionDep, browser_actor
+from minyun.web.deps import INT32_MAX, ActorDep, PlatformDep, SessionDep, browser_actor
 
 router = APIRouter(prefix="/api/v1", tags=["query"])
 PARQUET = "application/vnd.apache.parquet"
@@ -54,7 +54,9 @@ def read_rows(
     sort: Annotated[str | None, Query(description="`field,-other` (- for descending)")] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_LIMIT)] = service.DEFAULT_LIMIT,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the page before")] = None,
-    version: Annotated[int | None, Query(ge=0, description="a past version (time travel)")] = None,
+    version: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="a past version (time travel)")
+    ] = None,
     format: RowFormat = RowFormat.JSON,
     purpose: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:

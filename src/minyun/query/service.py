@@ -128,7 +128,7 @@ def _from_index(
 
 def _key_equalities(node: Node | None, primary_key: list[str]) -> dict[str, Any] | None:
     """{field: literal} when the filter is `pk1 = v1 and …` over exactly the primary key."""
-    terms: list[Node] = []
+    terms: list[Test] = []
     pending: list[Node | None] = [node]
     while pending:
         item = pending.pop()
@@ -140,7 +140,6 @@ def _key_equalities(node: Node | None, primary_key: list[str]) -> dict[str, Any]
             return None
     found: dict[str, Any] = {}
     for term in terms:
-        assert isinstance(term, Test)
         if term.kind != "compare" or term.op != "=" or term.field.name in found:
             return None
         found[term.field.name] = term.values[0].value

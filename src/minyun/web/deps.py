@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Depends, Form, Request
+from fastapi import Depends, Form, Path, Request
 from sqlalchemy.orm import Session
 
 from minyun.accounts import service as accounts
@@ -29,6 +29,14 @@ def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
+
+# Every integer a route takes is bounded by what the column it meets holds (or a tighter
+# domain bound), so 2^63 answers 422 instead of an OverflowError from the database driver.
+INT32_MAX = 2**31 - 1
+"""PostgreSQL INTEGER: row ids, lake versions, offsets."""
+INT64_MAX = 2**63 - 1
+"""SQLite INTEGER and PostgreSQL BIGINT: audit sequence numbers."""
+IdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="a row id")]
 
 
 def get_session(request: Request, platform: PlatformDep) -> Iterator[Session]:

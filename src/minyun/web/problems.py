@@ -65,7 +65,8 @@ def wants_html(request: Request) -> bool:
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, DomainError)
+    if not isinstance(exc, DomainError):
+        raise TypeError(f"domain_error handles DomainError, not {type(exc).__name__}")
     status = status_of(exc)
     if wants_html(request):
         from minyun.web.pages import error_page
@@ -75,7 +76,10 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
+    if not isinstance(exc, RequestValidationError):
+        raise TypeError(
+            f"validation_error handles RequestValidationError, not {type(exc).__name__}"
+        )
     errors = [
         {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
         for e in exc.errors()
@@ -89,7 +93,8 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
+    if not isinstance(exc, StarletteHTTPException):
+        raise TypeError(f"http_error handles HTTPException, not {type(exc).__name__}")
     if wants_html(request):
         from minyun.web.pages import error_page
 

@@ -21,7 +21,7 @@ from minyun.apps.ecocloud.schemas import (
     StationNow,
     StationRead,
 )
-from minyun.web.deps import ActorDep, SessionDep
+from minyun.web.deps import ActorDep, IdPath, SessionDep
 
 router = APIRouter(prefix="/api/v1/eco", tags=["eco-cloud"])
 
@@ -97,13 +97,15 @@ def alerts(session: SessionDep, actor: ActorDep, state: str | None = None) -> li
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertRead)
-def alert(alert_id: int, session: SessionDep, actor: ActorDep) -> AlertRead:
+def alert(alert_id: IdPath, session: SessionDep, actor: ActorDep) -> AlertRead:
     """One alert with its timeline."""
     return AlertRead.model_validate(response.access_alert(session, actor, alert_id))
 
 
 @router.post("/alerts/{alert_id}/consultation", response_model=AlertRead)
-def consult(alert_id: int, body: ConsultationIn, session: SessionDep, actor: ActorDep) -> AlertRead:
+def consult(
+    alert_id: IdPath, body: ConsultationIn, session: SessionDep, actor: ActorDep
+) -> AlertRead:
     """Start the consultation (会商) with other departments."""
     found = response.start_consultation(
         session, actor, alert_id, departments=body.departments, note=body.note
@@ -112,21 +114,21 @@ def consult(alert_id: int, body: ConsultationIn, session: SessionDep, actor: Act
 
 
 @router.post("/alerts/{alert_id}/level", response_model=AlertRead)
-def level(alert_id: int, body: LevelIn, session: SessionDep, actor: ActorDep) -> AlertRead:
+def level(alert_id: IdPath, body: LevelIn, session: SessionDep, actor: ActorDep) -> AlertRead:
     """Choose the response level."""
     found = response.set_response_level(session, actor, alert_id, level=body.level, note=body.note)
     return AlertRead.model_validate(found)
 
 
 @router.post("/alerts/{alert_id}/actions", response_model=AlertRead)
-def action(alert_id: int, body: NoteIn, session: SessionDep, actor: ActorDep) -> AlertRead:
+def action(alert_id: IdPath, body: NoteIn, session: SessionDep, actor: ActorDep) -> AlertRead:
     """Record an action taken under the response."""
     found = response.record_action(session, actor, alert_id, note=body.note)
     return AlertRead.model_validate(found)
 
 
 @router.post("/alerts/{alert_id}/close", response_model=AlertRead)
-def close(alert_id: int, body: NoteIn, session: SessionDep, actor: ActorDep) -> AlertRead:
+def close(alert_id: IdPath, body: NoteIn, session: SessionDep, actor: ActorDep) -> AlertRead:
     """Close the response once readings are back under the threshold."""
     found = response.close_alert(session, actor, alert_id, note=body.note)
     return AlertRead.model_validate(found)

@@ -197,7 +197,8 @@ class Subscriber:
         The job is keyed by the minute, so several listeners publish once a minute together;
         the last one, when stopping, is not keyed (this minute's job may be over already).
         """
-        assert self.publish_every is not None
+        if self.publish_every is None:
+            raise RuntimeError("this listener does not publish to the lake (publish_every is None)")
         self._next_publish = time.monotonic() + self.publish_every
         try:
             with unit_of_work(self.factory) as session:

@@ -12,7 +12,7 @@ from minyun.apps.ecocloud import geo, response, views
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import CityHour, Reading
 from minyun.core import clock
-from minyun.web.deps import CsrfDep, SessionDep
+from minyun.web.deps import CsrfDep, IdPath, SessionDep
 from minyun.web.templating import CHINA_TIME, PageActorDep, render
 
 router = APIRouter(include_in_schema=False)
@@ -130,7 +130,7 @@ def alerts(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLRe
 
 @router.get("/eco/alerts/{alert_id}")
 def alert(
-    request: Request, alert_id: int, session: SessionDep, actor: PageActorDep
+    request: Request, alert_id: IdPath, session: SessionDep, actor: PageActorDep
 ) -> HTMLResponse:
     """An episode's timeline: detection, routing, consultation, level, actions, close."""
     found = response.access_alert(session, actor, alert_id)
@@ -152,7 +152,7 @@ def _back(alert_id: int) -> Response:
 
 @router.post("/eco/alerts/{alert_id}/consultation", dependencies=[CsrfDep])
 def consult(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     departments: Annotated[str, Form(max_length=2000)] = "",
@@ -166,7 +166,7 @@ def consult(
 
 @router.post("/eco/alerts/{alert_id}/level", dependencies=[CsrfDep])
 def level(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     level: Annotated[str, Form(max_length=20)] = "",
@@ -179,7 +179,7 @@ def level(
 
 @router.post("/eco/alerts/{alert_id}/actions", dependencies=[CsrfDep])
 def action(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     note: Annotated[str, Form(max_length=2000)] = "",
@@ -191,7 +191,7 @@ def action(
 
 @router.post("/eco/alerts/{alert_id}/close", dependencies=[CsrfDep])
 def close(
-    alert_id: int,
+    alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     note: Annotated[str, Form(max_length=2000)] = "",
