@@ -34,7 +34,7 @@ from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
 from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import Forbidden, Invalid, NotFound
-from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
+from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
 from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
@@ -263,9 +263,10 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     p = ctx.params
     lake = Lake(p["lake_uri"])
     state = dict(ctx.resume or {})
+    works = Path(p["var_dir"]) / "work"
     with ctx.factory.begin() as session:
         resource = get_resource(session, p["code"])
-        _settle_orphans(session, lake, resource, keep=state.get("version_id"))
+        _settle_orphans(session, lake, resource, keep=state.get("version_id"), works=works)
         version_id = state.get("version_id")
         if version_id is None:
             version = Version(
@@ -285,12 +286,17 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     if "version_id" not in state:
         state["version_id"] = version_id
         ctx.save_point(state)
+    work = works / f"load-{version_id}"
     with ctx.factory() as session:
         done = session.get(Version, version_id)
         assert done is not None
         if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
+            sources.cleanup(work)
             return _result(done)
-    work = Path(p["var_dir"]) / "work" / f"load-{version_id}"
+    if "version_id" in (ctx.resume or {}):
+        # An earlier run of this load died: the files it wrote into the table are not
+        # committed (else the load was finished above), and nobody will commit them.
+        lake.discard_uncommitted(p["code"], version_id)
     load = _Load(ctx, version_id, lake, p["code"], work)
     started = time.perf_counter()
     try:
@@ -510,7 +516,7 @@ def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
         where=where,
         target=target,
         direct=direct,
-        parts_dir=(direct or load.work) / f"load-{load.version_id}-{uuid.uuid4().hex[:12]}",
+        parts_dir=load_folder(direct or load.work, load.version_id, uuid.uuid4().hex[:12]),
     )
 
 
@@ -927,8 +933,11 @@ def _record(
             version.rows_read, version.rows_accepted, version.rows_rejected = rows
 
 
-def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: int | None) -> None:
-    """Finish loads that died after their Delta commit; fail those that died before it."""
+def _settle_orphans(
+    session: Session, lake: Lake, resource: Resource, *, keep: int | None, works: Path
+) -> None:
+    """Finish loads that died after their Delta commit; fail those that died before it, and
+    delete the files they left (in the table folder and in their work folder)."""
     running = list(
         session.scalars(
             select(Version).where(
@@ -955,6 +964,8 @@ def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: i
         if not alive:
             version.state = LoadState.FAILED
             version.error = "the load was interrupted before it committed; nothing was written"
+            lake.discard_uncommitted(resource.code, version.id)
+            sources.cleanup(works / f"load-{version.id}")
 
 
 def _adopt(
