@@ -47,6 +47,9 @@ KIND = "ingest.load"
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
 SOURCE_TIMEZONE = "Asia/Shanghai"
 BATCH_ROWS = 256_000
+# An upload no load is waiting for is kept at least this long (hours), whatever the
+# retention: it may be one whose load is being submitted just now.
+UNCLAIMED_HOURS = 1.0
 # DuckDB's share of a load's memory; beyond it DuckDB spills to the load's work folder.
 LOAD_MEMORY = "1GB"
 
@@ -118,13 +121,7 @@ def submit_load(
 
     Only the provider's own staff or an admin may load. The job ("ingest.load") does the work.
     """
-    resource = _access_managed(session, actor, code, "resource.load")
-    mode = LoadMode(mode)
-    schema, _ = resource_schema(session, resource)
-    if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
-        raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
-    if watermark is not None:
-        schema.field(watermark)
+    mode = check_can_load(session, actor, code, mode=mode, encoding=encoding, watermark=watermark)
     kind = sources.source_type(source)
     if kind == "db" and not table:
         raise Invalid("a database source needs a table", field="table")
@@ -144,6 +141,7 @@ def submit_load(
         "lake_uri": cfg.lake_uri,
         "var_dir": str(cfg.var_dir),
         "upload_limit": cfg.upload_max_bytes,
+        "upload_retention_hours": cfg.upload_retention_hours,
     }
     job = jobs.submit(session, actor, KIND, params)
     label = filename or (source if kind == "file" else sources._safe_url(source))
@@ -154,9 +152,27 @@ def submit_load(
     return job
 
 
-def check_can_load(session: Session, actor: Principal, code: str) -> None:
-    """Forbidden unless `actor` may load into the resource (used before accepting an upload)."""
-    _access_managed(session, actor, code, "resource.load")
+def check_can_load(
+    session: Session,
+    actor: Principal,
+    code: str,
+    *,
+    mode: LoadMode = LoadMode.FULL,
+    encoding: str | None = None,
+    watermark: str | None = None,
+) -> LoadMode:
+    """Forbidden unless `actor` may load into the resource; Invalid if the options do not fit
+    its schema (checked before an upload is accepted, so a refused one leaves nothing)."""
+    resource = _access_managed(session, actor, code, "resource.load")
+    mode = LoadMode(mode)
+    schema, _ = resource_schema(session, resource)
+    if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
+        raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
+    if watermark is not None:
+        schema.field(watermark)
+    if encoding:
+        sources.text_encoding(encoding)
+    return mode
 
 
 def save_upload(stream: Any, settings: Settings | None = None) -> tuple[Path, str, int]:
@@ -290,9 +306,10 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     with ctx.factory() as session:
         done = session.get(Version, version_id)
         assert done is not None
-        if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
-            sources.cleanup(work)
-            return _result(done)
+    if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
+        sources.cleanup(work)
+        _release_upload(ctx)
+        return _result(done)
     if "version_id" in (ctx.resume or {}):
         # An earlier run of this load died: the files it wrote into the table are not
         # committed (else the load was finished above), and nobody will commit them.
@@ -300,15 +317,59 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     load = _Load(ctx, version_id, lake, p["code"], work)
     started = time.perf_counter()
     try:
-        return _run(load, started)
+        result = _run(load, started)
+    except jobs.LeaseLost:
+        raise  # another runner has the load now, and its input
     except Exception as exc:
         committed = _fail(ctx, lake, version_id, exc, started)
+        _release_upload(ctx)
         if committed is not None:  # a committed load succeeded, whatever failed after it
             log.warning("load %s committed; then: %s", version_id, jobs.describe_error(exc))
             return committed
         raise
     finally:
         sources.cleanup(work)
+    _release_upload(ctx)
+    return result
+
+
+def _release_upload(ctx: jobs.JobContext) -> None:
+    """The load is settled: delete its uploaded file, unless uploads are kept for
+    `upload_retention_hours`; then delete every upload past that retention (at least
+    `UNCLAIMED_HOURS`, so a file being submitted is never taken) that no queued or running
+    load will read. Only files under `<var_dir>/uploads` are ever deleted."""
+    p = ctx.params
+    uploads = Path(p["var_dir"]) / "uploads"
+    if not uploads.is_dir():
+        return
+    retention = float(p.get("upload_retention_hours") or 0)
+    with ctx.factory() as session:
+        needed = _uploads_needed(session, uploads, besides=ctx.job_id)
+    mine = _upload_of(p["source"], uploads)
+    if retention == 0 and mine is not None and mine not in needed:
+        mine.unlink(missing_ok=True)
+    sources.sweep_uploads(uploads, older_than_s=max(retention, UNCLAIMED_HOURS) * 3600, keep=needed)
+
+
+def _upload_of(source: str, uploads: Path) -> Path | None:
+    """The uploaded file a load reads, if its source is one."""
+    if sources.source_type(source) != "file":
+        return None
+    path = Path(source).resolve()
+    return path if path.parent == uploads.resolve() else None
+
+
+def _uploads_needed(session: Session, uploads: Path, *, besides: str) -> set[Path]:
+    """The uploads that queued or running loads (other than job `besides`) will read."""
+    waiting = session.scalars(
+        select(jobs.Job.params).where(
+            jobs.Job.kind == KIND,
+            jobs.Job.state.in_((jobs.JobState.QUEUED, jobs.JobState.RUNNING)),
+            jobs.Job.id != besides,
+        )
+    )
+    found = (_upload_of(str((params or {}).get("source", "")), uploads) for params in waiting)
+    return {path for path in found if path is not None}
 
 
 def _result(version: Version) -> dict[str, Any]:
@@ -319,6 +380,7 @@ def _result(version: Version) -> dict[str, Any]:
         "rows_read": version.rows_read,
         "rows_accepted": version.rows_accepted,
         "rows_rejected": version.rows_rejected,
+        "notes": [version.notes] if version.notes else [],
     }
 
 
@@ -371,6 +433,7 @@ class _Pass:
     con: duckdb.DuckDBPyConnection
     checks: Checks
     keep: list[str]  # the source's columns that the schema has
+    ignored: list[str]  # the source's columns that the schema does not have
     relation: str  # the source with its typed values, for the one pass
     numbered: str  # the same with row numbers, read again only for refused rows
     select: str  # the written columns, cast to their lake types
@@ -435,7 +498,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
     # Committed in the lake: from here on neither a cancellation nor a busy database fails
     # the load (if recording fails, `_fail` records the version from its Delta commit).
     ctx.progress(4, 5, "recording", stop=False)
-    _record_committed(load, plan, state, started)
+    notes = _notes(scan)
+    _record_committed(load, plan, state, started, notes)
     ctx.progress(5, 5, f"version {state.lake_version}", stop=False)
     return {
         "version_id": load.version_id,
@@ -444,7 +508,15 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         "rows_read": state.rows_read,
         "rows_accepted": state.rows_accepted,
         "rows_rejected": state.rows_rejected,
+        "notes": notes,
     }
+
+
+def _notes(scan: _Pass) -> list[str]:
+    """What the load tells beside its counts: the source's columns it did not load."""
+    if not scan.ignored:
+        return []
+    return [f"extra columns ignored: {', '.join(scan.ignored)}"]
 
 
 def _plan(load: _Load) -> _Plan:
@@ -492,6 +564,7 @@ def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
             f"(the file has {', '.join(columns[:20])}); check the delimiter, encoding and header row"
         )
     keep = [c for c in columns if c in schema.names]
+    ignored = [c for c in columns if c not in schema.names]
     where = None
     if (
         plan.watermark
@@ -510,6 +583,7 @@ def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
         con=con,
         checks=checks,
         keep=keep,
+        ignored=ignored,
         relation=checks.wrap(raw, columns),
         numbered=checks.wrap(sources.numbered(raw, keep, where=where), keep),
         select=", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written),
@@ -701,7 +775,9 @@ def _discard(load: _Load, scan: _Pass, state: _State) -> None:
         shutil.rmtree(scan.parts_dir, ignore_errors=True)  # never committed: nobody reads them
 
 
-def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -> None:
+def _record_committed(
+    load: _Load, plan: _Plan, state: _State, started: float, notes: list[str]
+) -> None:
     """The control-plane commit: the Version, the resource's pointer, the audit record, and
     the jobs that follow the version (serving index, quality report)."""
     assert state.lake_version is not None
@@ -721,6 +797,7 @@ def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -
         version.watermark = state.mark or plan.last_mark
         version.schema_version = plan.schema_version
         version.committed_at = clock.now()
+        version.notes = "; ".join(notes) or None
         resource = get_resource(session, load.code)
         resource.lake_version = lake_version
         resource.row_count = row_count
@@ -797,9 +874,9 @@ def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fet
             p["source"], p.get("sealed_source"), session.info.get("node_key")
         )
     kind = sources.source_type(source)
-    uploads = Path(p["var_dir"]) / "uploads"
     if kind == "url":
-        return sources.fetch_url(source, uploads, limit=int(p["upload_limit"]))
+        # Downloaded into the load's own work folder, deleted with it.
+        return sources.fetch_url(source, load.work, limit=int(p["upload_limit"]))
     if kind == "db":
         mark = (p["watermark"], last_mark) if p.get("watermark") and last_mark is not None else None
         return sources.fetch_table(source, p.get("table"), load.work, watermark=mark)
@@ -1015,6 +1092,7 @@ def versions_json(versions: list[Version]) -> list[dict[str, Any]]:
             "started_at": v.started_at.isoformat() if v.started_at else None,
             "committed_at": v.committed_at.isoformat() if v.committed_at else None,
             "error": v.error,
+            "notes": v.notes,
         }
         for v in versions
     ]
