@@ -23,7 +23,7 @@ from sqlalchemy import update
 
 from minyun.catalog.models import Resource, ResourceStatus
 from minyun.core import audit, jobs
-from minyun.core.errors import Forbidden, NotFound
+from minyun.core.errors import Forbidden, Invalid, NotFound
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
@@ -31,6 +31,7 @@ from minyun.ingest import service
 from minyun.ingest.models import LoadMode, LoadState
 from tests.ingest.loadkit import (
     COLUMNS,
+    PERSON_SCHEMA,
     load,
     make_resource,
     person,
@@ -528,3 +529,14 @@ def test_uploads_are_kept_for_the_configured_retention_then_swept(
     job = _submit(node, actor, code, fresh, settings=keep)
     assert jobs.run(node.factory, job).state == SUCCEEDED
     assert not old.exists() and fresh.is_file()
+
+
+def test_a_schema_saved_before_its_constraints_were_checked_refuses_loads_naming_the_field(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    descriptor = json.loads(json.dumps(PERSON_SCHEMA))
+    descriptor["fields"][7]["constraints"]["minimum"] = "zero"  # score, a number
+    code, actor = make_resource(sqlite_node, descriptor=descriptor)
+    src = write_csv(tmp_path / "a.csv", [person(1)])
+    with pytest.raises(Invalid, match="field 'score': minimum 'zero' is not a number value"):
+        _submit(sqlite_node, actor, code, src, settings=sqlite_node.settings)

@@ -31,7 +31,7 @@ from minyun.catalog.models import (
     UpdateCycle,
     Version,
 )
-from minyun.catalog.tableschema import TableSchema, compatibility, parse_schema
+from minyun.catalog.tableschema import TableSchema, check_loadable, compatibility, parse_schema
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
 from minyun.core import audit, clock, policies
 from minyun.core.errors import (
@@ -372,7 +372,7 @@ def create_resource(
             "legal_basis": legal_basis,
         }
     )
-    parsed = parse_schema(schema) if schema is not None else None
+    parsed = check_loadable(parse_schema(schema)) if schema is not None else None
     now = clock.now()
     resource = Resource(
         code=code,
@@ -545,7 +545,7 @@ def set_schema(
     _check_provider(actor, "resource.edit", resource)
     if resource.status == ResourceStatus.RETIRED:
         raise Conflict(f"resource {code} is retired; its schema can no longer change")
-    new = parse_schema(descriptor)
+    new = check_loadable(parse_schema(descriptor))
     old_row = current_schema(session, resource)
     if old_row is None:
         version, change = "1.0", "initial"

@@ -30,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
-from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
+from minyun.catalog.tableschema import (
+    SQL_TYPES,
+    TableSchema,
+    arrow_schema,
+    check_loadable,
+    parse_schema,
+)
 from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import Forbidden, Invalid, NotFound
@@ -39,7 +45,7 @@ from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
-from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
+from minyun.ingest.validate import Checks, lit, q, quality_query, quality_report
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +172,7 @@ def check_can_load(
     resource = _access_managed(session, actor, code, "resource.load")
     mode = LoadMode(mode)
     schema, _ = resource_schema(session, resource)
+    check_loadable(schema)
     if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
         raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
     if watermark is not None:
@@ -525,6 +532,7 @@ def _plan(load: _Load) -> _Plan:
     with load.ctx.factory() as session:
         resource = get_resource(session, load.code)
         schema, schema_version = resource_schema(session, resource)
+        check_loadable(schema)
         last_mark = _last_watermark(session, resource.id) if p.get("watermark") else None
         return _Plan(
             mode=LoadMode(p["mode"]),

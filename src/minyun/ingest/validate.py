@@ -13,21 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from minyun.catalog.tableschema import Field, TableSchema
+from minyun.catalog.tableschema import SQL_TYPES, Field, TableSchema, constant_sql
 from minyun.core import identifiers
 from minyun.core.errors import Invalid
 from minyun.ingest.sources import ROW
 
-SQL_TYPES = {
-    "string": "VARCHAR",
-    "integer": "BIGINT",
-    "number": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "datetime": "TIMESTAMPTZ",
-    "time": "TIME",
-    "year": "INTEGER",
-}
 CODE_TABLES = {"GB/T 2260", "divisions"}
 EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # Columns `Checks.wrap` adds to a source: a field's typed value, an identity number's digits.
@@ -204,9 +194,7 @@ class Checks:
         return f"{raw} IS NOT NULL" if required else None
 
     def _value(self, f: Field, value: Any) -> str:
-        if f.type in ("integer", "number", "year") and isinstance(value, int | float):
-            return repr(value)
-        return f"CAST({lit(value)} AS {SQL_TYPES[f.type]})"
+        return constant_sql(f, value)
 
     # --- queries over the source rows ---
 
