@@ -63,10 +63,11 @@ def test_csv_load_commits_a_version_with_lineage_quality_and_rejects(
     q = v.quality or {}
     assert q["rows"] == 8
     assert q["fields"]["id"] == {
-        "completeness": 1.0, "validity": 0.9, "uniqueness": 1.0, "distinct": 8,
-        "min": "1", "max": "8", "rejected": 1,
+        "completeness": 1.0, "validity": 1.0, "uniqueness": 1.0, "unique": "primary key",
+        "distinct": 8, "min": "1", "max": "8", "rejected": 1,
     }  # fmt: skip
-    assert q["fields"]["sex"]["validity"] == 0.9
+    assert q["fields"]["sex"]["validity"] == 1.0 and q["fields"]["sex"]["rejected"] == 1
+    assert "uniqueness" not in q["fields"]["sex"]
     # The report is public to catalog readers: no real identity number as a min or max.
     assert (q["fields"]["ric"]["min"], q["fields"]["ric"]["max"]) == (None, None)
     assert "withheld" in q["fields"]["ric"] and q["fields"]["ric"]["distinct"] == 8

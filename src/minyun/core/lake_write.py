@@ -309,18 +309,28 @@ class LakeWriter:
         # A file without statistics (not written by minyun): count the rows themselves.
         return int(table.to_pyarrow_dataset().count_rows())
 
-    def aggregate(self, code: str, version: int, query: Callable[[str], str]) -> dict[str, Any]:
+    def aggregate(
+        self,
+        code: str,
+        version: int,
+        query: Callable[[str], str],
+        *,
+        timezone: str | None = None,
+    ) -> dict[str, Any]:
         """The one row of an aggregate query over a table version, by column name.
 
-        `query` makes the SQL from the FROM item that reads the version (the quality report).
-        A local table's files are read by DuckDB itself (several times faster than through an
-        Arrow dataset, and in less memory).
+        `query` makes the SQL from the FROM item that reads the version (the quality report);
+        `timezone` is the session's, for date-times read from or compared with text (the
+        one the loads used). A local table's files are read by DuckDB itself (several times
+        faster than through an Arrow dataset, and in less memory).
         """
         table = DeltaTable(self.table_uri(code), version=version)
         files = table.file_uris()
         con = duckdb.connect()
         try:
             con.sql("SET enable_progress_bar = false")
+            if timezone is not None:
+                con.sql(f"SET TimeZone = {_lit(timezone)}")
             if files and all("://" not in f for f in files):
                 source = "read_parquet([" + ", ".join(_lit(f) for f in files) + "])"
             else:

@@ -976,7 +976,10 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
     if errors is None:
         errors = _field_errors(lake, p["code"], p["version_id"])
     ctx.progress(0, 1, "quality")
-    found = lake.aggregate(p["code"], lake_version, lambda table: quality_query(schema, table))
+    found = lake.aggregate(
+        p["code"], lake_version, lambda table: quality_query(schema, table),
+        timezone=SOURCE_TIMEZONE,
+    )  # fmt: skip
     report = quality_report(schema, found, rows_read, errors)
     with ctx.factory.begin() as session:
         version = session.get(Version, p["version_id"])

@@ -178,7 +178,7 @@ class Checks:
             value("not an e-mail address", f"regexp_full_match({t}, {lit(EMAIL)})")
         return rules
 
-    def _field_ok(self, f: Field) -> str | None:
+    def field_ok(self, f: Field) -> str | None:
         """True when field `f` of a row breaks none of its rules (None: it has none).
 
         The same as NOT (any of its rules), in fewer terms: the value rules hold, or, where
@@ -208,10 +208,10 @@ class Checks:
     def ok(self) -> str:
         """True for a row that breaks none of the rules a row can break on its own.
 
-        Equal to NOT bad(dups=False), written one term per field (see `_field_ok`): this
+        Equal to NOT bad(dups=False), written one term per field (see `field_ok`): this
         expression runs on every row of every load, so its size is the validation's cost.
         """
-        terms = [t for f in self.fields if (t := self._field_ok(f)) is not None]
+        terms = [t for f in self.fields if (t := self.field_ok(f)) is not None]
         return " AND ".join(terms) if terms else "true"
 
     def select_typed(self, *, keys_only: bool = False) -> str:
@@ -403,38 +403,94 @@ def _withheld(f: Field) -> bool:
     return f.sensitivity in WITHHELD
 
 
+ORIGINAL = "__minyun_o"  # a lake column as it is, beside its text the quality checks read
+
+
+def unique_sets(schema: TableSchema) -> list[tuple[str, list[str]]]:
+    """The sets of fields whose values must not repeat: the primary key, each unique field."""
+    sets = [("primary key", list(schema.primary_key))] if schema.primary_key else []
+    return sets + [("unique", [f.name]) for f in schema.fields if f.unique]
+
+
 def quality_query(schema: TableSchema, table: str) -> str:
-    """One aggregate over a table version: rows, and per field non-null, distinct, min, max."""
+    """One aggregate over a table version: its rows; per field the non-null values, the rows
+    that keep the field's rules, approximate distinct values, min and max; per unique set
+    (primary key, unique fields) its non-null and exactly distinct values.
+
+    A field's rules are the load's own (`Checks`, the same SQL the load ran), over the
+    version's values read back as text: a version whose loads refused every row that
+    broke a rule is 100% valid, and one holding rows loaded under an older schema shows
+    how many break the current one.
+    """
+    checks = Checks(schema)
+    names = schema.names
+    texts = ", ".join(
+        f"CAST({q(n)} AS VARCHAR) AS {q(n)}, {q(n)} AS {q(ORIGINAL + str(i))}"
+        for i, n in enumerate(names)
+    )
+    source = checks.wrap(f"(SELECT {texts} FROM {table})", names)
     parts = ["count(*) AS rows"]
     for i, f in enumerate(schema.fields):
-        c = q(f.name)
-        parts.append(f"count({c}) AS n{i}")
+        c = f"src.{q(ORIGINAL + str(i))}"
+        ok = checks.field_ok(f) or "true"
+        parts.append(f"count({c}) AS n{i}, count(*) FILTER (WHERE {ok}) AS ok{i}")
         parts.append(f"approx_count_distinct({c}) AS d{i}")
         if f.type != "boolean" and not _withheld(f):
             parts.append(f"CAST(min({c}) AS VARCHAR) AS lo{i}, CAST(max({c}) AS VARCHAR) AS hi{i}")
-    return f"SELECT {', '.join(parts)} FROM {table}"
+    for k, (_, cols) in enumerate(unique_sets(schema)):
+        originals = [f"src.{q(ORIGINAL + str(names.index(c)))}" for c in cols]
+        key = originals[0] if len(cols) == 1 else f"row({', '.join(originals)})"
+        not_null = " AND ".join(f"{c} IS NOT NULL" for c in originals)
+        parts.append(
+            f"count(*) FILTER (WHERE {not_null}) AS kn{k}, "
+            f"count(DISTINCT {key}) FILTER (WHERE {not_null}) AS kd{k}"
+        )
+    return f"SELECT {', '.join(parts)} FROM {source} AS src"
 
 
 def quality_report(
     schema: TableSchema, row: dict[str, Any], rows_read: int, field_errors: dict[str, int]
 ) -> dict[str, Any]:
-    """Completeness, validity, uniqueness, distinct values, min and max of each field."""
+    """Completeness, validity, distinct values, min and max of each field, the rows its load
+    refused for it, and the uniqueness of each set of fields that must not repeat.
+
+    Validity is the share of the version's rows that keep the field's rules (as the load
+    checks them). Uniqueness is given only where repeats are an error (the primary key,
+    fields declared unique): for a status or a county a low share is what the data is.
+    """
     rows = int(row["rows"])
+    keys = []
+    expected: dict[str, tuple[str, float | None, int]] = {}  # kind, uniqueness, distinct
+    for k, (kind, cols) in enumerate(unique_sets(schema)):
+        non_null, distinct = int(row[f"kn{k}"]), int(row[f"kd{k}"])
+        uniqueness = round(distinct / non_null, 6) if non_null else None
+        keys.append(
+            {
+                "fields": cols,
+                "kind": kind,
+                "uniqueness": uniqueness,
+                "repeated": non_null - distinct,
+            }
+        )
+        if len(cols) == 1:
+            expected.setdefault(cols[0], (kind, uniqueness, distinct))
     fields: dict[str, Any] = {}
     for i, f in enumerate(schema.fields):
         non_null = int(row[f"n{i}"])
-        distinct = min(int(row[f"d{i}"]), non_null)
-        errors = field_errors.get(f.name, 0)
-        fields[f.name] = {
+        figures: dict[str, Any] = {
             "completeness": round(non_null / rows, 6) if rows else None,
-            "validity": round(1 - errors / rows_read, 6) if rows_read else None,
-            "uniqueness": round(distinct / non_null, 6) if non_null else None,
-            "distinct": distinct,
+            "validity": round(int(row[f"ok{i}"]) / rows, 6) if rows else None,
+            "distinct": min(int(row[f"d{i}"]), non_null),
             "min": row.get(f"lo{i}"),
             "max": row.get(f"hi{i}"),
-            "rejected": errors,
+            "rejected": field_errors.get(f.name, 0),
         }
+        if f.name in expected:
+            # exact, for a key
+            figures["unique"], figures["uniqueness"], figures["distinct"] = expected[f.name]
         if _withheld(f):
-            fields[f.name]["withheld"] = "min and max are not shown for a sensitive field"
-    report: dict[str, Any] = json.loads(json.dumps({"rows": rows, "fields": fields}, default=str))
-    return report
+            figures["withheld"] = "min and max are not shown for a sensitive field"
+        fields[f.name] = figures
+    report = {"rows": rows, "rows_read": rows_read, "fields": fields, "keys": keys}
+    out: dict[str, Any] = json.loads(json.dumps(report, default=str))
+    return out
