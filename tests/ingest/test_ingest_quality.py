@@ -8,16 +8,19 @@ from pathlib import Path
 from sqlalchemy import select
 
 from minyun.catalog.models import ResourceSchema
+from minyun.catalog.tableschema import parse_schema
 from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.ingest import service
 from minyun.ingest.models import LoadMode
+from minyun.ingest.validate import quality_query, quality_report
 from tests.ingest.loadkit import (
     PERSON_SCHEMA,
     make_resource,
     person,
+    ric,
     run_quality_jobs,
     versions,
     write_csv,
@@ -124,6 +127,15 @@ def test_every_field_is_fully_valid_on_a_version_whose_rejects_hold_every_invali
         name: 1.0 for name in quality["fields"]
     }
     assert quality["fields"]["employer"]["rejected"] == 1
+    # Checked row by row with the load's rules (nothing taken as settled), the same.
+    schema = parse_schema(PERSON_SCHEMA)
+    found = node.lake.aggregate(
+        code, 0, lambda table: quality_query(schema, table), timezone=service.SOURCE_TIMEZONE
+    )
+    assert quality_report(schema, found, v.rows_read, {}) == {
+        **quality,
+        "fields": {n: {**f, "rejected": 0} for n, f in quality["fields"].items()},
+    }
     assert quality["fields"]["id"]["rejected"] == 2
     # Uniqueness only where repeats are an error: the key and the unique identity number.
     expected = {n: f["unique"] for n, f in quality["fields"].items() if "uniqueness" in f}
@@ -161,3 +173,24 @@ def test_validity_counts_the_rows_of_the_version_that_break_its_schema(
     assert (first.quality or {})["fields"]["name"]["validity"] == 1.0
     assert (second.quality or {})["fields"]["name"]["validity"] == 0.5
     assert (second.quality or {})["fields"]["name"]["rejected"] == 0
+
+
+def test_a_key_repeated_across_loads_lowers_its_uniqueness(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    node = sqlite_node
+    code, actor = make_resource(node)
+    first = [person(i) for i in range(1, 5)]
+    _load_only(node, actor, code, write_csv(tmp_path / "a.csv", first), LoadMode.FULL)
+    # Each load checks its own rows; an append can bring back a key the table has.
+    again = [person(3, ric=ric(103)), person(4, ric=ric(104))]
+    _load_only(node, actor, code, write_csv(tmp_path / "b.csv", again), LoadMode.APPEND)
+    run_quality_jobs(node)
+    full, appended = versions(node, code)
+    assert (full.quality or {})["fields"]["id"]["uniqueness"] == 1.0
+    report = appended.quality or {}
+    assert report["rows"] == 6 and report["fields"]["id"]["uniqueness"] == round(4 / 6, 6)
+    assert report["fields"]["id"]["distinct"] == 4 and report["fields"]["ric"]["uniqueness"] == 1.0
+    assert report["keys"][0] == {
+        "fields": ["id"], "kind": "primary key", "uniqueness": round(4 / 6, 6), "repeated": 2,
+    }  # fmt: skip

@@ -32,6 +32,7 @@ from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.catalog.tableschema import (
     SQL_TYPES,
+    Field,
     TableSchema,
     arrow_schema,
     check_loadable,
@@ -45,7 +46,15 @@ from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
-from minyun.ingest.validate import Checks, lit, q, quality_query, quality_report
+from minyun.ingest.validate import (
+    Checks,
+    Settled,
+    lit,
+    q,
+    quality_query,
+    quality_report,
+    unique_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -972,12 +981,13 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
         resource = get_resource(session, p["code"])
         schema, _ = resource_schema(session, resource, version.schema_version)
         lake_version, rows_read = version.lake_version, version.rows_read or 0
+        settled = _settled(session, resource, lake_version, schema)
     errors = p.get("field_errors")
     if errors is None:
         errors = _field_errors(lake, p["code"], p["version_id"])
     ctx.progress(0, 1, "quality")
     found = lake.aggregate(
-        p["code"], lake_version, lambda table: quality_query(schema, table),
+        p["code"], lake_version, lambda table: quality_query(schema, table, settled),
         timezone=SOURCE_TIMEZONE,
     )  # fmt: skip
     report = quality_report(schema, found, rows_read, errors)
@@ -987,6 +997,60 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
         version.quality = report
     ctx.progress(1, 1, "quality")
     return {"version_id": p["version_id"], "lake_version": lake_version, "rows": report["rows"]}
+
+
+def _settled(
+    session: Session, resource: Resource, lake_version: int, schema: TableSchema
+) -> Settled:
+    """What the loads of a table version already checked on all its rows.
+
+    The fields whose rules every row was loaded under (each load that put rows in the
+    version, back to the last full load, had them exactly as `schema` does) are valid by
+    construction; the others are checked row by row (after a schema change, until a full
+    load replaces the older rows). When one load wrote every row, under these rules, its
+    check for repeated keys covered the whole version.
+    """
+    wanted: set[str] = set()
+    loads = 0
+    for mode, schema_version in session.execute(
+        select(Version.mode, Version.schema_version)
+        .where(
+            Version.resource_id == resource.id,
+            Version.state == LoadState.COMMITTED,
+            Version.lake_version <= lake_version,
+        )
+        .order_by(Version.lake_version.desc())
+    ):
+        if mode == LoadMode.DELETE:
+            continue  # removes rows, adds none
+        if schema_version is None:
+            return Settled()
+        wanted.add(schema_version)
+        loads += 1
+        if mode == LoadMode.FULL:
+            break  # it replaced every earlier row
+    try:
+        others = [resource_schema(session, resource, v)[0] for v in sorted(wanted)]
+    except Invalid:
+        return Settled()
+    fields = frozenset(
+        f.name for f in schema.fields if all(_same_rules(f, schema, other) for other in others)
+    )
+    keys = {c for _, cols in unique_sets(schema) for c in cols}
+    return Settled(fields, keys=loads == 1 and keys <= fields)
+
+
+def _same_rules(f: Field, schema: TableSchema, other: TableSchema) -> bool:
+    """Whether `other` checks field `f` exactly as `schema` does (names and governance keys
+    aside: a title, a sensitivity or a mask changes no rule)."""
+    found = next((g for g in other.fields if g.name == f.name), None)
+    if found is None or (f.name in schema.primary_key) != (f.name in other.primary_key):
+        return False
+
+    def rules(field: Field) -> Field:
+        return replace(field, title=None, description=None, sensitivity="internal", mask=None)
+
+    return rules(found) == rules(f)
 
 
 def _field_errors(lake: Lake, code: str, version_id: int) -> dict[str, int]:

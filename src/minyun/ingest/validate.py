@@ -89,8 +89,11 @@ class Checks:
         """The field's typed value as a column of a `wrap`ped source (computed there once)."""
         return f"src.{q(TYPED + str(self.schema.names.index(f.name)))}"
 
-    def wrap(self, source: str, columns: list[str]) -> str:
+    def wrap(self, source: str, columns: list[str], *, lake_types: bool = False) -> str:
         """A FROM item: `source` with every field's typed value (and check helpers) added.
+
+        `lake_types`: the columns already hold their lake types (a committed version, read back
+        by the quality report): each is its own typed value, and the rules are the same.
 
         Each cast is evaluated once per row here; the rules and the select list refer to
         the columns (DuckDB does not reliably share a cast repeated across expressions,
@@ -108,7 +111,9 @@ class Checks:
             if f.name not in columns:
                 continue
             typed = q(TYPED + str(i))
-            if f.type in ("integer", "year"):
+            if lake_types:
+                casts.append(f"src.{q(f.name)} AS {typed}")
+            elif f.type in ("integer", "year"):
                 whole = q(WHOLE + str(i))
                 casts.append(f"{self.cast(f)} AS {whole}")
                 derived.append(
@@ -403,47 +408,56 @@ def _withheld(f: Field) -> bool:
     return f.sensitivity in WITHHELD
 
 
-ORIGINAL = "__minyun_o"  # a lake column as it is, beside its text the quality checks read
-
-
 def unique_sets(schema: TableSchema) -> list[tuple[str, list[str]]]:
     """The sets of fields whose values must not repeat: the primary key, each unique field."""
     sets = [("primary key", list(schema.primary_key))] if schema.primary_key else []
     return sets + [("unique", [f.name]) for f in schema.fields if f.unique]
 
 
-def quality_query(schema: TableSchema, table: str) -> str:
+@dataclass(frozen=True)
+class Settled:
+    """What the loads of a version already checked on every row of it: the fields whose
+    rules they all applied as the report's schema has them, and whether one load's check
+    for repeated keys covered the whole version."""
+
+    fields: frozenset[str] = frozenset()
+    keys: bool = False
+
+
+def quality_query(schema: TableSchema, table: str, settled: Settled | None = None) -> str:
     """One aggregate over a table version: its rows; per field the non-null values, the rows
     that keep the field's rules, approximate distinct values, min and max; per unique set
     (primary key, unique fields) its non-null and exactly distinct values.
 
-    A field's rules are the load's own (`Checks`, the same SQL the load ran), over the
-    version's values read back as text: a version whose loads refused every row that
-    broke a rule is 100% valid, and one holding rows loaded under an older schema shows
-    how many break the current one.
+    A field's rules are the load's own (`Checks`, the same SQL the load ran) over the
+    version's values, which already have their types: a version whose loads refused every
+    row that broke a rule is 100% valid, and one holding rows loaded under an older schema
+    shows how many break the schema it is reported against. What is `settled` is not
+    checked again (the rules of a credit code or an identity number cost as much as the
+    load): a settled field is valid on every row, settled keys do not repeat.
     """
+    settled = settled or Settled()
     checks = Checks(schema)
     names = schema.names
-    texts = ", ".join(
-        f"CAST({q(n)} AS VARCHAR) AS {q(n)}, {q(n)} AS {q(ORIGINAL + str(i))}"
-        for i, n in enumerate(names)
-    )
-    source = checks.wrap(f"(SELECT {texts} FROM {table})", names)
+    keys = {cols[0] for _, cols in unique_sets(schema) if len(cols) == 1}
+    source = checks.wrap(table, names, lake_types=True)
     parts = ["count(*) AS rows"]
     for i, f in enumerate(schema.fields):
-        c = f"src.{q(ORIGINAL + str(i))}"
-        ok = checks.field_ok(f) or "true"
+        c = f"src.{q(f.name)}"
+        ok = "true" if f.name in settled.fields else (checks.field_ok(f) or "true")
         parts.append(f"count({c}) AS n{i}, count(*) FILTER (WHERE {ok}) AS ok{i}")
-        parts.append(f"approx_count_distinct({c}) AS d{i}")
+        if f.name not in keys:  # a key's distinct values are counted exactly below
+            parts.append(f"approx_count_distinct({c}) AS d{i}")
         if f.type != "boolean" and not _withheld(f):
             parts.append(f"CAST(min({c}) AS VARCHAR) AS lo{i}, CAST(max({c}) AS VARCHAR) AS hi{i}")
     for k, (_, cols) in enumerate(unique_sets(schema)):
-        originals = [f"src.{q(ORIGINAL + str(names.index(c)))}" for c in cols]
+        originals = [f"src.{q(c)}" for c in cols]
         key = originals[0] if len(cols) == 1 else f"row({', '.join(originals)})"
         not_null = " AND ".join(f"{c} IS NOT NULL" for c in originals)
+        distinct = "count(*)" if settled.keys else f"count(DISTINCT {key})"
         parts.append(
             f"count(*) FILTER (WHERE {not_null}) AS kn{k}, "
-            f"count(DISTINCT {key}) FILTER (WHERE {not_null}) AS kd{k}"
+            f"{distinct} FILTER (WHERE {not_null}) AS kd{k}"
         )
     return f"SELECT {', '.join(parts)} FROM {source} AS src"
 
@@ -480,7 +494,7 @@ def quality_report(
         figures: dict[str, Any] = {
             "completeness": round(non_null / rows, 6) if rows else None,
             "validity": round(int(row[f"ok{i}"]) / rows, 6) if rows else None,
-            "distinct": min(int(row[f"d{i}"]), non_null),
+            "distinct": min(int(row[f"d{i}"]), non_null) if f"d{i}" in row else None,
             "min": row.get(f"lo{i}"),
             "max": row.get(f"hi{i}"),
             "rejected": field_errors.get(f.name, 0),
