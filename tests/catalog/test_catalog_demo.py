@@ -134,5 +134,14 @@ def test_demo_job_publishes_and_loads_the_resources(platform: Platform) -> None:
     page = client.get("/catalog/police-population-basic")
     assert page.status_code == 200
     assert "police-population-basic.csv" in page.text and 'id="catalog-chart-data"' in page.text
-    assert "96.0%" in page.text or "98.0%" in page.text  # validity / completeness of planted rows
+    # The planted bad rows were refused: every field of the version is valid by the load's
+    # rules, the refusals are counted per field, uniqueness is given for the key fields only.
+    population = next(
+        v for v in versions if v.resource_id == resources["police-population-basic"].id
+    )
+    figures = (population.quality or {})["fields"]
+    assert population.rows_rejected and all(f["validity"] == 1.0 for f in figures.values())
+    assert sum(f["rejected"] for f in figures.values()) >= population.rows_rejected
+    assert {n for n, f in figures.items() if "uniqueness" in f} == {"ric"}
+    assert "100.0%" in page.text
     assert "人口基础库" in client.get("/catalog").text

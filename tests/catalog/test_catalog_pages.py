@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -104,6 +105,66 @@ def test_resource_page_shows_schema_versions_quality_and_lineage(
     assert "enterprises.csv" in text and "ab" * 32 in text and "user:steward" in text
     assert '/publish"' not in text and '/retire"' not in text  # a consumer gets no buttons
     assert client.get("/static/catalog.js").status_code == 200
+
+
+def _chart(text: str) -> dict[str, Any]:
+    start = text.index('id="catalog-chart-data">') + len('id="catalog-chart-data">')
+    return dict(json.loads(text[start : text.index("</script>", start)]))
+
+
+def test_uniqueness_is_shown_only_for_fields_that_must_not_repeat(
+    platform: Platform, app: FastAPI
+) -> None:
+    made = publish_two(platform)
+    with platform.factory.begin() as s:
+        resource = service.get_resource(s, made["a"])
+        s.add(
+            Version(
+                resource_id=resource.id, lake_version=0, state="committed", mode="full",
+                source="e.csv", source_kind="csv", schema_version="1.0", rows_read=100,
+                rows_accepted=96, rows_rejected=4, loaded_by="user:steward",
+                committed_at=clock.now(),
+                quality={"rows": 96, "fields": {
+                    "ric": {"completeness": 1.0, "validity": 1.0, "uniqueness": 1.0,
+                            "unique": "unique", "distinct": 96, "rejected": 4},
+                    "age": {"completeness": 0.9, "validity": 1.0, "distinct": 40,
+                            "rejected": 0},
+                }},
+            )
+        )  # fmt: skip
+    admin = make_user(platform, roles=["admin"])
+    client = browser(app)
+    sign_in(client, admin.username)
+    text = client.get(f"/catalog/{made['a']}").text
+    chart = _chart(text)
+    assert chart["fields"] == ["ric", "age"]
+    [uniqueness] = [s["data"] for s in chart["series"] if s["name"] == "唯一性"]
+    assert uniqueness == [100.0, None]  # no bar for the categorical field
+    assert '<td data-label="唯一性">–</td>' in text
+    assert '<td data-label="已拒收">4</td>' in text
+
+
+def test_a_report_without_key_fields_charts_no_uniqueness(platform: Platform, app: FastAPI) -> None:
+    made = publish_two(platform)
+    with platform.factory.begin() as s:
+        resource = service.get_resource(s, made["a"])
+        s.add(
+            Version(
+                resource_id=resource.id, lake_version=0, state="committed", mode="full",
+                source="e.csv", source_kind="csv", schema_version="1.0", rows_read=10,
+                rows_accepted=10, rows_rejected=0, loaded_by="user:steward",
+                committed_at=clock.now(),
+                # An older report gave every field a uniqueness: a status at 0.5% is no defect.
+                quality={"fields": {"age": {"completeness": 1.0, "validity": 1.0,
+                                            "uniqueness": 0.005, "distinct": 5}}},
+            )
+        )  # fmt: skip
+    admin = make_user(platform, roles=["admin"])
+    client = browser(app)
+    sign_in(client, admin.username)
+    text = client.get(f"/catalog/{made['a']}").text
+    assert [s["name"] for s in _chart(text)["series"]] == ["完整性", "有效性"]
+    assert "0.5%" not in text
 
 
 def test_hidden_draft_and_missing_resource_look_the_same(platform: Platform, app: FastAPI) -> None:

@@ -219,6 +219,29 @@ def test_schema_versions_compatible_minor_and_explicit_major(session: Session) -
     assert audit_actions(session, code).count("resource.schema") == 3
 
 
+@pytest.mark.parametrize(
+    ("constraints", "message"),
+    [
+        ({"pattern": r"(a)\1"}, "RE2"),  # Python's re accepts it; DuckDB's engine does not
+        ({"minimum": "abc"}, "minimum 'abc' is not a integer"),
+    ],
+)
+def test_a_schema_every_load_would_fail_on_is_refused_when_set(
+    session: Session, constraints: dict[str, Any], message: str
+) -> None:
+    resource = make_resource(session)
+    bad = copy.deepcopy(person_schema())
+    bad["fields"].append({"name": "extra", "type": "integer", "constraints": constraints})
+    if "pattern" in constraints:
+        bad["fields"][-1]["type"] = "string"
+    with pytest.raises(Invalid, match=message) as caught:
+        service.set_schema(session, factories.SYSTEM, resource.code, bad)
+    assert caught.value.extra["field"] == "extra" and "'extra'" in str(caught.value)
+    assert [s.version for s in service.schema_history(session, resource)] == ["1.0"]
+    with pytest.raises(Invalid, match=message):
+        make_resource(session, schema=bad)
+
+
 # --- search ------------------------------------------------------------------------------------
 
 

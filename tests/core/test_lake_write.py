@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
+from minyun.core import lake_write
 from minyun.core.errors import Invalid
-from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadRecord
+from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadRecord, load_folder
 from minyun.core.lake_write import app_id, merge_condition, stat_value
 
 SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
@@ -144,3 +145,49 @@ def test_merge_condition_and_timestamp_bounds() -> None:
     assert stat_value(ts, "2024-05-01 10:00:00.123456+00", up=True) == "2024-05-01T10:00:00.124Z"
     assert stat_value(pa.bool_(), "true", up=True) is None
     assert stat_value(pa.float64(), "inf", up=True) is None
+
+
+def test_a_loads_commit_is_found_however_deep_in_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows of two commits, then the whole log: load 1 is five commits deep.
+    monkeypatch.setattr(lake_write, "HISTORY_WINDOWS", (2, None))
+    lake, code = Lake(str(tmp_path / "lake")), "people"
+    for load_id in range(1, 7):
+        mode = "full" if load_id == 1 else "append"
+        lake.commit_rows(
+            code, LoadRecord(load_id, 1, 1), mode=mode, data=rows(range(load_id, load_id + 1))
+        )
+    found = lake.find_commits(code, [1, 3, 6, 7])
+    assert {k: v.version for k, v in found.items()} == {1: 0, 3: 2, 6: 5}
+    assert found[1].record == LoadRecord(1, 1, 1)
+    # The first window alone would not have reached it.
+    monkeypatch.setattr(lake_write, "HISTORY_WINDOWS", (2,))
+    assert set(lake.find_commits(code, [1, 6])) == {6}
+
+
+def test_files_of_a_load_that_never_committed_are_discarded(tmp_path: Path) -> None:
+    lake, code = Lake(str(tmp_path / "lake")), "people"
+    folder = lake.direct_folder(code, "full", SCHEMA)
+    assert folder is not None
+    committed = load_folder(folder, 1, "a")
+    committed.mkdir()
+    pq.write_table(pa.table({"id": [1], "name": ["x"]}, schema=SCHEMA), committed / "p.parquet")
+    file = File(committed / "p.parquet", 1, {})
+    lake.commit_files(
+        code, LoadRecord(1, 1, 1), mode="full", schema=SCHEMA, folder=folder, files=[file]
+    )
+    for run in ("b", "c"):
+        left = load_folder(folder, 2, run)
+        left.mkdir()
+        (left / "part-0.parquet").write_bytes(b"PAR1")
+    other = load_folder(folder, 21, "d")
+    other.mkdir()
+    assert lake.discard_uncommitted(code, 1) == []  # committed: its files are the table's
+    assert lake.discard_uncommitted(code, 2) == [
+        load_folder(folder, 2, "b"),
+        load_folder(folder, 2, "c"),
+    ]
+    assert committed.is_dir() and other.is_dir()
+    assert not load_folder(folder, 2, "b").exists()
+    assert table(lake, code) == {1: "x"}

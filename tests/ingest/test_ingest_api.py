@@ -65,7 +65,8 @@ def test_upload_loads_the_file_and_lists_versions_and_rejects(
     assert r.status_code == 202, r.text
     job = _wait(platform, r.json()["job"])
     assert job.state == jobs.JobState.SUCCEEDED, job.error
-    assert (platform.settings.var_dir / "uploads").is_dir()
+    # The upload (a department's raw records) is deleted once its load has settled.
+    assert list((platform.settings.var_dir / "uploads").iterdir()) == []
     # The quality report is a job of its own, queued by the version's commit.
     with platform.factory() as s:
         quality = s.scalars(select(jobs.Job).where(jobs.Job.kind == service.QUALITY_KIND)).one()
@@ -108,3 +109,22 @@ def test_upload_by_another_department_is_forbidden(
             f"/api/v1/resources/{code}/loads", headers=headers, files={"file": ("a.csv", f)}
         )
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "zlib_codec", "base64"])
+def test_an_upload_with_a_codec_that_is_no_text_encoding_is_refused_and_not_kept(
+    client: TestClient, platform: Platform, tmp_path: Path, encoding: str
+) -> None:
+    code, steward = make_resource(platform)
+    assert steward.organization_id is not None
+    headers = _token(client, platform, steward.organization_id)
+    src = write_csv(tmp_path / "a.csv", [person(1)])
+    with src.open("rb") as f:
+        r = client.post(
+            f"/api/v1/resources/{code}/loads", headers=headers,
+            files={"file": ("a.csv", f)}, data={"encoding": encoding},
+        )  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == f"unknown text encoding {encoding!r}"
+    uploads = platform.settings.var_dir / "uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import io
 import json
+import os
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +23,7 @@ from sqlalchemy import update
 
 from minyun.catalog.models import Resource, ResourceStatus
 from minyun.core import audit, jobs
-from minyun.core.errors import Forbidden, NotFound
+from minyun.core.errors import Forbidden, Invalid, NotFound
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
@@ -27,6 +31,7 @@ from minyun.ingest import service
 from minyun.ingest.models import LoadMode, LoadState
 from tests.ingest.loadkit import (
     COLUMNS,
+    PERSON_SCHEMA,
     load,
     make_resource,
     person,
@@ -58,10 +63,11 @@ def test_csv_load_commits_a_version_with_lineage_quality_and_rejects(
     q = v.quality or {}
     assert q["rows"] == 8
     assert q["fields"]["id"] == {
-        "completeness": 1.0, "validity": 0.9, "uniqueness": 1.0, "distinct": 8,
-        "min": "1", "max": "8", "rejected": 1,
+        "completeness": 1.0, "validity": 1.0, "uniqueness": 1.0, "unique": "primary key",
+        "distinct": 8, "min": "1", "max": "8", "rejected": 1,
     }  # fmt: skip
-    assert q["fields"]["sex"]["validity"] == 0.9
+    assert q["fields"]["sex"]["validity"] == 1.0 and q["fields"]["sex"]["rejected"] == 1
+    assert "uniqueness" not in q["fields"]["sex"]
     # The report is public to catalog readers: no real identity number as a min or max.
     assert (q["fields"]["ric"]["min"], q["fields"]["ric"]["max"]) == (None, None)
     assert "withheld" in q["fields"]["ric"] and q["fields"]["ric"]["distinct"] == 8
@@ -437,3 +443,101 @@ def test_only_the_providers_staff_or_an_admin_may_load(
 
 def node_session(node: Platform):  # type: ignore[no-untyped-def]
     return unit_of_work(node.factory)
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "zlib_codec", "base64", "hex", "no-such-thing"])
+def test_an_encoding_that_is_not_a_text_encoding_is_refused_with_the_reason(
+    sqlite_node: Platform, tmp_path: Path, encoding: str
+) -> None:
+    code, actor = make_resource(sqlite_node)
+    src = write_csv(tmp_path / "a.csv", [person(1)])
+    with (
+        unit_of_work(sqlite_node.factory) as session,
+        pytest.raises(service.sources.SourceError, match="unknown text encoding") as refused,
+    ):
+        service.submit_load(
+            session, actor, code, str(src), encoding=encoding, settings=sqlite_node.settings
+        )
+    assert refused.value.extra["field"] == "encoding"
+    # A job queued before this check (or by hand) fails with the same reason, no traceback.
+    with pytest.raises(service.sources.SourceError, match="unknown text encoding"):
+        service.sources.transcode(src, encoding, tmp_path)
+
+
+def test_extra_source_columns_are_ignored_and_the_load_says_so(
+    node: Platform, tmp_path: Path
+) -> None:
+    code, actor = make_resource(node)
+    columns = [*COLUMNS[:3], "remark", *COLUMNS[3:], "备注"]
+    data = [person(i, remark="x", 备注="y") for i in range(1, 4)]
+    job = load(node, actor, code, write_csv(tmp_path / "a.csv", data, columns=columns))
+    assert job.state == SUCCEEDED
+    assert (job.result or {})["notes"] == ["extra columns ignored: remark, 备注"]
+    [v] = versions(node, code)
+    assert v.notes == "extra columns ignored: remark, 备注"
+    with unit_of_work(node.factory) as session:
+        [listed] = service.versions_json(service.list_versions(session, actor, code))
+    assert listed["notes"] == "extra columns ignored: remark, 备注"
+    assert rows(node, code).column_names == COLUMNS
+    # The same columns as the schema: nothing to say.
+    again = load(node, actor, code, write_csv(tmp_path / "b.csv", data[:2]))
+    assert (again.result or {})["notes"] == [] and versions(node, code)[-1].notes is None
+
+
+def _submit(node: Platform, actor: Principal, code: str, source: Path, **kw: Any) -> str:
+    with unit_of_work(node.factory) as session:
+        return service.submit_load(session, actor, code, str(source), **kw).id
+
+
+def test_an_upload_is_deleted_once_its_load_settles_and_no_other_load_needs_it(
+    node: Platform, tmp_path: Path
+) -> None:
+    code, actor = make_resource(node)
+    src = write_csv(tmp_path / "a.csv", [person(i) for i in range(1, 6)])
+    with src.open("rb") as f:
+        upload, _, _ = service.save_upload(f, node.settings)
+    first = _submit(node, actor, code, upload, settings=node.settings)
+    second = _submit(node, actor, code, upload, mode=LoadMode.APPEND, settings=node.settings)
+    assert jobs.run(node.factory, first).state == SUCCEEDED
+    assert upload.is_file()  # the second load will read it
+    assert jobs.run(node.factory, second).state == SUCCEEDED
+    assert not upload.exists()
+    # A failed load settles too; an operator's own file is never deleted.
+    with io.BytesIO(b"identifier,ric\n1,2\n") as f:
+        bad, _, _ = service.save_upload(f, node.settings)
+    failed = _submit(node, actor, code, bad, settings=node.settings)
+    assert jobs.run(node.factory, failed).state == jobs.JobState.FAILED
+    assert not bad.exists()
+    assert src.is_file()
+
+
+def test_uploads_are_kept_for_the_configured_retention_then_swept(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    node = sqlite_node
+    keep = node.settings.model_copy(update={"upload_retention_hours": 24.0})
+    code, actor = make_resource(node)
+    src = write_csv(tmp_path / "a.csv", [person(i) for i in range(1, 6)])
+    with src.open("rb") as f:
+        old, _, _ = service.save_upload(f, keep)
+    assert jobs.run(node.factory, _submit(node, actor, code, old, settings=keep)).state == SUCCEEDED
+    assert old.is_file()  # kept: within its retention
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    newer = write_csv(tmp_path / "b.csv", [person(i) for i in range(1, 8)])
+    with newer.open("rb") as f:
+        fresh, _, _ = service.save_upload(f, keep)
+    job = _submit(node, actor, code, fresh, settings=keep)
+    assert jobs.run(node.factory, job).state == SUCCEEDED
+    assert not old.exists() and fresh.is_file()
+
+
+def test_a_schema_saved_before_its_constraints_were_checked_refuses_loads_naming_the_field(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    descriptor = json.loads(json.dumps(PERSON_SCHEMA))
+    descriptor["fields"][7]["constraints"]["minimum"] = "zero"  # score, a number
+    code, actor = make_resource(sqlite_node, descriptor=descriptor)
+    src = write_csv(tmp_path / "a.csv", [person(1)])
+    with pytest.raises(Invalid, match="field 'score': minimum 'zero' is not a number value"):
+        _submit(sqlite_node, actor, code, src, settings=sqlite_node.settings)

@@ -7,7 +7,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from minyun.catalog.tableschema import arrow_schema, compatibility, parse_schema
+from minyun.catalog.tableschema import arrow_schema, check_loadable, compatibility, parse_schema
 from minyun.core.errors import Invalid
 from tests.ingest.loadkit import PERSON_SCHEMA
 
@@ -202,3 +202,35 @@ def test_the_fast_identity_number_check_equals_the_reference() -> None:
         (int(f"350102{birth}0000"),)
     ]
     assert got[f"350102{birth}0000"] and not got[exponent]
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"type": "string", "constraints": {"pattern": r"(a)\1"}}, r"pattern '\(a\)\\\\1'.*RE2"),
+        ({"type": "string", "constraints": {"pattern": "(?=a)a"}}, "RE2"),
+        ({"type": "integer", "constraints": {"minimum": "abc"}}, "minimum 'abc' is not a integer"),
+        ({"type": "integer", "constraints": {"maximum": True}}, "maximum True"),
+        ({"type": "date", "constraints": {"minimum": 5}}, "minimum 5 is not a date"),
+        ({"type": "datetime", "constraints": {"maximum": "soon"}}, "maximum 'soon'"),
+        ({"type": "year", "constraints": {"enum": [2020, "MMXX"]}}, "allowed value 'MMXX'"),
+    ],
+)
+def test_a_constraint_the_loads_sql_cannot_use_is_refused_naming_the_field(
+    field: dict[str, Any], message: str
+) -> None:
+    schema = parse_schema(_schema({"name": "x", **field}))  # the standard allows them
+    with pytest.raises(Invalid, match=message) as caught:
+        check_loadable(schema)
+    assert caught.value.extra["field"] == "x" and "'x'" in str(caught.value)
+
+
+def test_constraints_duckdb_can_use_pass() -> None:
+    assert check_loadable(parse_schema(PERSON_SCHEMA)) == parse_schema(PERSON_SCHEMA)
+    fine = _schema(
+        {"name": "a", "type": "string", "constraints": {"pattern": r"(?i)[a-z]{2}\d+"}},
+        {"name": "b", "type": "integer", "constraints": {"minimum": "3", "maximum": 9.5}},
+        {"name": "c", "type": "datetime", "constraints": {"minimum": "2020-01-01 08:00:00"}},
+        {"name": "d", "type": "time", "constraints": {"maximum": "18:00:00"}},
+    )
+    check_loadable(parse_schema(fine))

@@ -156,6 +156,8 @@ class Version(Base):
     rows_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
     duration_s: Mapped[float | None] = mapped_column(Float, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # What the load says beside its counts, e.g. "extra columns ignored: a, b".
+    notes: Mapped[str | None] = mapped_column(Text, default=None)
     quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     job_id: Mapped[str | None] = mapped_column(String(32), default=None)
     loaded_by: Mapped[str] = mapped_column(String(100))

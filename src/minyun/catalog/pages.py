@@ -119,13 +119,18 @@ def _chart_data(request: Request, page: service.ResourcePage) -> dict[str, Any]:
         return None if value is None else round(100 * value, 2)
 
     loads = [v for v in reversed(page.versions) if v.lake_version is not None]
+    series = [
+        {"name": gettext("Completeness"), "data": [pct(f.completeness) for f in page.quality]},
+        {"name": gettext("Validity"), "data": [pct(f.validity) for f in page.quality]},
+    ]
+    # Uniqueness is a quality figure only where repeats are an error (keys, unique fields).
+    if any(f.uniqueness is not None for f in page.quality):
+        series.append(
+            {"name": gettext("Uniqueness"), "data": [pct(f.uniqueness) for f in page.quality]}
+        )
     return {
         "fields": [f.name for f in page.quality],
-        "series": [
-            {"name": gettext("Completeness"), "data": [pct(f.completeness) for f in page.quality]},
-            {"name": gettext("Validity"), "data": [pct(f.validity) for f in page.quality]},
-            {"name": gettext("Uniqueness"), "data": [pct(f.uniqueness) for f in page.quality]},
-        ],
+        "series": series,
         "loads": {
             "versions": [f"v{v.lake_version}" for v in loads],
             "accepted": [v.rows_accepted for v in loads],

@@ -31,7 +31,7 @@ from minyun.catalog.models import (
     UpdateCycle,
     Version,
 )
-from minyun.catalog.tableschema import TableSchema, compatibility, parse_schema
+from minyun.catalog.tableschema import TableSchema, check_loadable, compatibility, parse_schema
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
 from minyun.core import audit, clock, policies
 from minyun.core.errors import (
@@ -372,7 +372,7 @@ def create_resource(
             "legal_basis": legal_basis,
         }
     )
-    parsed = parse_schema(schema) if schema is not None else None
+    parsed = check_loadable(parse_schema(schema)) if schema is not None else None
     now = clock.now()
     resource = Resource(
         code=code,
@@ -545,7 +545,7 @@ def set_schema(
     _check_provider(actor, "resource.edit", resource)
     if resource.status == ResourceStatus.RETIRED:
         raise Conflict(f"resource {code} is retired; its schema can no longer change")
-    new = parse_schema(descriptor)
+    new = check_loadable(parse_schema(descriptor))
     old_row = current_schema(session, resource)
     if old_row is None:
         version, change = "1.0", "initial"
@@ -655,7 +655,12 @@ def browse(session: Session, actor: Principal, filters: Filters) -> CatalogView:
 
 @dataclass(frozen=True)
 class FieldQuality:
-    """One field's figures from a load's quality profile (None when not computed)."""
+    """One field's figures from a load's quality profile (None when not computed).
+
+    `uniqueness` only for a field whose values must not repeat (`unique` says why: its
+    primary key or its unique constraint); `validity` is the share of the version's rows
+    that keep the field's rules, `rejected` the rows its load refused for the field.
+    """
 
     name: str
     completeness: float | None
@@ -664,6 +669,8 @@ class FieldQuality:
     distinct: int | None
     minimum: Any
     maximum: Any
+    rejected: int | None = None
+    unique: str | None = None
 
 
 @dataclass(frozen=True)
@@ -699,18 +706,25 @@ def quality_fields(quality: Mapping[str, Any] | None) -> list[FieldQuality]:
     def number(value: Any) -> float | None:
         return float(value) if isinstance(value, int | float) else None
 
+    def count(value: Any) -> int | None:
+        return int(value) if isinstance(value, int | float) else None
+
     out = []
     for name, v in items:
-        distinct = v.get("distinct")
+        # A report that does not say a field must be unique (older ones gave every field a
+        # "uniqueness") shows none: a low share of a categorical field is not a defect.
+        unique = v.get("unique") if isinstance(v.get("unique"), str) else None
         out.append(
             FieldQuality(
                 name=name,
                 completeness=number(v.get("completeness")),
                 validity=number(v.get("validity")),
-                uniqueness=number(v.get("uniqueness")),
-                distinct=int(distinct) if isinstance(distinct, int | float) else None,
+                uniqueness=number(v.get("uniqueness")) if unique else None,
+                distinct=count(v.get("distinct")),
                 minimum=v.get("min"),
                 maximum=v.get("max"),
+                rejected=count(v.get("rejected")),
+                unique=unique,
             )
         )
     return out

@@ -18,17 +18,21 @@ from typing import Any, Literal
 import frictionless
 import pyarrow as pa
 
+from minyun.core import sqlcheck
 from minyun.core.errors import Invalid
 from minyun.core.masks import parse_mask
 
 __all__ = [
     "FORMATS",
     "SENSITIVITIES",
+    "SQL_TYPES",
     "TYPES",
     "Field",
     "TableSchema",
     "arrow_schema",
+    "check_loadable",
     "compatibility",
+    "constant_sql",
     "parse_schema",
 ]
 
@@ -42,6 +46,17 @@ TYPES: dict[str, pa.DataType] = {
     "datetime": pa.timestamp("us", tz="UTC"),
     "time": pa.time64("us"),
     "year": pa.int32(),
+}
+# The same types in DuckDB, where every load casts and checks its rows.
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMPTZ",
+    "time": "TIME",
+    "year": "INTEGER",
 }
 SENSITIVITIES = ("public", "internal", "sensitive", "secret")
 # Formats minyun checks itself; frictionless knows the others (email, uri, uuid, ...).
@@ -116,6 +131,56 @@ def parse_schema(descriptor: Mapping[str, Any]) -> TableSchema:
         if name not in names:
             raise Invalid(f"primary key field {name!r} is not in the schema", field=name)
     return TableSchema(fields=fields, primary_key=primary_key)
+
+
+def constant_sql(f: Field, value: Any) -> str:
+    """A constraint's value (a minimum, a maximum, an allowed value) as the load compares the
+    field with it: a SQL constant of the field's type."""
+    if (
+        f.type in ("integer", "number", "year")
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    ):
+        return repr(value)
+    return f"CAST({_lit(value)} AS {SQL_TYPES[f.type]})"
+
+
+def check_loadable(schema: TableSchema) -> TableSchema:
+    """The schema; Invalid, naming the field, if a load could not use a constraint: a pattern DuckDB's
+    regular-expression engine (RE2, no back-references or look-arounds) refuses, or a
+    minimum, maximum or allowed value that is not a value of the field's type.
+
+    Each is tried in DuckDB as the load writes it (`ingest.validate`), so what passes here
+    compiles in every load. Asked when a schema is set, and by each load (a schema saved
+    before this check gets the same message instead of a failure inside the load's SQL).
+    """
+    for f in schema.fields:
+        if f.pattern is not None:
+            why = sqlcheck.refusal(f"regexp_full_match('', {_lit(f.pattern)})")
+            if why is not None:
+                raise Invalid(
+                    f"field {f.name!r}: pattern {f.pattern!r} is not one DuckDB's regular "
+                    f"expressions (RE2) can match: {_reason(why)}",
+                    field=f.name,
+                )
+        bounds = [("minimum", f.minimum), ("maximum", f.maximum)]
+        for key, value in [*bounds, *(("allowed value", v) for v in f.enum or [])]:
+            if value is None and key != "allowed value":
+                continue
+            if sqlcheck.refusal(constant_sql(f, value)) is not None:
+                raise Invalid(
+                    f"field {f.name!r}: {key} {value!r} is not a {f.type} value", field=f.name
+                )
+    return schema
+
+
+def _reason(message: str) -> str:
+    # DuckDB says "Invalid Input Error: invalid escape sequence: \1": keep what RE2 said.
+    return message.split("Error: ", 1)[-1]
+
+
+def _lit(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _standard_part(raw: Any, index: int) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     default_locale: str = "zh_Hans_CN"
     # Largest file a load accepts by upload or URL download (bytes); 1 GiB by default.
     upload_max_bytes: int = Field(default=1 << 30, gt=0)
+    # Hours an uploaded file is kept after its load settled (committed, unchanged, refused
+    # or failed); 0 deletes it at once. Uploads hold departments' raw records.
+    upload_retention_hours: float = Field(default=0.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

@@ -26,9 +26,10 @@ from minyun.core.lake_write import (
     LakeWriter,
     LoadCommit,
     LoadRecord,
+    load_folder,
 )
 
-__all__ = ["CDF", "REJECTS_SCHEMA", "DataFile", "Lake", "LoadCommit", "LoadRecord"]
+__all__ = ["CDF", "REJECTS_SCHEMA", "DataFile", "Lake", "LoadCommit", "LoadRecord", "load_folder"]
 
 if TYPE_CHECKING:
     from minyun.core.policies import AccessPlan

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,8 +49,9 @@ REJECTS_SCHEMA = pa.schema(
     ]
 )
 MODES = ("full", "append", "upsert", "delete")
-#: How far back in a table's history a load's commit is looked for.
-HISTORY_DEPTH = 100
+#: How many of a table's newest commits are read at a time when a load's commit is looked
+#: for: most are among the newest; the last window (None) is the whole history.
+HISTORY_WINDOWS: tuple[int | None, ...] = (100, 2_000, None)
 
 
 class DataFile(Protocol):
@@ -111,6 +113,12 @@ class LoadCommit:
 def app_id(load_id: int) -> str:
     """The idempotent app transaction of a load's commit."""
     return f"minyun-load-{load_id}"
+
+
+def load_folder(base: Path, load_id: int, run: str) -> Path:
+    """The folder of the files one run of a load writes under `base` (the table folder or
+    its work folder): `load-<id>-<run>`, so every run's files can be found by the load's id."""
+    return base / f"load-{int(load_id)}-{run}"
 
 
 class LakeWriter:
@@ -251,29 +259,44 @@ class LakeWriter:
     # --- finding a load's commit ----------------------------------------------------------
 
     def find_commits(self, code: str, load_ids: Iterable[int]) -> dict[int, LoadCommit]:
-        """The Delta commits of these loads that exist (by load id), from one read of the log."""
+        """The Delta commits of these loads that exist (by load id), however deep in the log.
+
+        A load committed if its app transaction is in the table's state; its commit (the
+        version and its record) is then looked for in the newest commits first, and further
+        back only while some is not found.
+        """
         wanted = list(load_ids)
         uri = self.table_uri(code)
         if not wanted or not DeltaTable.is_deltatable(uri):
             return {}
         table = DeltaTable(uri)
-        found: dict[int, LoadCommit] = {}
-        history: list[dict[str, Any]] | None = None
-        for load_id in wanted:
-            if table.transaction_version(app_id(load_id)) is None:
-                continue
-            history = history if history is not None else table.history(HISTORY_DEPTH)
-            entry = _entry_of(history, load_id)
-            if entry is not None:
-                found[load_id] = LoadCommit(int(entry["version"]), LoadRecord.from_metadata(entry))
-        return found
+        committed = [i for i in wanted if table.transaction_version(app_id(i)) is not None]
+        entries = _entries_of(table, committed)
+        return {
+            load_id: LoadCommit(int(entry["version"]), LoadRecord.from_metadata(entry))
+            for load_id, entry in entries.items()
+        }
 
     def has_commit(self, code: str, load_id: int) -> bool:
         """Whether load `load_id` committed; True when the log cannot be read (keep its files)."""
+        uri = self.table_uri(code)
         try:
-            return bool(self.find_commits(code, [load_id]))
+            if not DeltaTable.is_deltatable(uri):
+                return False
+            return DeltaTable(uri).transaction_version(app_id(load_id)) is not None
         except Exception:  # an unreadable log: keep the files, vacuum decides later
             return True
+
+    def discard_uncommitted(self, code: str, load_id: int) -> list[Path]:
+        """Delete the files a load wrote into its table folder and never committed; the
+        folders deleted (none when it committed, or the lake is not local)."""
+        uri = self.table_uri(code)
+        if "://" in uri or not Path(uri).is_dir() or self.has_commit(code, load_id):
+            return []
+        gone = sorted(Path(uri).glob(f"load-{int(load_id)}-*"))
+        for folder in gone:
+            shutil.rmtree(folder, ignore_errors=True)
+        return gone
 
     # --- the loader's own reads -------------------------------------------------------------
 
@@ -286,18 +309,28 @@ class LakeWriter:
         # A file without statistics (not written by minyun): count the rows themselves.
         return int(table.to_pyarrow_dataset().count_rows())
 
-    def aggregate(self, code: str, version: int, query: Callable[[str], str]) -> dict[str, Any]:
+    def aggregate(
+        self,
+        code: str,
+        version: int,
+        query: Callable[[str], str],
+        *,
+        timezone: str | None = None,
+    ) -> dict[str, Any]:
         """The one row of an aggregate query over a table version, by column name.
 
-        `query` makes the SQL from the FROM item that reads the version (the quality report).
-        A local table's files are read by DuckDB itself (several times faster than through an
-        Arrow dataset, and in less memory).
+        `query` makes the SQL from the FROM item that reads the version (the quality report);
+        `timezone` is the session's, for date-times read from or compared with text (the
+        one the loads used). A local table's files are read by DuckDB itself (several times
+        faster than through an Arrow dataset, and in less memory).
         """
         table = DeltaTable(self.table_uri(code), version=version)
         files = table.file_uris()
         con = duckdb.connect()
         try:
             con.sql("SET enable_progress_bar = false")
+            if timezone is not None:
+                con.sql(f"SET TimeZone = {_lit(timezone)}")
             if files and all("://" not in f for f in files):
                 source = "read_parquet([" + ", ".join(_lit(f) for f in files) + "])"
             else:
@@ -401,23 +434,30 @@ def _properties(load: LoadRecord) -> CommitProperties:
     )
 
 
-def _entry_of(history: list[dict[str, Any]], load_id: int) -> dict[str, Any] | None:
-    for entry in history:
-        if str(entry.get("minyun.load_id")) == str(load_id):
-            return entry
-    return None
+def _entries_of(table: DeltaTable, load_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The history entries of these loads' commits: the newest `HISTORY_WINDOWS[0]` commits
+    are read first, then wider windows while some is missing, up to the whole history."""
+    wanted = {str(i): i for i in load_ids}
+    found: dict[int, dict[str, Any]] = {}
+    newest = table.version()
+    for window in HISTORY_WINDOWS:
+        for entry in table.history(window):
+            load_id = wanted.get(str(entry.get("minyun.load_id")))
+            if load_id is not None and load_id not in found:
+                found[load_id] = entry
+        if len(found) == len(wanted) or window is None or window > newest:
+            break
+    return found
 
 
 def _committed(uri: str, load_id: int) -> int:
     """The version the load just committed (read back from the log by its id)."""
     table = DeltaTable(uri)
-    entry = (
-        _entry_of(table.history(HISTORY_DEPTH), load_id)
-        if table.transaction_version(app_id(load_id)) is not None
-        else None
-    )
+    if table.transaction_version(app_id(load_id)) is None:
+        raise RuntimeError(f"the Delta commit of load {load_id} is missing")
+    entry = _entries_of(table, [load_id]).get(load_id)
     if entry is None:
-        raise RuntimeError(f"the Delta commit of load {load_id} is missing from {uri}")
+        raise RuntimeError(f"the Delta commit of load {load_id} is not in the table's history")
     return int(entry["version"])
 
 

@@ -33,8 +33,9 @@ def upload_load(
         raise sources.SourceError(
             f"the upload is larger than the limit of {limit:,} bytes", code="too-large"
         )
-    # Authorise before the file is written: a refused upload leaves nothing on disk.
-    service.check_can_load(session, actor, code)
+    # Authorise and check the options before the file is written: a refused upload
+    # leaves nothing on disk.
+    service.check_can_load(session, actor, code, mode=mode, encoding=encoding, watermark=watermark)
     if not file.filename:
         raise Invalid("the upload needs a file name", field="file")
     path, _, _ = service.save_upload(file.file, platform.settings)

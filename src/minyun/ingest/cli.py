@@ -73,6 +73,8 @@ def load(
         f"{result.get('rows_accepted', 0):,} rows accepted, {result.get('rows_rejected', 0):,} rejected "
         f"of {result.get('rows_read', 0):,} read"
     )
+    for note in result.get("notes") or []:
+        console.print(f"[yellow]note:[/] {note}")
 
 
 def versions(

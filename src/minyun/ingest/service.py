@@ -30,16 +30,31 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
-from minyun.catalog.tableschema import TableSchema, arrow_schema, parse_schema
+from minyun.catalog.tableschema import (
+    SQL_TYPES,
+    Field,
+    TableSchema,
+    arrow_schema,
+    check_loadable,
+    parse_schema,
+)
 from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import Forbidden, Invalid, NotFound
-from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord
+from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
 from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
-from minyun.ingest.validate import SQL_TYPES, Checks, lit, q, quality_query, quality_report
+from minyun.ingest.validate import (
+    Checks,
+    Settled,
+    lit,
+    q,
+    quality_query,
+    quality_report,
+    unique_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +62,9 @@ KIND = "ingest.load"
 # Naive date-times in departments' files are Beijing time; the lake stores UTC.
 SOURCE_TIMEZONE = "Asia/Shanghai"
 BATCH_ROWS = 256_000
+# An upload no load is waiting for is kept at least this long (hours), whatever the
+# retention: it may be one whose load is being submitted just now.
+UNCLAIMED_HOURS = 1.0
 # DuckDB's share of a load's memory; beyond it DuckDB spills to the load's work folder.
 LOAD_MEMORY = "1GB"
 
@@ -118,13 +136,7 @@ def submit_load(
 
     Only the provider's own staff or an admin may load. The job ("ingest.load") does the work.
     """
-    resource = _access_managed(session, actor, code, "resource.load")
-    mode = LoadMode(mode)
-    schema, _ = resource_schema(session, resource)
-    if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
-        raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
-    if watermark is not None:
-        schema.field(watermark)
+    mode = check_can_load(session, actor, code, mode=mode, encoding=encoding, watermark=watermark)
     kind = sources.source_type(source)
     if kind == "db" and not table:
         raise Invalid("a database source needs a table", field="table")
@@ -144,6 +156,7 @@ def submit_load(
         "lake_uri": cfg.lake_uri,
         "var_dir": str(cfg.var_dir),
         "upload_limit": cfg.upload_max_bytes,
+        "upload_retention_hours": cfg.upload_retention_hours,
     }
     job = jobs.submit(session, actor, KIND, params)
     label = filename or (source if kind == "file" else sources._safe_url(source))
@@ -154,9 +167,28 @@ def submit_load(
     return job
 
 
-def check_can_load(session: Session, actor: Principal, code: str) -> None:
-    """Forbidden unless `actor` may load into the resource (used before accepting an upload)."""
-    _access_managed(session, actor, code, "resource.load")
+def check_can_load(
+    session: Session,
+    actor: Principal,
+    code: str,
+    *,
+    mode: LoadMode = LoadMode.FULL,
+    encoding: str | None = None,
+    watermark: str | None = None,
+) -> LoadMode:
+    """Forbidden unless `actor` may load into the resource; Invalid if the options do not fit
+    its schema (checked before an upload is accepted, so a refused one leaves nothing)."""
+    resource = _access_managed(session, actor, code, "resource.load")
+    mode = LoadMode(mode)
+    schema, _ = resource_schema(session, resource)
+    check_loadable(schema)
+    if mode in (LoadMode.UPSERT, LoadMode.DELETE) and not schema.primary_key:
+        raise Invalid(f"{mode} needs a primary key in the schema of {code}", field="mode")
+    if watermark is not None:
+        schema.field(watermark)
+    if encoding:
+        sources.text_encoding(encoding)
+    return mode
 
 
 def save_upload(stream: Any, settings: Settings | None = None) -> tuple[Path, str, int]:
@@ -263,9 +295,10 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     p = ctx.params
     lake = Lake(p["lake_uri"])
     state = dict(ctx.resume or {})
+    works = Path(p["var_dir"]) / "work"
     with ctx.factory.begin() as session:
         resource = get_resource(session, p["code"])
-        _settle_orphans(session, lake, resource, keep=state.get("version_id"))
+        _settle_orphans(session, lake, resource, keep=state.get("version_id"), works=works)
         version_id = state.get("version_id")
         if version_id is None:
             version = Version(
@@ -285,23 +318,73 @@ def run_load(ctx: jobs.JobContext) -> dict[str, Any]:
     if "version_id" not in state:
         state["version_id"] = version_id
         ctx.save_point(state)
+    work = works / f"load-{version_id}"
     with ctx.factory() as session:
         done = _version(session, version_id)
-        if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
-            return _result(done)
-    work = Path(p["var_dir"]) / "work" / f"load-{version_id}"
+    if done.state != LoadState.RUNNING:  # finished from its Delta commit just now
+        sources.cleanup(work)
+        _release_upload(ctx)
+        return _result(done)
+    if "version_id" in (ctx.resume or {}):
+        # An earlier run of this load died: the files it wrote into the table are not
+        # committed (else the load was finished above), and nobody will commit them.
+        lake.discard_uncommitted(p["code"], version_id)
     load = _Load(ctx, version_id, lake, p["code"], work)
     started = time.perf_counter()
     try:
-        return _run(load, started)
+        result = _run(load, started)
+    except jobs.LeaseLost:
+        raise  # another runner has the load now, and its input
     except Exception as exc:
         committed = _fail(ctx, lake, version_id, exc, started)
+        _release_upload(ctx)
         if committed is not None:  # a committed load succeeded, whatever failed after it
             log.warning("load %s committed; then: %s", version_id, jobs.describe_error(exc))
             return committed
         raise
     finally:
         sources.cleanup(work)
+    _release_upload(ctx)
+    return result
+
+
+def _release_upload(ctx: jobs.JobContext) -> None:
+    """The load is settled: delete its uploaded file, unless uploads are kept for
+    `upload_retention_hours`; then delete every upload past that retention (at least
+    `UNCLAIMED_HOURS`, so a file being submitted is never taken) that no queued or running
+    load will read. Only files under `<var_dir>/uploads` are ever deleted."""
+    p = ctx.params
+    uploads = Path(p["var_dir"]) / "uploads"
+    if not uploads.is_dir():
+        return
+    retention = float(p.get("upload_retention_hours") or 0)
+    with ctx.factory() as session:
+        needed = _uploads_needed(session, uploads, besides=ctx.job_id)
+    mine = _upload_of(p["source"], uploads)
+    if retention == 0 and mine is not None and mine not in needed:
+        mine.unlink(missing_ok=True)
+    sources.sweep_uploads(uploads, older_than_s=max(retention, UNCLAIMED_HOURS) * 3600, keep=needed)
+
+
+def _upload_of(source: str, uploads: Path) -> Path | None:
+    """The uploaded file a load reads, if its source is one."""
+    if sources.source_type(source) != "file":
+        return None
+    path = Path(source).resolve()
+    return path if path.parent == uploads.resolve() else None
+
+
+def _uploads_needed(session: Session, uploads: Path, *, besides: str) -> set[Path]:
+    """The uploads that queued or running loads (other than job `besides`) will read."""
+    waiting = session.scalars(
+        select(jobs.Job.params).where(
+            jobs.Job.kind == KIND,
+            jobs.Job.state.in_((jobs.JobState.QUEUED, jobs.JobState.RUNNING)),
+            jobs.Job.id != besides,
+        )
+    )
+    found = (_upload_of(str((params or {}).get("source", "")), uploads) for params in waiting)
+    return {path for path in found if path is not None}
 
 
 def _version(session: Session, version_id: int) -> Version:
@@ -320,6 +403,7 @@ def _result(version: Version) -> dict[str, Any]:
         "rows_read": version.rows_read,
         "rows_accepted": version.rows_accepted,
         "rows_rejected": version.rows_rejected,
+        "notes": [version.notes] if version.notes else [],
     }
 
 
@@ -372,6 +456,7 @@ class _Pass:
     con: duckdb.DuckDBPyConnection
     checks: Checks
     keep: list[str]  # the source's columns that the schema has
+    ignored: list[str]  # the source's columns that the schema does not have
     relation: str  # the source with its typed values, for the one pass
     numbered: str  # the same with row numbers, read again only for refused rows
     select: str  # the written columns, cast to their lake types
@@ -436,7 +521,8 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
     # Committed in the lake: from here on neither a cancellation nor a busy database fails
     # the load (if recording fails, `_fail` records the version from its Delta commit).
     ctx.progress(4, 5, "recording", stop=False)
-    _record_committed(load, plan, state, started)
+    notes = _notes(scan)
+    _record_committed(load, plan, state, started, notes)
     ctx.progress(5, 5, f"version {state.lake_version}", stop=False)
     return {
         "version_id": load.version_id,
@@ -445,7 +531,15 @@ def _run(load: _Load, started: float) -> dict[str, Any]:
         "rows_read": state.rows_read,
         "rows_accepted": state.rows_accepted,
         "rows_rejected": state.rows_rejected,
+        "notes": notes,
     }
+
+
+def _notes(scan: _Pass) -> list[str]:
+    """What the load tells beside its counts: the source's columns it did not load."""
+    if not scan.ignored:
+        return []
+    return [f"extra columns ignored: {', '.join(scan.ignored)}"]
 
 
 def _plan(load: _Load) -> _Plan:
@@ -454,6 +548,7 @@ def _plan(load: _Load) -> _Plan:
     with load.ctx.factory() as session:
         resource = get_resource(session, load.code)
         schema, schema_version = resource_schema(session, resource)
+        check_loadable(schema)
         last_mark = _last_watermark(session, resource.id) if p.get("watermark") else None
         return _Plan(
             mode=LoadMode(p["mode"]),
@@ -493,6 +588,7 @@ def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
             f"(the file has {', '.join(columns[:20])}); check the delimiter, encoding and header row"
         )
     keep = [c for c in columns if c in schema.names]
+    ignored = [c for c in columns if c not in schema.names]
     where = None
     if (
         plan.watermark
@@ -511,13 +607,14 @@ def _open_pass(load: _Load, plan: _Plan, fetched: sources.Fetched) -> _Pass:
         con=con,
         checks=checks,
         keep=keep,
+        ignored=ignored,
         relation=checks.wrap(raw, columns),
         numbered=checks.wrap(sources.numbered(raw, keep, where=where), keep),
         select=", ".join(f"{checks.typed(schema.field(n))} AS {q(n)}" for n in written),
         where=where,
         target=target,
         direct=direct,
-        parts_dir=(direct or load.work) / f"load-{load.version_id}-{uuid.uuid4().hex[:12]}",
+        parts_dir=load_folder(direct or load.work, load.version_id, uuid.uuid4().hex[:12]),
     )
 
 
@@ -704,7 +801,9 @@ def _discard(load: _Load, scan: _Pass, state: _State) -> None:
         shutil.rmtree(scan.parts_dir, ignore_errors=True)  # never committed: nobody reads them
 
 
-def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -> None:
+def _record_committed(
+    load: _Load, plan: _Plan, state: _State, started: float, notes: list[str]
+) -> None:
     """The control-plane commit: the Version, the resource's pointer, the audit record, and
     the jobs that follow the version (serving index, quality report)."""
     lake_version = state.lake_version
@@ -726,6 +825,7 @@ def _record_committed(load: _Load, plan: _Plan, state: _State, started: float) -
         version.watermark = state.mark or plan.last_mark
         version.schema_version = plan.schema_version
         version.committed_at = clock.now()
+        version.notes = "; ".join(notes) or None
         resource = get_resource(session, load.code)
         resource.lake_version = lake_version
         resource.row_count = row_count
@@ -802,9 +902,9 @@ def _fetch(load: _Load, p: dict[str, Any], last_mark: str | None) -> sources.Fet
             p["source"], p.get("sealed_source"), session.info.get("node_key")
         )
     kind = sources.source_type(source)
-    uploads = Path(p["var_dir"]) / "uploads"
     if kind == "url":
-        return sources.fetch_url(source, uploads, limit=int(p["upload_limit"]))
+        # Downloaded into the load's own work folder, deleted with it.
+        return sources.fetch_url(source, load.work, limit=int(p["upload_limit"]))
     if kind == "db":
         mark = (p["watermark"], last_mark) if p.get("watermark") and last_mark is not None else None
         return sources.fetch_table(source, p.get("table"), load.work, watermark=mark)
@@ -891,17 +991,75 @@ def run_quality(ctx: jobs.JobContext) -> dict[str, Any]:
         resource = get_resource(session, p["code"])
         schema, _ = resource_schema(session, resource, version.schema_version)
         lake_version, rows_read = version.lake_version, version.rows_read or 0
+        settled = _settled(session, resource, lake_version, schema)
     errors = p.get("field_errors")
     if errors is None:
         errors = _field_errors(lake, p["code"], p["version_id"])
     ctx.progress(0, 1, "quality")
-    found = lake.aggregate(p["code"], lake_version, lambda table: quality_query(schema, table))
+    found = lake.aggregate(
+        p["code"], lake_version, lambda table: quality_query(schema, table, settled),
+        timezone=SOURCE_TIMEZONE,
+    )  # fmt: skip
     report = quality_report(schema, found, rows_read, errors)
     with ctx.factory.begin() as session:
         version = _version(session, p["version_id"])
         version.quality = report
     ctx.progress(1, 1, "quality")
     return {"version_id": p["version_id"], "lake_version": lake_version, "rows": report["rows"]}
+
+
+def _settled(
+    session: Session, resource: Resource, lake_version: int, schema: TableSchema
+) -> Settled:
+    """What the loads of a table version already checked on all its rows.
+
+    The fields whose rules every row was loaded under (each load that put rows in the
+    version, back to the last full load, had them exactly as `schema` does) are valid by
+    construction; the others are checked row by row (after a schema change, until a full
+    load replaces the older rows). When one load wrote every row, under these rules, its
+    check for repeated keys covered the whole version.
+    """
+    wanted: set[str] = set()
+    loads = 0
+    for mode, schema_version in session.execute(
+        select(Version.mode, Version.schema_version)
+        .where(
+            Version.resource_id == resource.id,
+            Version.state == LoadState.COMMITTED,
+            Version.lake_version <= lake_version,
+        )
+        .order_by(Version.lake_version.desc())
+    ):
+        if mode == LoadMode.DELETE:
+            continue  # removes rows, adds none
+        if schema_version is None:
+            return Settled()
+        wanted.add(schema_version)
+        loads += 1
+        if mode == LoadMode.FULL:
+            break  # it replaced every earlier row
+    try:
+        others = [resource_schema(session, resource, v)[0] for v in sorted(wanted)]
+    except Invalid:
+        return Settled()
+    fields = frozenset(
+        f.name for f in schema.fields if all(_same_rules(f, schema, other) for other in others)
+    )
+    keys = {c for _, cols in unique_sets(schema) for c in cols}
+    return Settled(fields, keys=loads == 1 and keys <= fields)
+
+
+def _same_rules(f: Field, schema: TableSchema, other: TableSchema) -> bool:
+    """Whether `other` checks field `f` exactly as `schema` does (names and governance keys
+    aside: a title, a sensitivity or a mask changes no rule)."""
+    found = next((g for g in other.fields if g.name == f.name), None)
+    if found is None or (f.name in schema.primary_key) != (f.name in other.primary_key):
+        return False
+
+    def rules(field: Field) -> Field:
+        return replace(field, title=None, description=None, sensitivity="internal", mask=None)
+
+    return rules(found) == rules(f)
 
 
 def _field_errors(lake: Lake, code: str, version_id: int) -> dict[str, int]:
@@ -935,8 +1093,11 @@ def _record(
             version.rows_read, version.rows_accepted, version.rows_rejected = rows
 
 
-def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: int | None) -> None:
-    """Finish loads that died after their Delta commit; fail those that died before it."""
+def _settle_orphans(
+    session: Session, lake: Lake, resource: Resource, *, keep: int | None, works: Path
+) -> None:
+    """Finish loads that died after their Delta commit; fail those that died before it, and
+    delete the files they left (in the table folder and in their work folder)."""
     running = list(
         session.scalars(
             select(Version).where(
@@ -963,6 +1124,8 @@ def _settle_orphans(session: Session, lake: Lake, resource: Resource, *, keep: i
         if not alive:
             version.state = LoadState.FAILED
             version.error = "the load was interrupted before it committed; nothing was written"
+            lake.discard_uncommitted(resource.code, version.id)
+            sources.cleanup(works / f"load-{version.id}")
 
 
 def _adopt(
@@ -1012,6 +1175,7 @@ def versions_json(versions: list[Version]) -> list[dict[str, Any]]:
             "started_at": v.started_at.isoformat() if v.started_at else None,
             "committed_at": v.committed_at.isoformat() if v.committed_at else None,
             "error": v.error,
+            "notes": v.notes,
         }
         for v in versions
     ]

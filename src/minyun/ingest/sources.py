@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import urllib.parse
 import zipfile
 from collections.abc import Iterable
@@ -51,7 +52,6 @@ _EXTENSIONS = {
     ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet",
 }  # fmt: skip
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-_ENCODINGS = {"utf-8", "utf8", "utf-8-sig", "gbk", "gb2312", "gb18030", "big5", "latin-1"}
 
 
 class SourceError(Invalid):
@@ -122,6 +122,23 @@ def save_stream(chunks: Iterable[bytes], uploads: Path, *, limit: int) -> tuple[
 def save_file(fileobj: BinaryIO, uploads: Path, *, limit: int) -> tuple[Path, str, int]:
     """save_stream over a file object."""
     return save_stream(iter(lambda: fileobj.read(CHUNK), b""), uploads, limit=limit)
+
+
+def sweep_uploads(uploads: Path, *, older_than_s: float, keep: set[Path]) -> list[Path]:
+    """Delete the uploads (files named by their SHA-256) older than `older_than_s` seconds,
+    except those in `keep`; the files deleted."""
+    limit = time.time() - older_than_s
+    gone = []
+    for path in uploads.iterdir():
+        if not path.is_file() or path.resolve() in keep:
+            continue
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                gone.append(path)
+        except FileNotFoundError:
+            continue  # deleted by another load's sweep just now
+    return gone
 
 
 def _human(n: int) -> str:
@@ -341,15 +358,25 @@ def _dump_mariadb(dsn: str, table: str, out: Path, watermark: tuple[str, str] | 
 # --- staging ------------------------------------------------------------------------
 
 
+def text_encoding(encoding: str) -> codecs.CodecInfo:
+    """The codec of a text encoding (GBK, GB18030, ...); SourceError for anything else.
+
+    Python's codec registry also holds bytes-to-bytes and text-to-text transforms (base64,
+    zlib_codec, rot13): they are not encodings a file's text can be in.
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError) as exc:
+        raise SourceError(f"unknown text encoding {encoding!r}", field="encoding") from exc
+    if not info._is_text_encoding:
+        raise SourceError(f"unknown text encoding {encoding!r}", field="encoding")
+    return info
+
+
 def transcode(path: Path, encoding: str, work: Path) -> Path:
     """A UTF-8 copy of a text file in another encoding (GBK, GB18030, ...), in chunks."""
-    enc = encoding.lower()
-    if enc not in _ENCODINGS:
-        try:
-            codecs.lookup(enc)
-        except LookupError as exc:
-            raise SourceError(f"unknown encoding {encoding!r}", field="encoding") from exc
-    if codecs.lookup(enc).name == "utf-8":
+    enc = text_encoding(encoding).name
+    if enc == "utf-8":
         return path
     decoder = codecs.getincrementaldecoder(enc)(errors="strict")
     out = work / "utf8.csv"

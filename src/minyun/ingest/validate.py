@@ -13,21 +13,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from minyun.catalog.tableschema import Field, TableSchema
+from minyun.catalog.tableschema import SQL_TYPES, Field, TableSchema, constant_sql
 from minyun.core import identifiers
 from minyun.core.errors import Invalid
 from minyun.ingest.sources import ROW
 
-SQL_TYPES = {
-    "string": "VARCHAR",
-    "integer": "BIGINT",
-    "number": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "datetime": "TIMESTAMPTZ",
-    "time": "TIME",
-    "year": "INTEGER",
-}
 CODE_TABLES = {"GB/T 2260", "divisions"}
 EMAIL = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 # Columns `Checks.wrap` adds to a source: a field's typed value, an identity number's digits.
@@ -99,8 +89,11 @@ class Checks:
         """The field's typed value as a column of a `wrap`ped source (computed there once)."""
         return f"src.{q(TYPED + str(self.schema.names.index(f.name)))}"
 
-    def wrap(self, source: str, columns: list[str]) -> str:
+    def wrap(self, source: str, columns: list[str], *, lake_types: bool = False) -> str:
         """A FROM item: `source` with every field's typed value (and check helpers) added.
+
+        `lake_types`: the columns already hold their lake types (a committed version, read back
+        by the quality report): each is its own typed value, and the rules are the same.
 
         Each cast is evaluated once per row here; the rules and the select list refer to
         the columns (DuckDB does not reliably share a cast repeated across expressions,
@@ -118,7 +111,9 @@ class Checks:
             if f.name not in columns:
                 continue
             typed = q(TYPED + str(i))
-            if f.type in ("integer", "year"):
+            if lake_types:
+                casts.append(f"src.{q(f.name)} AS {typed}")
+            elif f.type in ("integer", "year"):
                 whole = q(WHOLE + str(i))
                 casts.append(f"{self.cast(f)} AS {whole}")
                 derived.append(
@@ -188,7 +183,7 @@ class Checks:
             value("not an e-mail address", f"regexp_full_match({t}, {lit(EMAIL)})")
         return rules
 
-    def _field_ok(self, f: Field) -> str | None:
+    def field_ok(self, f: Field) -> str | None:
         """True when field `f` of a row breaks none of its rules (None: it has none).
 
         The same as NOT (any of its rules), in fewer terms: the value rules hold, or, where
@@ -204,9 +199,7 @@ class Checks:
         return f"{raw} IS NOT NULL" if required else None
 
     def _value(self, f: Field, value: Any) -> str:
-        if f.type in ("integer", "number", "year") and isinstance(value, int | float):
-            return repr(value)
-        return f"CAST({lit(value)} AS {SQL_TYPES[f.type]})"
+        return constant_sql(f, value)
 
     # --- queries over the source rows ---
 
@@ -220,10 +213,10 @@ class Checks:
     def ok(self) -> str:
         """True for a row that breaks none of the rules a row can break on its own.
 
-        Equal to NOT bad(dups=False), written one term per field (see `_field_ok`): this
+        Equal to NOT bad(dups=False), written one term per field (see `field_ok`): this
         expression runs on every row of every load, so its size is the validation's cost.
         """
-        terms = [t for f in self.fields if (t := self._field_ok(f)) is not None]
+        terms = [t for f in self.fields if (t := self.field_ok(f)) is not None]
         return " AND ".join(terms) if terms else "true"
 
     def select_typed(self, *, keys_only: bool = False) -> str:
@@ -415,38 +408,103 @@ def _withheld(f: Field) -> bool:
     return f.sensitivity in WITHHELD
 
 
-def quality_query(schema: TableSchema, table: str) -> str:
-    """One aggregate over a table version: rows, and per field non-null, distinct, min, max."""
+def unique_sets(schema: TableSchema) -> list[tuple[str, list[str]]]:
+    """The sets of fields whose values must not repeat: the primary key, each unique field."""
+    sets = [("primary key", list(schema.primary_key))] if schema.primary_key else []
+    return sets + [("unique", [f.name]) for f in schema.fields if f.unique]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the loads of a version already checked on every row of it: the fields whose
+    rules they all applied as the report's schema has them, and whether one load's check
+    for repeated keys covered the whole version."""
+
+    fields: frozenset[str] = frozenset()
+    keys: bool = False
+
+
+def quality_query(schema: TableSchema, table: str, settled: Settled | None = None) -> str:
+    """One aggregate over a table version: its rows; per field the non-null values, the rows
+    that keep the field's rules, approximate distinct values, min and max; per unique set
+    (primary key, unique fields) its non-null and exactly distinct values.
+
+    A field's rules are the load's own (`Checks`, the same SQL the load ran) over the
+    version's values, which already have their types: a version whose loads refused every
+    row that broke a rule is 100% valid, and one holding rows loaded under an older schema
+    shows how many break the schema it is reported against. What is `settled` is not
+    checked again (the rules of a credit code or an identity number cost as much as the
+    load): a settled field is valid on every row, settled keys do not repeat.
+    """
+    settled = settled or Settled()
+    checks = Checks(schema)
+    names = schema.names
+    keys = {cols[0] for _, cols in unique_sets(schema) if len(cols) == 1}
+    source = checks.wrap(table, names, lake_types=True)
     parts = ["count(*) AS rows"]
     for i, f in enumerate(schema.fields):
-        c = q(f.name)
-        parts.append(f"count({c}) AS n{i}")
-        parts.append(f"approx_count_distinct({c}) AS d{i}")
+        c = f"src.{q(f.name)}"
+        ok = "true" if f.name in settled.fields else (checks.field_ok(f) or "true")
+        parts.append(f"count({c}) AS n{i}, count(*) FILTER (WHERE {ok}) AS ok{i}")
+        if f.name not in keys:  # a key's distinct values are counted exactly below
+            parts.append(f"approx_count_distinct({c}) AS d{i}")
         if f.type != "boolean" and not _withheld(f):
             parts.append(f"CAST(min({c}) AS VARCHAR) AS lo{i}, CAST(max({c}) AS VARCHAR) AS hi{i}")
-    return f"SELECT {', '.join(parts)} FROM {table}"
+    for k, (_, cols) in enumerate(unique_sets(schema)):
+        originals = [f"src.{q(c)}" for c in cols]
+        key = originals[0] if len(cols) == 1 else f"row({', '.join(originals)})"
+        not_null = " AND ".join(f"{c} IS NOT NULL" for c in originals)
+        distinct = "count(*)" if settled.keys else f"count(DISTINCT {key})"
+        parts.append(
+            f"count(*) FILTER (WHERE {not_null}) AS kn{k}, "
+            f"{distinct} FILTER (WHERE {not_null}) AS kd{k}"
+        )
+    return f"SELECT {', '.join(parts)} FROM {source} AS src"
 
 
 def quality_report(
     schema: TableSchema, row: dict[str, Any], rows_read: int, field_errors: dict[str, int]
 ) -> dict[str, Any]:
-    """Completeness, validity, uniqueness, distinct values, min and max of each field."""
+    """Completeness, validity, distinct values, min and max of each field, the rows its load
+    refused for it, and the uniqueness of each set of fields that must not repeat.
+
+    Validity is the share of the version's rows that keep the field's rules (as the load
+    checks them). Uniqueness is given only where repeats are an error (the primary key,
+    fields declared unique): for a status or a county a low share is what the data is.
+    """
     rows = int(row["rows"])
+    keys = []
+    expected: dict[str, tuple[str, float | None, int]] = {}  # kind, uniqueness, distinct
+    for k, (kind, cols) in enumerate(unique_sets(schema)):
+        non_null, distinct = int(row[f"kn{k}"]), int(row[f"kd{k}"])
+        uniqueness = round(distinct / non_null, 6) if non_null else None
+        keys.append(
+            {
+                "fields": cols,
+                "kind": kind,
+                "uniqueness": uniqueness,
+                "repeated": non_null - distinct,
+            }
+        )
+        if len(cols) == 1:
+            expected.setdefault(cols[0], (kind, uniqueness, distinct))
     fields: dict[str, Any] = {}
     for i, f in enumerate(schema.fields):
         non_null = int(row[f"n{i}"])
-        distinct = min(int(row[f"d{i}"]), non_null)
-        errors = field_errors.get(f.name, 0)
-        fields[f.name] = {
+        figures: dict[str, Any] = {
             "completeness": round(non_null / rows, 6) if rows else None,
-            "validity": round(1 - errors / rows_read, 6) if rows_read else None,
-            "uniqueness": round(distinct / non_null, 6) if non_null else None,
-            "distinct": distinct,
+            "validity": round(int(row[f"ok{i}"]) / rows, 6) if rows else None,
+            "distinct": min(int(row[f"d{i}"]), non_null) if f"d{i}" in row else None,
             "min": row.get(f"lo{i}"),
             "max": row.get(f"hi{i}"),
-            "rejected": errors,
+            "rejected": field_errors.get(f.name, 0),
         }
+        if f.name in expected:
+            # exact, for a key
+            figures["unique"], figures["uniqueness"], figures["distinct"] = expected[f.name]
         if _withheld(f):
-            fields[f.name]["withheld"] = "min and max are not shown for a sensitive field"
-    report: dict[str, Any] = json.loads(json.dumps({"rows": rows, "fields": fields}, default=str))
-    return report
+            figures["withheld"] = "min and max are not shown for a sensitive field"
+        fields[f.name] = figures
+    report = {"rows": rows, "rows_read": rows_read, "fields": fields, "keys": keys}
+    out: dict[str, Any] = json.loads(json.dumps(report, default=str))
+    return out
