@@ -28,10 +28,10 @@ from benchmarks.bench_exchange import (
     wrk_script,
 )
 from benchmarks.openloop import Config
-from minyun.catalog.tableschema import parse_schema
 from minyun.core import identifiers
 from minyun.core.config import load_settings
 from minyun.core.platform import Platform
+from minyun.core.tableschema import parse_schema
 from tests.conftest import PostgresDatabases
 
 pytestmark = pytest.mark.postgres

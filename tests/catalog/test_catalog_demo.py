@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 import minyun.handlers  # noqa: F401 - registers demo.load and ingest.load
 from minyun.catalog import service
 from minyun.catalog.models import Resource, ResourceStatus
-from minyun.catalog.tableschema import parse_schema
 from minyun.core import identifiers, jobs
 from minyun.core.jobs import JobState
 from minyun.core.masks import parse_mask
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from minyun.core.tableschema import parse_schema
 from minyun.demo import province
 from minyun.demo.resources import RESOURCES, build_table
 from minyun.ingest.models import Version

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from minyun.catalog.tableschema import parse_schema
 from minyun.core import jobs
 from minyun.core.platform import Platform
+from minyun.core.tableschema import parse_schema
 from minyun.ingest import sources
 from minyun.ingest.validate import Checks
 from tests.ingest.loadkit import (
@@ -130,7 +130,7 @@ def test_a_key_first_seen_on_a_refused_row_makes_its_later_copy_a_duplicate(
 def test_repeated_integer_keys_are_counted_with_a_bitmap_within_their_bounds(
     tmp_path: Path,
 ) -> None:
-    from minyun.catalog.tableschema import parse_schema
+    from minyun.core.tableschema import parse_schema
     from minyun.ingest.validate import BITMAP_MAX, Checks
 
     schema = parse_schema({"fields": [{"name": "id", "type": "integer"}], "primaryKey": ["id"]})

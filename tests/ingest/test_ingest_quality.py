@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from minyun.catalog.models import ResourceSchema
-from minyun.catalog.tableschema import parse_schema
 from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from minyun.core.tableschema import parse_schema
 from minyun.core.uow import unit_of_work
 from minyun.ingest import service
 from minyun.ingest.models import LoadMode

@@ -31,7 +31,6 @@ from minyun.catalog.models import (
     UpdateCycle,
     Version,
 )
-from minyun.catalog.tableschema import TableSchema, check_loadable, compatibility, parse_schema
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEME_BY_CODE, THEMES, theme_code
 from minyun.core import audit, clock, policies
 from minyun.core.errors import (
@@ -44,6 +43,7 @@ from minyun.core.errors import (
 )
 from minyun.core.policies import AccessPlan, DataResource, FieldFacts
 from minyun.core.security import Principal, authorize, decide
+from minyun.core.tableschema import TableSchema, check_loadable, compatibility, parse_schema
 from minyun.orgs import service as orgs
 from minyun.orgs.models import Organization
 

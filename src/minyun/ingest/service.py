@@ -30,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema
-from minyun.catalog.tableschema import (
+from minyun.core import audit, clock, jobs, policies, serving
+from minyun.core.config import Settings, get_settings
+from minyun.core.errors import Forbidden, Invalid, NotFound
+from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
+from minyun.core.reading import reader_secret
+from minyun.core.security import Principal, authorize
+from minyun.core.tableschema import (
     SQL_TYPES,
     Field,
     TableSchema,
@@ -38,12 +44,6 @@ from minyun.catalog.tableschema import (
     check_loadable,
     parse_schema,
 )
-from minyun.core import audit, clock, jobs, policies, serving
-from minyun.core.config import Settings, get_settings
-from minyun.core.errors import Forbidden, Invalid, NotFound
-from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
-from minyun.core.reading import reader_secret
-from minyun.core.security import Principal, authorize
 from minyun.ingest import sources
 from minyun.ingest.models import LoadMode, LoadState, Version
 from minyun.ingest.validate import (

@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from minyun.catalog.tableschema import SQL_TYPES, Field, TableSchema, constant_sql
 from minyun.core import identifiers
 from minyun.core.errors import Invalid
+from minyun.core.tableschema import SQL_TYPES, Field, TableSchema, constant_sql
 from minyun.ingest.sources import ROW
 
 CODE_TABLES = {"GB/T 2260", "divisions"}

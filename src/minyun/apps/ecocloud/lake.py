@@ -44,11 +44,11 @@ from minyun.apps.ecocloud.models import (
     StepKind,
 )
 from minyun.catalog import service as catalog
-from minyun.catalog.tableschema import arrow_schema, parse_schema
 from minyun.core import clock, jobs
 from minyun.core.config import Settings, get_settings, load_settings
 from minyun.core.errors import NotFound
 from minyun.core.security import Principal, authorize
+from minyun.core.tableschema import arrow_schema, parse_schema
 from minyun.ingest import service as ingest
 from minyun.ingest.models import LoadMode
 from minyun.orgs.models import Organization

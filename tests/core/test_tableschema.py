@@ -7,8 +7,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from minyun.catalog.tableschema import arrow_schema, check_loadable, compatibility, parse_schema
 from minyun.core.errors import Invalid
+from minyun.core.tableschema import arrow_schema, check_loadable, compatibility, parse_schema
 from tests.ingest.loadkit import PERSON_SCHEMA
 
 
