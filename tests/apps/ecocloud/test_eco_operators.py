@@ -288,3 +288,26 @@ def test_the_bureaus_api_client_writes_its_stations(node: Platform, app: FastAPI
     assert answer.status_code == 200 and answer.json()["updated"] == 1
     xiamen = [{"station": XIAMEN, "hour": HOUR + "+08:00", **FORGED}]
     assert http.post("/api/v1/eco/readings", headers=headers, json=xiamen).status_code == 403
+
+
+def test_the_demo_officers_ingest_for_their_city(
+    session: Session, day_rows: pa.Table, tmp_path: Path
+) -> None:
+    from minyun.accounts.service import set_roles
+    from minyun.demo import province
+
+    province.load_departments(session)
+    demo = {a.username: a for a in province.load_accounts(session, tmp_path)}
+    assert demo["eco-fuzhou"].roles == ["consumer", "operator"]
+    officer = session.scalars(select(User).where(User.username == "eco-fuzhou")).one()
+    # A demo made before the operator role: loading the accounts again brings it up to date.
+    set_roles(session, SYSTEM, officer.id, ["steward", "consumer"])
+    again = {a.username: a for a in province.load_accounts(session, tmp_path)}
+    assert again["eco-fuzhou"].password == demo["eco-fuzhou"].password
+    session.refresh(officer)
+    assert sorted(officer.roles) == ["consumer", "operator"]
+    ingest.ingest_readings(session, SYSTEM, hour_rows(day_rows))
+    duty = principal_for(officer)
+    assert ingest.ingest_readings(session, duty, forged(FUZHOU)).updated == 1
+    with pytest.raises(Forbidden):
+        ingest.ingest_readings(session, duty, forged(XIAMEN))
