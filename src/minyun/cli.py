@@ -186,7 +186,7 @@ def user_create(
     username: str,
     org: Annotated[str | None, typer.Option(help="organisation code (civil servants)")] = None,
     role: Annotated[
-        list[str] | None, typer.Option(help="admin, steward, approver, consumer, auditor")
+        list[str] | None, typer.Option(help="admin, steward, approver, consumer, auditor, operator")
     ] = None,
     name: Annotated[str | None, typer.Option(help="display name")] = None,
     password_stdin: Annotated[

@@ -35,6 +35,7 @@ class Role(StrEnum):
     APPROVER = "approver"  # approves sharing applications
     CONSUMER = "consumer"  # uses shared resources
     AUDITOR = "auditor"  # reads the audit log
+    OPERATOR = "operator"  # runs air-monitoring stations: ingests their readings (eco-cloud)
 
 
 @dataclass(frozen=True)
@@ -217,11 +218,12 @@ POLICY: dict[str, frozenset[str]] = {
     "demo.load": frozenset({Role.ADMIN}),
     # Loads: stewards of the providing department (checked again by the service) and admins.
     "resource.load": frozenset({Role.ADMIN, Role.STEWARD}),
-    # Eco-cloud: every member of staff may watch the air; stewards (who run the monitoring
-    # network) ingest; the departments an alert reaches respond to it.
+    # Eco-cloud: every member of staff may watch the air; the monitoring network's operators
+    # ingest, and only for the stations their organisation runs (apps.ecocloud.operators
+    # .operates, checked again by the service); the departments an alert reaches respond.
     "eco.read": frozenset({"*"}),
-    "eco.ingest": frozenset({Role.ADMIN, Role.STEWARD}),
-    "eco.respond": frozenset({Role.ADMIN, Role.STEWARD, Role.CONSUMER}),
+    "eco.ingest": frozenset({Role.OPERATOR}),
+    "eco.respond": frozenset({Role.ADMIN, Role.STEWARD, Role.OPERATOR, Role.CONSUMER}),
     # Catalog: every signed-in user reads published resources (drafts: see catalog.service);
     # stewards change the resources of their own organisation, admins any.
     "catalog.read": frozenset({"*"}),

@@ -69,8 +69,10 @@ STAFF_ACCOUNTS: list[tuple[str, str, str, list[str]]] = [
     ("approver", "公安厅审批员", "fj-police", [Role.APPROVER]),
     ("consumer", "人社厅数据使用员", "fj-hrss", [Role.CONSUMER]),
     ("auditor", "大数据局审计员", "fj-bigdata", [Role.AUDITOR]),
-    ("eco-fuzhou", "福州市生态环境局值班员", "fz-eco", [Role.STEWARD, Role.CONSUMER]),
-    ("eco-zhangzhou", "漳州市生态环境局值班员", "zz-eco", [Role.STEWARD, Role.CONSUMER]),
+    # The officers on duty at two cities' environment bureaus: they run their city's stations
+    # (ingest their readings, apps.ecocloud.operators) and answer its alerts.
+    ("eco-fuzhou", "福州市生态环境局值班员", "fz-eco", [Role.OPERATOR, Role.CONSUMER]),
+    ("eco-zhangzhou", "漳州市生态环境局值班员", "zz-eco", [Role.OPERATOR, Role.CONSUMER]),
 ]
 #: The demo day (2022-01-04) was a day of 良 air: no city had 3 stations above AQI 100 for 3
 #: hours, so the production rule opens no alert. The demo detects episodes above 75 instead
@@ -161,15 +163,19 @@ def load_accounts(session: Session, var_dir: Path) -> list[DemoAccount]:
     known = {a.username: a for a in read_accounts(var_dir)}
     made: list[DemoAccount] = []
     for username, display, org_code, roles in STAFF_ACCOUNTS:
-        account = known.get(username) or DemoAccount(
-            username, new_secret(9), display, list(roles), org_code
-        )
-        if session.scalars(select(User.id).where(User.username == username)).first() is None:
+        stored = known.get(username)
+        password = stored.password if stored else new_secret(9)
+        account = DemoAccount(username, password, display, sorted(map(str, roles)), org_code)
+        user = session.scalars(select(User).where(User.username == username)).first()
+        if user is None:
             org = orgs.get_organization(session, org_code)
             accounts.create_user(
                 session, SYSTEM, username=username, password=account.password,
                 display_name=display, organization_id=org.id, roles=list(roles),
             )  # fmt: skip
+        elif sorted(user.roles) != account.roles:
+            # A demo made before a role changed here (eco-fuzhou: steward → operator).
+            accounts.set_roles(session, SYSTEM, user.id, account.roles)
         made.append(account)
     citizen_ric = identifiers.make_ric("350102", dt.date(1990, 5, 17), 123)
     enterprise_uscc = identifiers.make_uscc("9", "1", "350100", "MA2Y7K3C")

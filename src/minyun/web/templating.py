@@ -43,6 +43,7 @@ LABELS: dict[str, str] = {
     "approver": N_("Approver"),
     "consumer": N_("Data consumer"),
     "auditor": N_("Auditor"),
+    "operator": N_("Monitoring operator"),
     "staff": N_("Civil servant"),
     "citizen": N_("Citizen"),
     "enterprise": N_("Enterprise"),

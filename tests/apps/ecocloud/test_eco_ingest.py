@@ -212,7 +212,8 @@ def test_a_partial_hour_stored_without_its_aqi_is_recomputed_when_sent_again(
     assert ingest.ingest_readings(session, SYSTEM, one_row(co=None)).unchanged == 1
 
 
-def test_only_stewards_and_admins_ingest(session: Session, day_rows: pa.Table) -> None:
+def test_a_consumer_does_not_ingest(session: Session, day_rows: pa.Table) -> None:
+    # Who does: test_eco_operators.
     consumer = factories.make_user(session, roles=[Role.CONSUMER])
     from minyun.accounts.service import principal_for
 

@@ -32,11 +32,13 @@ def app(platform: Platform) -> FastAPI:
 
 @pytest.fixture
 def fuzhou_user(platform: Platform, episode_rows: pa.Table) -> User:
-    """The episode ingested, and a steward of Fuzhou's environment bureau."""
+    """The episode ingested, and the officer on duty at Fuzhou's environment bureau."""
     with platform.factory.begin() as session:
         orgs = make_city_eco_orgs(session)
         ingest.ingest_readings(session, Principal.system(), episode_rows)
-        return factories.make_user(session, roles=[Role.STEWARD], organization=orgs["fz-eco"])
+        return factories.make_user(
+            session, roles=[Role.OPERATOR, Role.CONSUMER], organization=orgs["fz-eco"]
+        )
 
 
 def client(app: FastAPI, *, html: bool = True) -> TestClient:

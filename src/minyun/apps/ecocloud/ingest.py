@@ -22,6 +22,7 @@ from minyun.apps.ecocloud.aqi import HOURLY_COLUMNS, city_hourly_aqi_table, hour
 from minyun.apps.ecocloud.cnemc import CONTROL_POINT_SUFFIX
 from minyun.apps.ecocloud.detect import DEFAULT_RULES, Rules, detect
 from minyun.apps.ecocloud.models import CityHour, DeadLetter, Reading, Source, Station
+from minyun.apps.ecocloud.operators import require_operator
 from minyun.apps.ecocloud.readings import (
     HOUR_US,
     META,
@@ -46,6 +47,9 @@ ABSURD: dict[str, float] = {
 }
 #: CO is reported in mg/m³; a value above this was sent in µg/m³ and is divided by 1000.
 CO_MICROGRAM_ABOVE = 150.0
+#: How many corrected readings a batch's audit record lists with their old and new values;
+#: the rest are counted (`changes_more`).
+AUDITED_CHANGES = 20
 
 
 @dataclass
@@ -61,6 +65,9 @@ class IngestReport:
     anomalies: int = 0
     alerts_opened: list[int] = field(default_factory=list)
     hours: list[datetime] = field(default_factory=list)
+    # The first AUDITED_CHANGES corrections: station, hour, values before and after.
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    changes_more: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -186,13 +193,18 @@ def ingest_readings(
     `rows` holds station_code, hour (ISO 8601; China time when it has no offset), the six
     1-hour concentrations and, for a station not yet known, name, city, longitude, latitude.
     The same reading twice changes nothing; a later different reading for a station-hour
-    replaces the earlier one (a correction).
+    replaces the earlier one (a correction), and the audit record names it with its values
+    before and after.
+
+    Only the network's operators ingest, and only for the stations their organisation runs
+    (`operators.operates`); a batch touching another's station is refused as a whole.
     """
     authorize(session, actor, "eco.ingest", target_type="eco-readings")
     report = IngestReport(received=rows.num_rows)
     if rows.num_rows == 0:
         return report
     text = _as_text(rows)
+    require_operator(session, actor, text)
     codes = pc.unique(pc.drop_null(text["station_code"])).to_pylist()
     with duckdb.connect() as con:
         con.register("rows", text)
@@ -228,13 +240,19 @@ def _now_epoch() -> int:
 
 
 def _audit_ingest(session: Session, actor: Principal, report: IngestReport, source: str) -> None:
+    detail = {
+        **report.as_dict(),
+        "source": str(source),
+        "changes": report.changes,
+        "changes_more": report.changes_more,
+    }
     audit.record(
         session,
         actor,
         "eco.ingest",
         target_type="eco-readings",
         count=report.inserted + report.updated,
-        detail=json.dumps({**report.as_dict(), "source": str(source)}, ensure_ascii=False),
+        detail=json.dumps(detail, ensure_ascii=False),
     )
 
 
@@ -298,6 +316,7 @@ def _existing_readings(session: Session, codes: list[str], first: int, last: int
             Reading.station_code,
             Reading.hour,
             *(getattr(Reading, p) for p in POLLUTANTS),
+            Reading.aqi,
             # Stored before partial hours had an AQI: no AQI and nothing named missing.
             (Reading.aqi.is_(None) & Reading.missing.is_(None)).label("stale"),
         )
@@ -305,7 +324,7 @@ def _existing_readings(session: Session, codes: list[str], first: int, last: int
         .where(Reading.hour >= hour_at(first), Reading.hour <= hour_at(last))
     ).all()
     columns: list[Sequence[Any]] = (
-        list(zip(*rows, strict=True)) if rows else [[] for _ in range(4 + len(POLLUTANTS))]
+        list(zip(*rows, strict=True)) if rows else [[] for _ in range(5 + len(POLLUTANTS))]
     )
     hours = pa.array(columns[2], pa.timestamp("us", tz="UTC"))
     hx = pc.divide(pc.cast(pc.cast(hours, pa.timestamp("us")), pa.int64()), HOUR_US)
@@ -315,6 +334,7 @@ def _existing_readings(session: Session, codes: list[str], first: int, last: int
             "station_code": pa.array(columns[1], pa.string()),
             "hx": hx,
             **{p: pa.array(columns[3 + i], pa.float64()) for i, p in enumerate(POLLUTANTS)},
+            "aqi": pa.array(columns[3 + len(POLLUTANTS)], pa.int64()),
             "stale": pa.array([bool(v) for v in columns[-1]], pa.bool_()),
         }
     )
@@ -337,10 +357,12 @@ def _upsert_readings(
     with duckdb.connect() as con:
         con.register("accepted", accepted)
         con.register("existing", existing)
+        before = ", ".join(f"e.{p} AS before_{p}" for p in (*POLLUTANTS, "aqi"))
         joined = con.sql(
-            f"SELECT a.*, e.id, CASE WHEN e.id IS NULL THEN 'new' WHEN {same} THEN 'same' "
-            "ELSE 'changed' END AS change FROM accepted a "
-            "LEFT JOIN existing e ON e.station_code = a.station_code AND e.hx = a.hx"
+            f"SELECT a.*, e.id, {before}, CASE WHEN e.id IS NULL THEN 'new' WHEN {same} "
+            "THEN 'same' ELSE 'changed' END AS change FROM accepted a "
+            "LEFT JOIN existing e ON e.station_code = a.station_code AND e.hx = a.hx "
+            "ORDER BY a.station_code, a.hx"
         ).to_arrow_table()
     fresh = joined.filter(pc.not_equal(joined["change"], "same"))
     report.unchanged = joined.num_rows - fresh.num_rows
@@ -373,6 +395,27 @@ def _upsert_readings(
     if changed.num_rows:
         session.execute(update(Reading), changed.drop_columns(["station_code", "hour"]).to_pylist())
     report.inserted, report.updated = new.num_rows, changed.num_rows
+    corrected = pc.equal(fresh["change"], "changed")
+    report.changes = _changes(fresh.filter(corrected), values.filter(corrected))
+    report.changes_more = changed.num_rows - len(report.changes)
+
+
+def _changes(fresh: pa.Table, values: pa.Table) -> list[dict[str, Any]]:
+    """The first AUDITED_CHANGES corrections as {station, hour, before, after} (for the audit)."""
+    fresh, values = fresh.slice(0, AUDITED_CHANGES), values.slice(0, AUDITED_CHANGES)
+    shown = (*POLLUTANTS, "aqi")
+    before = fresh.select([f"before_{p}" for p in shown]).rename_columns(list(shown)).to_pylist()
+    after = values.select(list(shown)).to_pylist()
+    return [
+        {"station": code, "hour": hour.isoformat(), "before": old, "after": now}
+        for code, hour, old, now in zip(
+            values["station_code"].to_pylist(),
+            values["hour"].to_pylist(),
+            before,
+            after,
+            strict=True,
+        )
+    ]
 
 
 def rows_from_cnemc(table: pa.Table) -> pa.Table:
