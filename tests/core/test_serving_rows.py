@@ -13,6 +13,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -75,8 +76,12 @@ def cases(draw: st.DrawFn) -> tuple[pa.Table, policies.AccessPlan]:
 
 
 def stored(table: pa.Table) -> list[dict[str, Any]]:
-    """The rows as the index keeps them and the database gives them back (JSON text)."""
-    return [json.loads(json.dumps(row)) for _, row in serving._records(table, ["id"])]
+    """The rows as the index writes them (its JSON text) and the database gives them back."""
+    con = duckdb.connect()
+    try:
+        return [json.loads(text) for _, text in serving._payload(con, table, ["id"])]
+    finally:
+        con.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
