@@ -53,6 +53,10 @@ def body(row: dict[str, Any], version: int) -> bytes:
     return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """No reset: the lookup leaves no session state behind."""
+
+
 def create_app(dsn: str | None = None, *, pool_size: int | None = None) -> FastAPI:
     """The baseline app over the PostgreSQL database `dsn` (default: $PLAIN_LOOKUP_DSN)."""
 
@@ -60,7 +64,12 @@ def create_app(dsn: str | None = None, *, pool_size: int | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = dsn or os.environ[DSN_ENV]
         size = pool_size or int(os.environ.get(POOL_SIZE_ENV, DEFAULT_POOL))
-        pool = await asyncpg.create_pool(url, min_size=min(2, size), max_size=size)
+        # As the product's pool (core.serving.PostgresFacts): a connection that ran one
+        # SELECT goes back without asyncpg's reset round trip, so the ratio measures
+        # governance, not pool settings.
+        pool = await asyncpg.create_pool(
+            url, min_size=min(2, size), max_size=size, reset=_keep_session
+        )
         app.state.pool = pool
         app.state.resources = {}
         try:

@@ -144,6 +144,10 @@ def test_nothing_leaves_outside_the_plan(lake: Lake, case: tuple) -> None:  # ty
     wanted = plan.fields_for(asked)
     served = serving.shown(plan, stored.to_pylist(), stored.schema, wanted, secret=SECRET)
     _check(plan, served, stored)
+    # A key lookup's Python path shows each row as the Arrow path does.
+    for row in stored.to_pylist():
+        one = serving.shown(plan, [row], stored.schema, wanted, secret=SECRET).to_pylist()
+        assert serving.shown_rows(plan, [row], stored.schema, wanted, secret=SECRET) == one
     if filter_ is None and sort is None and plan.row_limit is None:
         ordered = page.table.sort_by("id") if "id" in page.table.column_names else page.table
         assert served.select(ordered.column_names).to_pylist() == ordered.to_pylist()

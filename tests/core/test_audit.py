@@ -237,3 +237,19 @@ def test_eight_concurrent_writers_make_one_chain(
     assert report.ok, report.first_problem
     assert report.records == 200 and seqs == list(range(1, 201))
     assert report.checkpoints == 200 and report.heads == 200
+
+
+def test_an_entrys_row_is_every_field_and_the_hash_of_its_canonical_json() -> None:
+    import dataclasses
+    import hashlib
+
+    entry = audit.Entry.of(
+        Principal(kind="client", name="c-1", organization_id=1),
+        "resource.read", target="ppl", target_type="resource", keys=["7", "林"], count=2,
+        purpose="核验", detail="version=3",
+    )  # fmt: skip
+    row = entry.row(12, "ab" * 32)
+    expected = dataclasses.asdict(entry) | {"seq": 12, "prev_hash": "ab" * 32}
+    assert {k: v for k, v in row.items() if k != "hash"} == expected
+    assert row["hash"] == hashlib.sha256(audit._canonical(expected)).hexdigest()
+    assert row["record_keys"] is not entry.record_keys  # the row's own list

@@ -42,9 +42,20 @@ def _sql(mask: Mask, values: pa.Array, *, key: bytes = KEY, column: str = "v") -
 
 
 def _arrow(mask: Mask, values: pa.Array, *, key: bytes = KEY) -> list[Any]:
+    """The mask run by Arrow compute; checked equal to the mask on the Python values."""
     result = mask.arrow(values, key=key)
     assert result.type == pa.string() and len(result) == len(values)
+    assert _values(mask, values, key=key) == result.to_pylist()
     return result.to_pylist()
+
+
+def _values(mask: Mask, values: pa.Array, *, key: bytes = KEY) -> list[Any]:
+    """The mask on the Python values of the array (as the serving reader has them), one call
+    per value and one for all, as a key lookup and a small page call it."""
+    python = values.to_pylist()
+    one_by_one = [mask.values([v], values.type, key=key)[0] for v in python]
+    assert one_by_one == mask.values(python, values.type, key=key)
+    return one_by_one
 
 
 def _both(spec: str, values: list[Any], type_: pa.DataType | None = None) -> list[Any]:
@@ -197,6 +208,8 @@ def test_pseudonym_without_a_key_is_refused() -> None:
         parse_mask("pseudonym").sql('"v"', key=b"")
     with pytest.raises(Invalid, match="key"):
         parse_mask("pseudonym").arrow(pa.array(["x"]), key=b"")
+    with pytest.raises(Invalid, match="key"):
+        parse_mask("pseudonym").values(["x"], pa.string(), key=b"")
 
 
 def test_null_gives_null_for_any_type() -> None:

@@ -250,3 +250,26 @@ def test_a_signed_in_steward_reads_the_same_route_in_clear(app: FastAPI, node: P
         assert "score" in r.json()["row"]
     with signed_in(app, node, [], org_id) as member:  # no data role: nothing
         assert member.get(f"/api/v1/resources/{CODE}/rows/7").status_code == 403
+
+
+def test_the_request_id_and_address_reach_the_lookups_audit_record(
+    app: FastAPI, client: TestClient, node: Platform
+) -> None:
+    org_id = _setup(node, masks=MASKS)
+    _, bearer = _token(client, node, org_id, ["resource.read"])
+    r = client.get(
+        f"/api/v1/resources/{CODE}/rows/9",
+        headers={"Authorization": bearer, "X-Request-ID": "lookup-req-0009"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == "lookup-req-0009"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["referrer-policy"] == "same-origin"
+    refused = client.get(f"/api/v1/resources/{CODE}/rows/9", headers={"Authorization": "Bearer x"})
+    assert refused.status_code == 401
+    fresh = refused.headers["x-request-id"]
+    assert len(fresh) == 32 and fresh != "lookup-req-0009"
+    read, denied = _reads(node)
+    assert (read.request_id, read.client_ip) == ("lookup-req-0009", "testclient")
+    assert (denied.request_id, denied.outcome) == (fresh, "denied")

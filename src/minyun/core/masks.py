@@ -27,6 +27,12 @@ the query) and an Arrow compute function (`Mask.arrow`, for the serving-index re
 a handful of rows already in Arrow). Lengths and slices count characters (code points) on both
 sides, and both sides use the same RE2 patterns; `tests/core/test_masks.py` runs them against
 each other on random text. See docs/decisions/0006-masks.md.
+
+`Mask.values` is the same mask on a few Python values (the one row of a key lookup), where an
+Arrow call per field costs more than the lookup's database round trip. Keep, name, pseudonym,
+null and date of a `date` work on the values' text directly; anything else (addresses,
+dates of text or timestamps, a type without a plain text form) goes through `arrow`. The same
+differential tests run it against the other two.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import hashlib
 import hmac
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, cast, get_args
+from typing import Any, ClassVar, Literal, cast, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -105,6 +112,7 @@ _DATE_PATTERNS = {
 
 _STAR, _EMPTY, _NULL_TEXT = pa.scalar("*"), pa.scalar(""), pa.scalar(None, pa.string())
 _COMPOUND_SET = pa.array(COMPOUND_SURNAMES)
+_COMPOUND_NAMES = frozenset(COMPOUND_SURNAMES)
 _STRING_TYPES = frozenset({"string"})
 _TEXT_TYPES = frozenset({"string", "integer", "year"})
 
@@ -127,6 +135,24 @@ class Mask(ABC):
     @abstractmethod
     def arrow(self, values: pa.Array, *, key: bytes) -> pa.Array:
         """The masked values as a string array, equal to what `sql` gives for them."""
+
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        """The masked Python values of Arrow type `type_`, equal to what `arrow` gives for them.
+
+        For a handful of values (a key lookup's row); many values belong in `arrow`.
+        """
+        texts = _texts(values, type_)
+        if texts is None:
+            return self._via_arrow(values, type_, key=key)
+        return [None if t is None else self._one(t, key) for t in texts]
+
+    def _one(self, text: str, key: bytes) -> str | None:
+        """The masked text of one value (masks without a text rule of their own: never called)."""
+        raise NotImplementedError
+
+    def _via_arrow(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[Any]:
+        masked: list[Any] = self.arrow(pa.array(values, type_), key=key).to_pylist()
+        return masked
 
     def __str__(self) -> str:
         return self.spec
@@ -162,6 +188,12 @@ class Keep(Mask):
             pc.utf8_slice_codeunits(s, 0, self.first), middle, _right(s, self.last), _EMPTY
         )
         return pc.if_else(pc.greater(n, kept), joined, pc.binary_repeat(_STAR, n))
+
+    def _one(self, text: str, key: bytes) -> str:
+        n, kept = len(text), self.first + self.last
+        if n <= kept:
+            return "*" * n
+        return text[: self.first] + "*" * (n - kept) + (text[n - self.last :])
 
 
 @dataclass(frozen=True)
@@ -201,6 +233,19 @@ class Name(Mask):
         masked = pc.binary_join_element_wise(head, tail, _EMPTY)
         return pc.if_else(pc.less_equal(n, _i32(1)), pc.binary_repeat(_STAR, n), masked)
 
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        if not _is_string(type_):
+            return self._via_arrow(values, type_, key=key)
+        return super().values(values, type_, key=key)
+
+    def _one(self, text: str, key: bytes) -> str:
+        n = len(text)
+        if n <= 1:
+            return "*" * n
+        head = text[:2] if n >= 3 and text[:2] in _COMPOUND_NAMES else text[:1]
+        given = n - len(head)
+        return head + "*" if given == 1 else head + "*" * (given - 1) + text[-1]
+
 
 @dataclass(frozen=True)
 class Address(Mask):
@@ -221,6 +266,10 @@ class Address(Mask):
     def arrow(self, values: pa.Array, *, key: bytes) -> pa.Array:
         s = pc.replace_substring_regex(_text(values), _SPACE, "")
         return _extract(s, _ADDRESS_PATTERNS[self.level])
+
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        # RE2 patterns (its \s, its $): run where they are defined.
+        return self._via_arrow(values, type_, key=key)
 
 
 @dataclass(frozen=True)
@@ -252,6 +301,16 @@ class Date(Mask):
             china = pa.timestamp(values.type.unit, tz="+08:00")
             values = pc.local_timestamp(values.cast(china))
         return _extract(_text(values), _DATE_PATTERNS[self.level])
+
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        # A date's text is always YYYY-MM-DD (years 1-9999 in Python); text and timestamps
+        # are read by the RE2 patterns, in Arrow.
+        if not pa.types.is_date32(type_):
+            return self._via_arrow(values, type_, key=key)
+        return super().values(values, type_, key=key)
+
+    def _one(self, text: str, key: bytes) -> str:
+        return text[:4] if self.level == "year" else text[:7]
 
 
 @dataclass(frozen=True)
@@ -286,6 +345,13 @@ class Pseudonym(Mask):
             digests.append(h.hexdigest()[:PSEUDONYM_HEX_DIGITS])
         return pa.array(digests, pa.string()).take(encoded.indices)
 
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        _check_key(key)
+        return super().values(values, type_, key=key)
+
+    def _one(self, text: str, key: bytes) -> str:
+        return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_DIGITS]
+
 
 @dataclass(frozen=True)
 class Null(Mask):
@@ -304,6 +370,9 @@ class Null(Mask):
 
     def arrow(self, values: pa.Array, *, key: bytes) -> pa.Array:
         return pa.nulls(len(values), pa.string())
+
+    def values(self, values: Sequence[Any], type_: pa.DataType, *, key: bytes) -> list[str | None]:
+        return [None] * len(values)
 
 
 _SPEC = re.compile(r"([a-z]+)(?:\((.*)\))?", re.DOTALL)
@@ -377,6 +446,26 @@ def _text(values: pa.Array) -> pa.Array:
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     return values.cast(pa.string())
+
+
+def _is_string(type_: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_string_view(type_)
+    )
+
+
+def _texts(values: Sequence[Any], type_: pa.DataType) -> list[str | None] | None:
+    """The values' text as `_text` gives it, for the types whose text Python writes alike
+    (strings, integers, dates); None for any other type."""
+    if _is_string(type_):
+        return [None if v is None else str(v) for v in values]
+    if pa.types.is_integer(type_):
+        return [None if v is None else str(int(v)) for v in values]
+    if pa.types.is_date32(type_):
+        return [None if v is None else v.isoformat() for v in values]
+    return None
 
 
 @functools.lru_cache(maxsize=256)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import uuid
@@ -62,13 +63,15 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from minyun.core import clock, jobs
 from minyun.core.db import Base, UTCDateTime
 from minyun.core.lake import Lake
-from minyun.core.masks import parse_mask, pseudonym_key
+from minyun.core.masks import Mask, parse_mask, pseudonym_key
 from minyun.core.policies import AccessPlan
 from minyun.core.security import Principal
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 10_000
+# At most this many rows are masked in Python by `shown_rows` (a key lookup's one row).
+FEW_ROWS = 8
 DELETE_CHUNK = 500
 # Primary-key types whose text form is canonical (one text per value, the same from a
 # lake row and from a filter literal). Resources keyed otherwise are not indexed.
@@ -274,21 +277,85 @@ def shown(
     secret: bytes,
 ) -> pa.Table:
     """Stored rows projected to `fields` and masked as `plan` says (fields must be visible)."""
-    visible = set(plan.visible)
-    if any(name not in visible for name in fields):
-        raise ValueError("a field outside the plan was asked of the serving index")
+    _check_visible(plan, fields)
     table = rows_table(rows, pa.schema([schema.field(name) for name in fields]))
     masked = plan.masked
     if not masked.keys() & set(fields):
         return table
     key = pseudonym_key(secret, plan.consumer)
     columns = [
-        parse_mask(masked[name]).arrow(table.column(name).combine_chunks(), key=key)
+        _mask(masked[name]).arrow(table.column(name).combine_chunks(), key=key)
         if name in masked
         else table.column(name)
         for name in fields
     ]
     return pa.table(columns, names=list(fields))
+
+
+def shown_rows(
+    plan: AccessPlan,
+    rows: Sequence[dict[str, Any]],
+    schema: pa.Schema,
+    fields: Sequence[str],
+    *,
+    secret: bytes,
+) -> list[dict[str, Any]]:
+    """`shown(…).to_pylist()`: the rows as `plan` shows them, as Python values.
+
+    A key lookup's one row of plain types (`FEW_ROWS` at most, see `_PYTHON_EXACT`) is
+    projected and masked in Python by `Mask.values`, which is tested equal to the Arrow and
+    SQL masks; building Arrow arrays for one value per field would cost more than the
+    lookup's round trip to the database. Anything else takes the Arrow path.
+    """
+    _check_visible(plan, fields)
+    chosen = [schema.field(name) for name in fields]
+    if len(rows) > FEW_ROWS or not all(_python_exact(f.type) for f in chosen):
+        table: list[dict[str, Any]] = shown(plan, rows, schema, fields, secret=secret).to_pylist()
+        return table
+    masked = plan.masked
+    key = pseudonym_key(secret, plan.consumer) if masked.keys() & set(fields) else b""
+    columns: list[list[Any]] = []
+    for f in chosen:
+        values = [_python_value(r.get(f.name), f.type) for r in rows]
+        spec = masked.get(f.name)
+        columns.append(values if spec is None else _mask(spec).values(values, f.type, key=key))
+    return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _check_visible(plan: AccessPlan, fields: Sequence[str]) -> None:
+    visible = set(plan.visible)
+    if any(name not in visible for name in fields):
+        raise ValueError("a field outside the plan was asked of the serving index")
+
+
+def _python_exact(type_: pa.DataType) -> bool:
+    """Whether `_python_value` of a stored value is what Arrow's `to_pylist` gives for it."""
+    return bool(
+        pa.types.is_integer(type_)
+        or type_ in (pa.float32(), pa.float64())
+        or pa.types.is_boolean(type_)
+        or pa.types.is_string(type_)
+        or pa.types.is_large_string(type_)
+        or pa.types.is_string_view(type_)
+        or pa.types.is_date32(type_)
+        or pa.types.is_null(type_)
+    )
+
+
+def _python_value(value: Any, type_: pa.DataType) -> Any:
+    """A stored JSON value as `decode` and then Arrow make it (a float column's 1 is 1.0)."""
+    if value is None or pa.types.is_null(type_):
+        return None
+    if pa.types.is_floating(type_):
+        return float(value)
+    if pa.types.is_date32(type_):
+        return date.fromisoformat(value)
+    return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _mask(spec: str) -> Mask:
+    return parse_mask(spec)
 
 
 # --- the hot path's facts --------------------------------------------------------------------
@@ -368,8 +435,9 @@ class PostgresFacts:
                     self._pool.terminate()
             self._loop = loop
             self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.max_size, statement_cache_size=64
-            )
+                self.dsn, min_size=1, max_size=self.max_size, statement_cache_size=64,
+                reset=_keep_session,
+            )  # fmt: skip
         async with self._pool.acquire() as connection:
             found = await connection.fetchrow(self._sql, client_id, code, key)
         return _facts(tuple(found) if found is not None else None)
@@ -378,6 +446,12 @@ class PostgresFacts:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+
+async def _keep_session(connection: Any) -> None:
+    """A pooled connection goes back as it is: it ran one SELECT outside any transaction,
+    so there is no session state to reset (asyncpg's default reset is a round trip more
+    per lookup: `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`)."""
 
 
 class SessionFacts:

@@ -121,10 +121,9 @@ class KeyLookups:
             )
         value = _canonical(key, prepared.key_kind)
         row = facts.row if value is not None else None
-        table = serving.shown(
+        rows = serving.shown_rows(
             plan, [row] if row else [], prepared.schema, wanted, secret=self.secret
         )
-        rows = table.to_pylist()
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
             keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,

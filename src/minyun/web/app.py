@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -16,7 +15,6 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import minyun.handlers  # noqa: F401 - inline jobs of every kind run in this process
-from minyun.core import context
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import DomainError
 from minyun.core.jobs import recover
@@ -25,6 +23,7 @@ from minyun.core.throttle import DenialBudget
 from minyun.query.lookup import KeyLookups
 from minyun.web import problems, sessions
 from minyun.web.limits import BodyLimit
+from minyun.web.request_context import RequestContext
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -76,7 +75,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         store=sessions.store_for(node.settings.session_uri, node.factory),
         https_only=node.settings.base_url.startswith("https://"),
     )
-    app.middleware("http")(_request_context)
+    app.add_middleware(RequestContext)
     app.add_middleware(BodyLimit, upload_limit=node.settings.upload_max_bytes)
 
     from minyun.accounts.api import router as accounts_api
@@ -144,21 +143,3 @@ DOCS_PAGE = """<!doctype html>
 </body>
 </html>
 """
-
-
-async def _request_context(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    incoming = request.headers.get("x-request-id", "")
-    request_id = (
-        incoming if 8 <= len(incoming) <= 64 and incoming.isprintable() else uuid.uuid4().hex
-    )
-    request.state.request_id = request_id
-    context.request_id.set(request_id)
-    context.client_ip.set(request.client.host if request.client else None)
-    response = await call_next(request)
-    response.headers["X-Request-ID"] = request_id
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    return response
