@@ -88,14 +88,16 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.query.api import router as query_api
     from minyun.web.pages import router as pages
 
+    # The row API first: the online key lookup is the hottest route, and routes are matched
+    # in order (no other router's path overlaps these).
     for router in (
+        query_api,
         accounts_api,
         orgs_api,
         admin_api,
         eco_api,
         catalog_api,
         ingest_api,
-        query_api,
         pages,
         eco_pages,
     ):
