@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -17,6 +18,13 @@ from minyun.core.db import make_engine, migrate
 from minyun.core.jobs import Dispatcher
 from minyun.core.keys import NodeKey, load_node_key
 from minyun.core.platform import Platform
+
+# Property tests draw the same examples on every run: a red CI can be reproduced, and a
+# change is judged on the same cases as the one before. Set HYPOTHESIS_PROFILE=explore to
+# draw new ones locally.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_ADMIN = os.environ.get("MINYUN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minyun.core import policies, reading, serving
@@ -110,7 +110,8 @@ def _check(plan: policies.AccessPlan, table: pa.Table, stored: pa.Table) -> None
 
 
 @settings(
-    max_examples=60,
+    max_examples=120,
+    derandomize=True,  # the same examples on every run: CI stays reproducible
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -121,6 +122,7 @@ def test_nothing_leaves_outside_the_plan(lake: Lake, case: tuple) -> None:  # ty
     code = _ensure(lake, len(resource.fields), stored)
     resource = DataResource(**{**resource.__dict__, "code": code})
     plan = policies.plan_for(READER, policies.READ, resource, verdict)
+    assume(plan.visible)  # authorize refuses a plan that shows nothing (tested in test_policies)
     fields = ",".join(asked) if asked else None
     uses = set(
         policies.filter_fields(

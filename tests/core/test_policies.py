@@ -168,3 +168,16 @@ def test_audience_of_metadata() -> None:
     assert policies.audience(user(kind="citizen", org=None)) == "open"
     assert policies.audience(user(kind="enterprise", org=None)) == "open"
     assert policies.audience(Principal.anonymous()) == "open"
+
+
+def test_a_plan_that_shows_no_field_is_refused(session: Session) -> None:
+    def nothing(s: Session, actor: Principal, action: str, r: DataResource) -> Verdict | None:
+        return Verdict("grant", "public", fields=frozenset({"note"}))  # note: secret, no mask
+
+    policies.GRANTS.register(nothing)
+    try:
+        with pytest.raises(Forbidden) as refused:
+            authorize(session, user("consumer", org=42), policies.READ, resource=RESOURCE)
+        assert "no field" in str(refused.value) and refused.value.audit.outcome == "denied"
+    finally:
+        policies.GRANTS.checks.remove(nothing)

@@ -348,7 +348,17 @@ def authorize(
                 target_type="resource",
                 purpose=purpose,
             )
-        return policies.plan_for(actor, action, resource, verdict, purpose=purpose)
+        plan = policies.plan_for(actor, action, resource, verdict, purpose=purpose)
+        if resource.fields and not plan.visible:
+            raise _refusal(
+                actor,
+                action,
+                f"no field of {resource.code} is open to this account",
+                target=resource.code,
+                target_type="resource",
+                purpose=purpose,
+            )
+        return plan
     decision = decide(session, actor, action, target, provider_id=provider_id)
     if not decision.allowed:
         raise _refusal(
