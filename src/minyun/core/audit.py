@@ -252,11 +252,6 @@ def record(
     node_key: NodeKey | None = None,
 ) -> AuditRecord:
     """Append one record to the chain inside the caller's transaction; its commit signs the head."""
-    if not session.info.get(_LOCKED):
-        _lock_chain(session)
-        session.info[_LOCKED] = True
-    head = session.execute(_HEAD).first()
-    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     item = Entry.of(
         actor,
         action,
@@ -268,6 +263,16 @@ def record(
         outcome=outcome,
         detail=detail,
     )
+    return _append_here(session, item, node_key)
+
+
+def _append_here(session: Session, item: Entry, node_key: NodeKey | None = None) -> AuditRecord:
+    """Append `item` to the chain inside the session's transaction (signed when it commits)."""
+    if not session.info.get(_LOCKED):
+        _lock_chain(session)
+        session.info[_LOCKED] = True
+    head = session.execute(_HEAD).first()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
     entry = AuditRecord(**item.row(seq, prev))
     session.add(entry)
     key = node_key or session.info.get("node_key")
@@ -312,18 +317,7 @@ def record_read(
     appender = session.info.get("audit_appender")
     if isinstance(appender, GroupAppender) and _can_hand_off(session):
         return appender.append(item)
-    return record(
-        session,
-        actor,
-        action,
-        target=target,
-        target_type=target_type,
-        keys=keys,
-        count=count,
-        purpose=purpose,
-        outcome=outcome,
-        detail=detail,
-    ).seq
+    return _append_here(session, item).seq
 
 
 def _can_hand_off(session: Session) -> bool:
