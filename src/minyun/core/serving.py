@@ -423,24 +423,36 @@ class PostgresFacts:
         self.max_size = max_size
         self._pool: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._making: asyncio.Task[Any] | None = None
         self._sql = _FACTS.format(client="$1", code="$2", key="$3")
 
     async def facts(self, client_id: str, code: str, key: str) -> KeyFacts:
-        loop = asyncio.get_running_loop()
-        if self._pool is None or self._loop is not loop:
-            import asyncpg
-
-            if self._pool is not None:  # a pool serves the loop that made it only
-                with contextlib.suppress(RuntimeError):  # that loop may be closed already
-                    self._pool.terminate()
-            self._loop = loop
-            self._pool = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=self.max_size, statement_cache_size=64,
-                reset=_keep_session,
-            )  # fmt: skip
-        async with self._pool.acquire() as connection:
+        async with (await self._pool_here()).acquire() as connection:
             found = await connection.fetchrow(self._sql, client_id, code, key)
         return _facts(tuple(found) if found is not None else None)
+
+    async def _pool_here(self) -> Any:
+        """This loop's pool; the first requests of a loop all wait for the one being made."""
+        loop = asyncio.get_running_loop()
+        if self._pool is not None and self._loop is loop:
+            return self._pool
+        if self._making is None or self._making.get_loop() is not loop:
+            self._making = loop.create_task(self._make_pool(loop))
+        return await asyncio.shield(self._making)
+
+    async def _make_pool(self, loop: asyncio.AbstractEventLoop) -> Any:
+        import asyncpg
+
+        old, self._pool = self._pool, None
+        if old is not None:  # a pool serves the loop that made it only
+            with contextlib.suppress(RuntimeError):  # that loop may be closed already
+                old.terminate()
+        pool = await asyncpg.create_pool(
+            self.dsn, min_size=1, max_size=self.max_size, statement_cache_size=64,
+            reset=_keep_session,
+        )  # fmt: skip
+        self._pool, self._loop = pool, loop
+        return pool
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -187,6 +187,16 @@ def store_for(session_uri: str, factory: sessionmaker[Session]) -> SessionStore:
     return RedisStore(session_uri) if session_uri else DatabaseStore(factory)
 
 
+def _idle(data: SessionData, had_cookie: bool) -> bool:
+    """Whether `ServerSessions._commit` has nothing to store, delete or send (an API call
+    with a bearer token, a page that did not touch its session): no thread, no store."""
+    if data.retired:
+        return False
+    if not data:
+        return data.key is None and not had_cookie
+    return data.key is not None and not data.modified
+
+
 class ServerSessions:
     """ASGI middleware: `request.session` from the store, saved before the response starts."""
 
@@ -206,7 +216,7 @@ class ServerSessions:
         scope["session"] = data
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not _idle(data, cookie is not None):
                 header = await run_in_threadpool(self._commit, data, cookie is not None)
                 if header is not None:
                     MutableHeaders(scope=message).append("set-cookie", header)
