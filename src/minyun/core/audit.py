@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 HEADS_FILE = Path("audit") / "heads.log"
+# After a conflict with another process's appender, read the head under the lock (two
+# round trips) rather than guess it (one), for this long.
+SHARED_CHAIN_SECONDS = 5.0
 # Any 64-bit number, the same in every process: the advisory lock that serialises appends.
 _PG_LOCK_KEY = 0x6D696E79756E
 # session.info keys: this transaction holds the chain lock / appended and signs its head.
@@ -542,6 +545,7 @@ class GroupAppender:
         self.max_batch = max_batch
         self.max_window = max_window
         self.batches = 0
+        self._shared_until = 0.0  # until then another writer extends the chain too
         self._recent: deque[int] = deque([1], maxlen=16)
         self._window = 0.0
         self._cond = threading.Condition()
@@ -696,7 +700,10 @@ class GroupAppender:
         raw = self._connect().connection.driver_connection
         if not isinstance(raw, psycopg.Connection):
             raise RuntimeError(f"the audit appender needs psycopg 3, not {type(raw).__name__}")
-        known = self._last
+        # While another writer is active (a conflict lately), guessing the head would fail
+        # most of the time: read it under the lock instead.
+        optimistic = self._last is not None and time.monotonic() >= self._shared_until
+        known = self._last if optimistic else None
         try:
             if known is None:
                 with raw.pipeline():
@@ -705,16 +712,17 @@ class GroupAppender:
             rows = _chained(items, known)
             head = self._sign(rows)
             with raw.pipeline(), raw.cursor() as cursor:
-                if self._last is not None:
+                if optimistic:
                     cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
                 cursor.executemany(_PG_INSERT, [_pg_values(row) for row in rows])
                 cursor.execute(_PG_CHECKPOINT, _checkpoint_row(head))
                 raw.commit()
         except psycopg.errors.UniqueViolation:
             raw.rollback()
-            if self._last is None:
+            if not optimistic:
                 raise
             self._last = None  # the chain moved on without us: read its head
+            self._shared_until = time.monotonic() + SHARED_CHAIN_SECONDS
             return self._write_postgres(items)
         except BaseException:
             raw.rollback()
