@@ -765,7 +765,10 @@ def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage
         table_schema=parsed,
         schemas=schema_history(session, resource),
         versions=versions,
-        quality=planned_quality(session, actor, resource, latest.quality if latest else None),
+        quality=planned_quality(
+            quality_plan(session, actor, resource) if latest else None,
+            latest.quality if latest else None,
+        ),
         quality_version=latest,
         may_change=may_change,
         theme=THEME_BY_CODE.get(resource.theme or ""),
@@ -794,17 +797,21 @@ def visible_descriptor(actor: Principal, descriptor: Mapping[str, Any]) -> dict[
     return {**shown, "fields": fields}
 
 
-def planned_quality_doc(
-    session: Session, actor: Principal, resource: Resource, quality: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """A stored quality document as the reader's quality plan shows it (None without a plan)."""
-    if not quality:
-        return None
+def quality_plan(session: Session, actor: Principal, resource: Resource) -> AccessPlan | None:
+    """The reader's plan for quality reports of `resource`, or None: no figures for them."""
     try:
-        plan = authorize(
+        return authorize(
             session, actor, policies.QUALITY, resource=data_resource(session, resource)
         )
     except DomainError:
+        return None
+
+
+def planned_quality_doc(
+    plan: AccessPlan | None, quality: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """A stored quality document as the reader's quality plan shows it (None without a plan)."""
+    if not quality or plan is None:
         return None
     fields = quality.get("fields")
     shown: dict[str, Any] = {}
@@ -818,7 +825,7 @@ def planned_quality_doc(
 
 
 def planned_quality(
-    session: Session, actor: Principal, resource: Resource, quality: Mapping[str, Any] | None
+    plan: AccessPlan | None, quality: Mapping[str, Any] | None
 ) -> list[FieldQuality]:
     """A quality report as the reader's quality plan shows it (nothing without a plan).
 
@@ -826,13 +833,7 @@ def planned_quality(
     field (civil servants see the whole schema anyway); minimum and maximum are values,
     shown only for fields the plan shows in clear.
     """
-    if not quality:
-        return []
-    try:
-        plan = authorize(
-            session, actor, policies.QUALITY, resource=data_resource(session, resource)
-        )
-    except DomainError:
+    if not quality or plan is None:
         return []
     return [
         q if q.name in plan.clear else replace(q, minimum=None, maximum=None)

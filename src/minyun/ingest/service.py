@@ -1184,10 +1184,11 @@ def versions_json(versions: list[Version]) -> list[dict[str, Any]]:
 def lineage(session: Session, actor: Principal, code: str) -> list[dict[str, Any]]:
     """The loads of a resource with their lineage and quality (as the reader's plan shows it)."""
     found = list_versions(session, actor, code)
-    resource = catalog.get_resource(session, code)
+    # One plan for every version's report: the reader and the schema are the same.
+    plan = catalog.quality_plan(session, actor, catalog.get_resource(session, code))
     out = versions_json(found)
     for row, version in zip(out, found, strict=True):
-        row["quality"] = catalog.planned_quality_doc(session, actor, resource, version.quality)
+        row["quality"] = catalog.planned_quality_doc(plan, version.quality)
     return out
 
 
