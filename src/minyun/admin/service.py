@@ -1,20 +1,84 @@
-"""The operator's view: reading and verifying the audit log, watching jobs, the home page."""
+"""The operator's view: reading, exporting and verifying the audit log, watching jobs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from minyun.accounts.models import AccountKind, User
+from minyun.accounts.models import ApiClient, User
+from minyun.catalog.models import Resource
 from minyun.core import audit, jobs
 from minyun.core.audit import AuditRecord
 from minyun.core.errors import NotFound
 from minyun.core.keys import NodeKey
-from minyun.core.security import Principal, Role, authorize, decide
-from minyun.orgs.models import Division, Organization
+from minyun.core.security import Principal, Role, authorize
+
+# The audit viewer's own reads: one record per query or export, hidden from the list unless
+# asked for, so reading the log does not bury what it is read for.
+AUDIT_READ = "audit.read"
+AUDIT_EXPORT = "audit.export"
+EXPORT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class AuditFilters:
+    """What the audit log is narrowed to; None means any.
+
+    `actor` is a label (`user:steward`) or a bare username; `action` is exact, or a prefix
+    when it ends with `.*` (`resource.*`); `target` matches an object's id or its type;
+    `since` / `until` bound the time (until excluded). The viewer's own reads (successful
+    `audit.read`) are left out unless `include_reads`, or unless `action` asks for them.
+    """
+
+    actor: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_reads: bool = False
+
+    def where(self) -> list[ColumnElement[bool]]:
+        """The filters as SQL conditions."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.actor:
+            labels = [self.actor] if ":" in self.actor else [self.actor, f"user:{self.actor}"]
+            conditions.append(AuditRecord.actor.in_(labels))
+        if self.action and self.action.endswith(".*"):
+            conditions.append(AuditRecord.action.startswith(self.action[:-1], autoescape=True))
+        elif self.action:
+            conditions.append(AuditRecord.action == self.action)
+        if not self.include_reads and self.action != AUDIT_READ:
+            # The viewer's own reads go; a refused attempt to read the log stays in view.
+            conditions.append(
+                or_(AuditRecord.action != AUDIT_READ, AuditRecord.outcome != audit.Outcome.SUCCESS)
+            )
+        if self.outcome:
+            conditions.append(AuditRecord.outcome == self.outcome)
+        if self.target:
+            conditions.append(
+                or_(AuditRecord.object_id == self.target, AuditRecord.object_type == self.target)
+            )
+        if self.since is not None:
+            conditions.append(AuditRecord.at >= self.since)
+        if self.until is not None:
+            conditions.append(AuditRecord.at < self.until)
+        return conditions
+
+    def describe(self) -> str:
+        """The filters as the audit record of a query notes them."""
+        shown = {
+            k: (v.isoformat() if isinstance(v, datetime) else v)
+            for k, v in dataclasses.asdict(self).items()
+            if v not in (None, False, "")
+        }
+        return json.dumps(shown, ensure_ascii=False, sort_keys=True)
 
 
 def read_audit(
@@ -25,19 +89,97 @@ def read_audit(
     limit: int = 50,
     action: str | None = None,
     who: str | None = None,
+    filters: AuditFilters | None = None,
 ) -> list[AuditRecord]:
-    """Audit records, newest first, for auditors; reading the log is itself audited."""
-    authorize(session, actor, "audit.read", target_type="audit")
-    query = select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(min(max(limit, 1), 500))
+    """Audit records, newest first, for auditors; each query is itself one audit record."""
+    authorize(session, actor, AUDIT_READ, target_type="audit")
+    if filters is None:
+        filters = AuditFilters(actor=who, action=action, include_reads=True)
+    query = (
+        select(AuditRecord)
+        .where(*filters.where())
+        .order_by(AuditRecord.seq.desc())
+        .limit(min(max(limit, 1), 500))
+    )
     if before is not None:
         query = query.where(AuditRecord.seq < before)
-    if action:
-        query = query.where(AuditRecord.action == action)
-    if who:
-        query = query.where(AuditRecord.actor == who)
     records = list(session.scalars(query))
-    audit.record_read(session, actor, "audit.read", target_type="audit", count=len(records))
+    audit.record_read(
+        session, actor, AUDIT_READ, target_type="audit", count=len(records),
+        detail=filters.describe() if filters != AuditFilters() else None,
+    )  # fmt: skip
     return records
+
+
+def export_audit(session: Session, actor: Principal, filters: AuditFilters) -> AuditFilters:
+    """Authorise an export of the records `filters` selects and audit it once, before any
+    record leaves; the caller streams them with `iter_audit`."""
+    authorize(session, actor, AUDIT_READ, target_type="audit")
+    audit.record_read(session, actor, AUDIT_EXPORT, target_type="audit", detail=filters.describe())
+    return filters
+
+
+def iter_audit(
+    factory: sessionmaker[Session], filters: AuditFilters, *, below: int | None = None
+) -> Iterator[list[AuditRow]]:
+    """The records `filters` selects, newest first, in batches read one short transaction at
+    a time (an export of the whole log never holds one open). Call after `export_audit`."""
+    while True:
+        with factory() as session:
+            query = (
+                select(AuditRecord)
+                .where(*filters.where())
+                .order_by(AuditRecord.seq.desc())
+                .limit(EXPORT_BATCH)
+            )
+            if below is not None:
+                query = query.where(AuditRecord.seq < below)
+            batch = list(session.scalars(query))
+            if not batch:
+                return
+            rows = describe_audit(session, batch)
+        yield rows
+        below = batch[-1].seq
+
+
+def audit_actions(session: Session, actor: Principal) -> list[str]:
+    """The actions the log holds, for the viewer's filter (reads the index, not the log)."""
+    authorize(session, actor, AUDIT_READ, target_type="audit")
+    return list(session.scalars(select(AuditRecord.action).distinct().order_by(AuditRecord.action)))
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """An audit record with the name of who acted, as the viewer and the export show it."""
+
+    record: AuditRecord
+    actor_name: str | None
+
+
+def describe_audit(session: Session, records: list[AuditRecord]) -> list[AuditRow]:
+    """The records with their actors' display names (users and API clients)."""
+    names = actor_names(
+        session, {r.actor for r in records} | {r.on_behalf_of or "" for r in records}
+    )
+    return [AuditRow(r, names.get(r.actor)) for r in records]
+
+
+def actor_names(session: Session, labels: set[str]) -> dict[str, str]:
+    """Display names of principal labels: `user:NAME` users, `client:ID` API clients."""
+    users = {label[5:] for label in labels if label.startswith("user:")}
+    clients = {label[7:] for label in labels if label.startswith("client:")}
+    names: dict[str, str] = {}
+    if users:
+        for username, display in session.execute(
+            select(User.username, User.display_name).where(User.username.in_(users))
+        ):
+            names[f"user:{username}"] = display
+    if clients:
+        for client_id, name in session.execute(
+            select(ApiClient.client_id, ApiClient.name).where(ApiClient.client_id.in_(clients))
+        ):
+            names[f"client:{client_id}"] = name
+    return names
 
 
 def verify_audit(session: Session, actor: Principal, key: NodeKey) -> audit.VerifyReport:
@@ -90,51 +232,38 @@ def cancel_job(session: Session, actor: Principal, job_id: str) -> jobs.Job:
     return jobs.cancel(session, actor, job)
 
 
-# --- the home page ---------------------------------------------------------------------
-
-HOME_JOBS = 5
-HOME_AUDIT = 8
-
-
 @dataclass(frozen=True)
-class Dashboard:
-    """What the home page shows a signed-in user; `cards` names the cards in order."""
+class JobView:
+    """A job as the pages show it: the resource it works on and who asked for it."""
 
-    user: User
-    organization: Organization | None
-    cards: list[str]
-    organizations: int = 0
-    divisions: int = 0
-    jobs: list[jobs.Job] = field(default_factory=list)
-    audit: list[AuditRecord] = field(default_factory=list)
+    job: jobs.Job
+    resource_code: str | None
+    resource_name: str | None
+    requester: str | None  # the display name of the user or client that asked
 
 
-def home(session: Session, actor: Principal) -> Dashboard | None:
-    """The signed-in user's cards by role (None for anonymous visitors: the public landing)."""
-    if actor.user_id is None:
-        return None
-    user = session.get(User, actor.user_id)
-    if user is None:
-        return None
-    org = session.get(Organization, user.organization_id) if user.organization_id else None
-    cards = ["account"]
-    board: dict[str, Any] = {}
-    if user.kind != AccountKind.STAFF:
-        cards.append("services")
-    else:
-        cards.append("directory")
-        board["organizations"] = int(
-            session.scalar(select(func.count()).select_from(Organization)) or 0
+def describe_jobs(session: Session, found: list[jobs.Job]) -> list[JobView]:
+    """The jobs with the names of their resources and of the people who asked."""
+    codes = {
+        str(j.params["code"]) for j in found if isinstance(j.params, dict) and j.params.get("code")
+    }
+    resources: dict[str, str] = {}
+    if codes:
+        resources = dict(
+            session.execute(
+                select(Resource.code, Resource.name).where(Resource.code.in_(codes))
+            ).all()
         )
-        board["divisions"] = int(session.scalar(select(func.count()).select_from(Division)) or 0)
-    if actor.has_role(Role.APPROVER):
-        cards.append("approvals")
-    if actor.has_role(Role.CONSUMER):
-        cards.append("grants")
-    if decide(session, actor, "jobs.submit").allowed:
-        cards.append("jobs")
-        board["jobs"] = read_jobs(session, actor, limit=HOME_JOBS)
-    if decide(session, actor, "audit.read").allowed:
-        cards.append("audit")
-        board["audit"] = read_audit(session, actor, limit=HOME_AUDIT)
-    return Dashboard(user=user, organization=org, cards=cards, **board)
+    names = actor_names(session, {j.created_by for j in found})
+    views = []
+    for j in found:
+        code = j.params.get("code") if isinstance(j.params, dict) else None
+        views.append(
+            JobView(
+                job=j,
+                resource_code=str(code) if code else None,
+                resource_name=resources.get(str(code)) if code else None,
+                requester=names.get(j.created_by),
+            )
+        )
+    return views

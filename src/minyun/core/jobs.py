@@ -439,8 +439,13 @@ def submit(
     params: dict[str, Any] | None = None,
     *,
     key: str | None = None,
+    organization_id: int | None = None,
 ) -> Job:
     """Create a job (or return the one with the same key); it runs once this transaction commits.
+
+    The job works for `organization_id` (a load for the resource's provider, whoever asked),
+    else for the actor's department, else for the department of the job submitting it: that
+    department's staff see it.
 
     A ConfigError if nothing would run it (a session without a dispatcher, or an inline
     dispatcher with no runner): a job must never wait for nobody.
@@ -469,8 +474,9 @@ def submit(
         params=params or {},
         created_by=actor.label,
         state=JobState.QUEUED,
-        organization_id=(
-            actor.organization_id if actor.organization_id is not None else _RUNNING_FOR.get()
+        organization_id=next(
+            (o for o in (organization_id, actor.organization_id) if o is not None),
+            _RUNNING_FOR.get(),
         ),
     )
     session.add(job)

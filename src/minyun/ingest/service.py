@@ -158,7 +158,9 @@ def submit_load(
         "upload_limit": cfg.upload_max_bytes,
         "upload_retention_hours": cfg.upload_retention_hours,
     }
-    job = jobs.submit(session, actor, KIND, params)
+    # The load works for the resource's department, whoever asked: its stewards follow it.
+    provider = catalog.get_resource(session, code).provider_id
+    job = jobs.submit(session, actor, KIND, params, organization_id=provider)
     label = filename or (source if kind == "file" else sources._safe_url(source))
     audit.record(
         session, actor, "resource.load", target=code, target_type="resource",

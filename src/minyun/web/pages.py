@@ -12,16 +12,23 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from minyun.accounts import service as accounts
-from minyun.admin import service as admin
 from minyun.admin.pages import router as admin_pages
 from minyun.catalog.pages import router as catalog_pages
 from minyun.core import clock
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
+from minyun.home import service as home_page
 from minyun.orgs.pages import router as orgs_pages
-from minyun.web import i18n, sessions
+from minyun.web import i18n, sessions, wording
 from minyun.web.deps import CsrfDep, PlatformDep, SessionDep, screen_denial
 from minyun.web.i18n import N_
-from minyun.web.templating import PageActorDep, gettext_for, is_local_path, local_or_home, render
+from minyun.web.templating import (
+    PageActorDep,
+    gettext_for,
+    is_local_path,
+    local_or_home,
+    render,
+    when,
+)
 
 __all__ = ["error_page", "render", "router"]
 
@@ -57,15 +64,17 @@ def error_page(request: Request, status: int, title: str, detail: str) -> HTMLRe
         status_code=status,
         status=status,
         title=gettext(title),
-        detail=gettext(detail),
+        detail=wording.say(detail, gettext, when),
     )
 
 
 @router.get("/")
 def home(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
     """The signed-in user's dashboard, or the public landing page."""
-    board = admin.home(session, actor)
-    return render(request, "home.html" if board else "landing.html", board=board)
+    board = home_page.home(session, actor)
+    if board is None:
+        return render(request, "landing.html", landing=home_page.landing(session, actor))
+    return render(request, "home.html", board=board)
 
 
 @router.get("/login")

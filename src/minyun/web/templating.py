@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
@@ -21,7 +22,7 @@ from starlette.templating import Jinja2Templates
 
 from minyun.accounts import service as accounts
 from minyun.core.security import Principal, decide
-from minyun.web import i18n
+from minyun.web import i18n, wording
 from minyun.web.deps import SessionDep, csrf_token, current_user
 from minyun.web.i18n import N_
 
@@ -29,7 +30,11 @@ WEB = Path(__file__).parent
 # The shared templates first, then each domain package's own templates/ folder.
 _DOMAIN_TEMPLATES = WEB.parent.glob("*/templates")
 TEMPLATE_DIRS = [WEB / "templates", *sorted(p for p in _DOMAIN_TEMPLATES if p.parent != WEB)]
-CHINA_TIME = timezone(timedelta(hours=8), "CST")
+# Pages show times in the province's time zone, whatever the server's (the `when` filter).
+try:
+    CHINA_TIME: tzinfo = ZoneInfo("Asia/Shanghai")
+except ZoneInfoNotFoundError:  # no time-zone database here: the same offset, fixed since 1991
+    CHINA_TIME = timezone(timedelta(hours=8), "CST")
 # Nothing loads from elsewhere; styles allow inline for charts and htmx's indicator style.
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -61,6 +66,118 @@ LABELS: dict[str, str] = {
     "village": N_("Village"),
     "department": N_("Department"),
     "unit": N_("Unit"),
+    # Job kinds.
+    "ingest.load": N_("Data load"),
+    "ingest.quality": N_("Quality report"),
+    "serving.refresh": N_("Serving index refresh"),
+    "demo.load": N_("Demo province load"),
+    "eco.publish": N_("Air readings into the lake"),
+    # What audit records are about.
+    "resource": N_("Resource"),
+    "job": N_("Job"),
+    "audit": N_("Audit log"),
+    "user": N_("Account"),
+    "organization": N_("Organisation"),
+    "api-client": N_("API client"),
+    "address": N_("Network address"),
+    "eco-alert": N_("Pollution alert"),
+    "eco-anomaly": N_("Anomaly"),
+    "eco-city": N_("City air quality"),
+    "eco-dead-letter": N_("Refused reading"),
+    "eco-lake": N_("Air data in the lake"),
+    "eco-readings": N_("Air readings"),
+    "eco-station": N_("Monitoring station"),
+    # A resource's status, how fresh its data is, its update cycle, its loads.
+    "draft": N_("Draft"),
+    "published": N_("Published"),
+    "retired": N_("Retired"),
+    "freshness:fresh": N_("Up to date"),
+    "freshness:overdue": N_("Overdue"),
+    "freshness:never": N_("Never loaded"),
+    "freshness:unscheduled": N_("Loaded"),
+    "freshness:retired": N_("Retired"),
+    "cycle:realtime": N_("Real time"),
+    "cycle:hourly": N_("Hourly"),
+    "cycle:daily": N_("Daily"),
+    "cycle:weekly": N_("Weekly"),
+    "cycle:monthly": N_("Monthly"),
+    "cycle:quarterly": N_("Quarterly"),
+    "cycle:yearly": N_("Yearly"),
+    "cycle:irregular": N_("Irregular"),
+    "load:running": N_("Running"),
+    "load:committed": N_("Committed"),
+    "load:rejected": N_("Rejected"),
+    "load:failed": N_("Failed"),
+    "load:noop": N_("Unchanged"),
+    # Pollution alerts and the steps of their joint response.
+    "alert:open": N_("Open"),
+    "alert:consulting": N_("In consultation"),
+    "alert:responding": N_("Responding"),
+    "alert:closed": N_("Closed"),
+    "step:detected": N_("Detected"),
+    "step:routed": N_("Routed"),
+    "step:consultation": N_("Consultation"),
+    "step:level": N_("Response level"),
+    "step:action": N_("Action"),
+    "step:closed": N_("Closed"),
+    "rule:jump": N_("Sudden jump"),
+    "rule:stuck": N_("Stuck values"),
+    "rule:spatial": N_("Out of line with neighbours"),
+    "source:mqtt": N_("Live feed (MQTT)"),
+    "source:file": N_("File import"),
+    "source:api": N_("Reported through the API"),
+    # Who acted, when it was not a person.
+    "system:minyun": N_("minyun (system)"),
+    "anonymous:anonymous": N_("Anonymous visitor"),
+}
+
+# What each audited action is, in words; an action not listed is shown as its code.
+ACTIONS: dict[str, str] = {
+    "auth.login": N_("Sign in"),
+    "auth.logout": N_("Sign out"),
+    "auth.token": N_("Access token issued"),
+    "audit.read": N_("Audit log read"),
+    "audit.export": N_("Audit log exported"),
+    "audit.verify": N_("Audit chain verified"),
+    "catalog.read": N_("Catalog read"),
+    "client.create": N_("API client created"),
+    "client.revoke": N_("API client revoked"),
+    "demo.load": N_("Demo province loaded"),
+    "eco.alert.open": N_("Pollution alert opened"),
+    "eco.alert.route": N_("Alert routed"),
+    "eco.alert.consult": N_("Consultation started"),
+    "eco.alert.level": N_("Response level set"),
+    "eco.alert.action": N_("Response action recorded"),
+    "eco.alert.close": N_("Response closed"),
+    "eco.detect": N_("Anomaly detection"),
+    "eco.ingest": N_("Air readings received"),
+    "eco.publish": N_("Air readings into the lake"),
+    "eco.read": N_("Air data read"),
+    "job.submit": N_("Job submitted"),
+    "job.finish": N_("Job finished"),
+    "job.cancel": N_("Job cancelled"),
+    "job.retry": N_("Job retried"),
+    "org.create": N_("Organisation created"),
+    "org.read": N_("Organisation read"),
+    "resource.create": N_("Resource created"),
+    "resource.edit": N_("Resource edited"),
+    "resource.load": N_("Data load requested"),
+    "resource.publish": N_("Resource published"),
+    "resource.retire": N_("Resource retired"),
+    "resource.schema": N_("Schema version"),
+    "resource.version": N_("Data version committed"),
+    "resource.read": N_("Data read"),
+    "resource.rejects.read": N_("Rejected rows read"),
+    "resource.quality.read": N_("Quality report read"),
+    "user.create": N_("Account created"),
+    "user.roles": N_("Roles changed"),
+    # Capabilities: a refusal is recorded under the capability that was asked for.
+    "jobs.read": N_("Jobs read"),
+    "jobs.submit": N_("Job submission"),
+    "org.manage": N_("Organisations managed"),
+    "user.manage": N_("Accounts managed"),
+    "client.manage": N_("API clients managed"),
+    "eco.respond": N_("Joint response"),
 }
 
 # The navigation: (path, label, the action a viewer must be allowed to see it).
@@ -72,6 +189,16 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),
 ]
+
+
+wording.NAMED_PARTS.update(
+    action=ACTIONS,
+    kind=LABELS,
+    state=LABELS,
+    change={"initial": N_("Initial"), "compatible": N_("Compatible"), "major": N_("Major")},
+    mode={"full": N_("Full"), "append": N_("Append"), "upsert": N_("Upsert"),
+          "delete": N_("Delete")},
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -135,7 +262,8 @@ def local_or_home(target: str | None) -> str:
     return target if target and is_local_path(target) else "/"
 
 
-def _when(value: datetime | None) -> str:
+def when(value: datetime | None) -> str:
+    """A time as the pages show it: in China time (Asia/Shanghai), to the second."""
     if value is None:
         return ""
     return value.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
@@ -156,8 +284,14 @@ def templates_for(locale: str) -> Jinja2Templates:
     env.policies["ext.i18n.trimmed"] = True
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
-    env.filters["when"] = _when
+    env.filters["when"] = when
     env.filters["label"] = lambda value: translations.gettext(LABELS.get(str(value), str(value)))
+    env.filters["action_label"] = lambda value: translations.gettext(
+        ACTIONS.get(str(value), str(value))
+    )
+    env.filters["say"] = lambda text, names=None: wording.say(
+        text, translations.gettext, when, names
+    )
     return Jinja2Templates(env=env)
 
 

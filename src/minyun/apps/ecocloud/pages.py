@@ -7,15 +7,86 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from minyun.apps.ecocloud import geo, response, views
 from minyun.apps.ecocloud.aqi import LEVELS
 from minyun.apps.ecocloud.models import CityHour, Reading
 from minyun.core import clock
+from minyun.core.errors import Invalid
+from minyun.core.security import Principal
+from minyun.orgs.picker import picker_groups
 from minyun.web.deps import CsrfDep, IdPath, SessionDep
+from minyun.web.i18n import N_
 from minyun.web.templating import CHINA_TIME, PageActorDep, render
+from minyun.web.wording import sentence
 
 router = APIRouter(include_in_schema=False)
+
+# The eco-cloud's stored sentences (refusal reasons, anomaly details, alert notes) and its
+# errors, as the pages say them (see minyun.web.wording).
+for _pattern, _message in (
+    (r"hour is missing or not an ISO 8601 time: (?P<value>.*)",
+     N_("The hour is missing or not an ISO 8601 time: %(value)s")),
+    (r"hour is not on the hour: (?P<value>.*)", N_("The hour is not on the hour: %(value)s")),
+    (r"hour is in the future: (?P<value>.*)", N_("The hour is in the future: %(value)s")),
+    (r"(?P<pollutant>[\w.]+) is not a number: (?P<value>.*)",
+     N_("%(pollutant)s is not a number: %(value)s")),
+    (r"negative concentration: (?P<pollutant>[\w.]+)=(?P<value>.*)",
+     N_("Negative concentration: %(pollutant)s = %(value)s")),
+    (r"absurd concentration: (?P<pollutant>[\w.]+)=(?P<value>.*)",
+     N_("Impossible concentration: %(pollutant)s = %(value)s")),
+    (r"unknown station (?P<station>.*)", N_("Unknown station %(station)s")),
+    (r"payload of (?P<size>\d+) bytes is larger than (?P<limit>\d+)",
+     N_("The message has %(size)s bytes, more than %(limit)s")),
+    (r"malformed JSON: (?P<error>.*)", N_("The message is not valid JSON (%(error)s)")),
+    (r"topic (?P<topic>\S+) does not name station (?P<station>.*)",
+     N_("Topic %(topic)s does not name station %(station)s")),
+    (r"(?P<field>\w+) is not a number", N_("%(field)s is not a number")),
+    (r"(?P<field>\w+) is not a value", N_("%(field)s is not a single value")),
+    (r"AQI (?P<aqi>[\d.]+) against a median of (?P<median>[\d.]+) over the previous "
+     r"(?P<hours>\d+) hours",
+     N_("AQI %(aqi)s against a median of %(median)s over the previous %(hours)s hours")),
+    (r"PM10 (?P<pm10>\S+), PM2.5 (?P<pm25>\S+), NO2 (?P<no2>\S+), O3 (?P<o3>\S+) unchanged "
+     r"for (?P<hours>\d+) hours",
+     N_("PM10 %(pm10)s, PM2.5 %(pm25)s, NO2 %(no2)s, O3 %(o3)s unchanged for %(hours)s hours")),
+    (r"AQI (?P<aqi>[\d.]+) against a median of (?P<median>[\d.]+) at (?P<count>\d+) stations "
+     r"within the radius",
+     N_("AQI %(aqi)s against a median of %(median)s at %(count)s stations nearby")),
+    (r"(?P<count>\d+) stations in (?P<cities>.+) above AQI (?P<threshold>\d+) for "
+     r"(?P<hours>\d+) consecutive hours; peak (?P<peak>\d+)",
+     N_("%(count)s stations in %(cities)s above AQI %(threshold)s for %(hours)s consecutive "
+        "hours; peak %(peak)s")),
+    (r"(?P<city>[^:]+?): no environment department on file; left to the province",
+     N_("%(city)s has no environment department on file; left to the province")),
+    (r"(?P<city>[^:→]+) → (?P<org>\S+)", N_("%(city)s → %(org)s")),
+    (r"会商 with (?P<orgs>[^:]+): (?P<note>.*)", N_("Consultation with %(orgs)s: %(note)s")),
+    (r"会商 with (?P<orgs>[^:]+)", N_("Consultation with %(orgs)s")),
+    (r"all (?P<count>\d+) stations at or under (?P<threshold>\d+) at (?P<time>\S+); "
+     r"(?P<note>.*)",
+     N_("All %(count)s stations at or under AQI %(threshold)s at %(time)s; %(note)s")),
+    (r"all (?P<count>\d+) stations at or under (?P<threshold>\d+) at (?P<time>\S+)",
+     N_("All %(count)s stations at or under AQI %(threshold)s at %(time)s")),
+    (r"still above (?P<threshold>\d+) at (?P<time>\S+): (?P<stations>.*)",
+     N_("Still above AQI %(threshold)s at %(time)s: %(stations)s")),
+    (r"cannot close alert (?P<id>\d+): (?P<reason>.*)",
+     N_("Alert %(id)s cannot be closed yet. %(reason)s")),
+    (r"alert (?P<id>\d+) is (?P<state>\w+); this step needs it (?P<wanted>.*)",
+     N_("Alert %(id)s has already moved on: reload the page to see where it stands.")),
+    (r"unknown departments: (?P<orgs>.*)", N_("Unknown departments: %(orgs)s")),
+    (r"no readings for city (?P<city>.*)", N_("No readings for %(city)s")),
+):  # fmt: skip
+    sentence(_pattern, _message)
+ECO_MESSAGES = [
+    N_("missing or malformed station code"),
+    N_("no pollutant values"),
+    N_("coordinates out of range"),
+    N_("payload is not a JSON object"),
+    N_("payload has no station code"),
+    N_("no readings"),
+    N_("a consultation needs at least one department"),
+    N_("say what was done"),
+]
 
 LEGEND = [
     {"name": lv.category, "colour": lv.colour, "low": lv.low, "high": lv.high} for lv in LEVELS
@@ -133,16 +204,38 @@ def alert(
     request: Request, alert_id: IdPath, session: SessionDep, actor: PageActorDep
 ) -> HTMLResponse:
     """An episode's timeline: detection, routing, consultation, level, actions, close."""
+    return _alert_page(request, session, actor, alert_id)
+
+
+def _alert_page(
+    request: Request,
+    session: Session,
+    actor: Principal,
+    alert_id: int,
+    *,
+    form: str | None = None,
+    error: Invalid | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The alert page; after a refused form, that form keeps what was typed and says why
+    next to the field (422)."""
     found = response.access_alert(session, actor, alert_id)
     ok, why = response.readings_back_under(session, found)
+    groups = picker_groups(session, actor)
     return render(
         request,
         "eco/alert.html",
+        status_code=422 if error is not None else 200,
         alert=found,
         levels=[(lv.value, response.RESPONSE_NAMES[lv]) for lv in response.ResponseLevel],
         suggested=response.suggested_level(found.peak_aqi).value,
         back_under=ok,
         back_under_why=why,
+        departments=groups,
+        org_names={code: name for g in groups for code, name in g.organizations},
+        form=form,
+        error={"field": error.extra.get("field"), "message": str(error)} if error else None,
+        values=values or {},
     )
 
 
@@ -152,15 +245,22 @@ def _back(alert_id: int) -> Response:
 
 @router.post("/eco/alerts/{alert_id}/consultation", dependencies=[CsrfDep])
 def consult(
+    request: Request,
     alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
-    departments: Annotated[str, Form(max_length=2000)] = "",
+    departments: Annotated[list[str] | None, Form(max_length=64)] = None,
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    """Start the consultation; departments are codes separated by commas or spaces."""
-    codes = [c for c in departments.replace("，", ",").replace(",", " ").split() if c]
-    response.start_consultation(session, actor, alert_id, departments=codes, note=note.strip())
+    """Start the consultation with the departments picked (codes; one field each)."""
+    codes = [c.strip() for c in departments or [] if c.strip()][:100]
+    try:
+        response.start_consultation(session, actor, alert_id, departments=codes, note=note.strip())
+    except Invalid as exc:
+        values = {"departments": codes, "note": note}
+        return _alert_page(
+            request, session, actor, alert_id, form="consult", error=exc, values=values
+        )
     return _back(alert_id)
 
 
@@ -179,13 +279,19 @@ def level(
 
 @router.post("/eco/alerts/{alert_id}/actions", dependencies=[CsrfDep])
 def action(
+    request: Request,
     alert_id: IdPath,
     session: SessionDep,
     actor: PageActorDep,
     note: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Record an action."""
-    response.record_action(session, actor, alert_id, note=note)
+    try:
+        response.record_action(session, actor, alert_id, note=note)
+    except Invalid as exc:
+        return _alert_page(
+            request, session, actor, alert_id, form="action", error=exc, values={"note": note}
+        )
     return _back(alert_id)
 
 
