@@ -154,6 +154,7 @@ class AuditRow:
 
     record: AuditRecord
     actor_name: str | None
+    on_behalf_name: str | None = None
 
 
 def describe_audit(session: Session, records: list[AuditRecord]) -> list[AuditRow]:
@@ -161,7 +162,7 @@ def describe_audit(session: Session, records: list[AuditRecord]) -> list[AuditRo
     names = actor_names(
         session, {r.actor for r in records} | {r.on_behalf_of or "" for r in records}
     )
-    return [AuditRow(r, names.get(r.actor)) for r in records]
+    return [AuditRow(r, names.get(r.actor), names.get(r.on_behalf_of or "")) for r in records]
 
 
 def actor_names(session: Session, labels: set[str]) -> dict[str, str]:

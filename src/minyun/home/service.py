@@ -42,6 +42,8 @@ CYCLE = {
     UpdateCycle.YEARLY: timedelta(days=366),
 }
 GRACE = timedelta(days=1)
+# Readings older than this are not called today's air (as the eco-cloud's pages say).
+CURRENT_AIR = timedelta(hours=3)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class CityAir:
     colour: str
     category: str | None
     hour: datetime
+    stale: bool  # too old to be called today's air
 
 
 def city_air(session: Session) -> list[CityAir]:
@@ -127,6 +130,7 @@ def city_air(session: Session) -> list[CityAir]:
             colour=air.colour_of(c.level),
             category=LEVELS[c.level - 1].category if c.level else None,
             hour=c.hour,
+            stale=clock.now() - c.hour > CURRENT_AIR,
         )
         for c in air.public_city_aqi(session)
     ]

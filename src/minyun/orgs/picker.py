@@ -26,9 +26,10 @@ def picker_groups(session: Session, actor: Principal) -> list[PickerGroup]:
     groups: dict[str, list[tuple[str, str]]] = {}
     for org in service.list_organizations(session, actor):
         groups.setdefault(org.division_code[:4] + "00", []).append((org.code, org.name))
-    names = dict(
-        session.execute(select(Division.code, Division.name).where(Division.code.in_(groups)))
-        .tuples()
-        .all()
-    )
+    names = {
+        code: name
+        for code, name in session.execute(
+            select(Division.code, Division.name).where(Division.code.in_(groups))
+        )
+    }
     return [PickerGroup(names.get(city, city), orgs) for city, orgs in sorted(groups.items())]

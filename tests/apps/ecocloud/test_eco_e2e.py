@@ -61,21 +61,26 @@ def test_episode_over_mqtt_to_a_closed_joint_response(
 
             page.goto(f"{server}/eco/alerts")
             page.click(f"a[href='/eco/alerts/{alert_id}']")
-            expect(page.locator("#alert-state")).to_have_text("open")
-            page.fill("#consult-form input[name=departments]", "xm-eco fj-transport")
+            expect(page.locator("#alert-state")).to_have_text("待响应")
+            # Departments are picked by name, not typed as codes.
+            page.get_by_label("厦门市生态环境局").check()
+            page.get_by_label("福建省交通运输厅").check()
             page.fill("#consult-form input[name=note]", "福州、厦门视频会商")
             page.click("#consult-form button")
-            expect(page.locator("#alert-state")).to_have_text("consulting")
+            expect(page.locator("#alert-state")).to_have_text("会商中")
+            expect(page.locator("#timeline")).to_contain_text(
+                "与 福建省交通运输厅、厦门市生态环境局 会商：福州、厦门视频会商"
+            )
             page.select_option("#level-form select[name=level]", "light")
             page.click("#level-form button")
-            expect(page.locator("#alert-state")).to_have_text("responding")
+            expect(page.locator("#alert-state")).to_have_text("响应中")
             page.fill("#action-form input[name=note]", "建筑工地停工，道路增加洒水频次")
             page.click("#action-form button")
             expect(page.locator("#timeline")).to_contain_text("道路增加洒水频次")
             page.fill("#close-form input[name=note]", "空气质量恢复良好")
             page.click("#close-form button")
-            expect(page.locator("#alert-state")).to_have_text("closed")
-            expect(page.locator("#time-to-response")).to_contain_text("min")
+            expect(page.locator("#alert-state")).to_have_text("已关闭")
+            expect(page.locator("#time-to-response")).to_contain_text("分")
             page.screenshot(path=tmp_path / "eco-alert.png", full_page=True)
 
             page.goto(f"{server}/eco")

@@ -119,7 +119,7 @@ def test_joint_response_through_the_pages(app: FastAPI, fuzhou_user: User) -> No
         answer = browser.post(f"{url}/{path}", data={**form, "csrf": token})
         assert answer.status_code == 303, answer.text
     final = browser.get(url)
-    assert 'id="alert-state">closed' in final.text
+    assert 'id="alert-state">已关闭' in final.text
     assert "黄色预警" in final.text and "工地停工" in final.text
     api = client(app, html=False)
     api.cookies = browser.cookies
