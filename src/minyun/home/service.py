@@ -7,7 +7,7 @@ applications, grants, online services) says so instead of showing a number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from minyun.admin import service as admin
 from minyun.apps.ecocloud import response as eco
 from minyun.apps.ecocloud import views as air
 from minyun.apps.ecocloud.aqi import LEVELS
+from minyun.apps.ecocloud.models import AlertState
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceStatus, SharingType, UpdateCycle
 from minyun.core import audit, clock, jobs
@@ -150,60 +151,78 @@ def landing(session: Session, actor: Principal) -> Landing:
 
 
 def home(session: Session, actor: Principal) -> Dashboard | None:
-    """The signed-in user's cards by role (None for anonymous visitors: the public landing)."""
+    """The signed-in user's cards by role (None for anonymous visitors: the public landing).
+
+    The role's own work comes first (the steward's department, open alerts, applications,
+    grants), then the directory, jobs and the audit log.
+    """
     if actor.user_id is None:
         return None
     user = session.get(User, actor.user_id)
     if user is None:
         return None
     org = session.get(Organization, user.organization_id) if user.organization_id else None
-    cards = ["account"]
-    board: dict[str, Any] = {}
     if user.kind != AccountKind.STAFF:
-        cards.append("services")
-        board["open_resources"] = catalog.count_resources(session, actor)
-        board["air"] = city_air(session)
-        return Dashboard(user=user, organization=org, cards=cards, **board)
-    cards.append("directory")
-    board["organizations"] = int(
-        session.scalar(select(func.count()).select_from(Organization)) or 0
-    )
-    board["divisions"] = int(session.scalar(select(func.count()).select_from(Division)) or 0)
+        return Dashboard(
+            user=user, organization=org, cards=["account", "services"],
+            open_resources=catalog.count_resources(session, actor), air=city_air(session),
+        )  # fmt: skip
+    cards: list[str] = ["account"]
+    board: dict[str, Any] = {}
     if actor.has_role(Role.STEWARD) and org is not None:
-        cards.insert(0, "department")  # first: its resources are the steward's work
+        cards.insert(0, "department")
         board["department"] = department(session, actor, org)
-    if actor.has_role(Role.APPROVER):
-        cards.append("approvals")
-        provided = catalog.Filters(provider=org.code if org else None, status="published")
-        board["provided"] = catalog.count_resources(session, actor, provided) if org else 0
-        conditional = catalog.Filters(
-            provider=org.code if org else None,
-            status="published",
-            sharing_type=SharingType.CONDITIONAL,
-        )
-        board["conditional"] = catalog.count_resources(session, actor, conditional) if org else 0
-    if actor.has_role(Role.CONSUMER):
-        cards.append("grants")
-        shared = catalog.Filters(status="published", sharing_type=SharingType.UNCONDITIONAL)
-        conditional = catalog.Filters(status="published", sharing_type=SharingType.CONDITIONAL)
-        board["shareable"] = catalog.count_resources(
-            session, actor, shared
-        ) + catalog.count_resources(session, actor, conditional)
-    if decide(session, actor, "eco.respond").allowed and org is not None:
-        inbox = [a for a in eco.list_alerts(session, actor) if a.state != "closed"]
+    if org is not None and decide(session, actor, "eco.respond").allowed:
+        inbox = [a for a in eco.list_alerts(session, actor) if a.state != AlertState.CLOSED]
         if inbox or actor.has_role(Role.OPERATOR):
             cards.append("alerts")
-            board["alerts"] = inbox[:HOME_ALERTS]
-            board["alerts_open"] = len(inbox)
+            board.update(alerts=inbox[:HOME_ALERTS], alerts_open=len(inbox))
+    if actor.has_role(Role.APPROVER):
+        cards.append("approvals")
+        board.update(_provided(session, actor, org))
+    if actor.has_role(Role.CONSUMER):
+        cards.append("grants")
+        board["shareable"] = _shareable(session, actor)
+    cards.append("directory")
+    board.update(_directory(session))
     if decide(session, actor, "jobs.submit").allowed:
         cards.append("jobs")
-        board["jobs"] = admin.describe_jobs(
-            session, admin.read_jobs(session, actor, limit=HOME_JOBS)
-        )
+        recent = admin.read_jobs(session, actor, limit=HOME_JOBS)
+        board["jobs"] = admin.describe_jobs(session, recent)
     if decide(session, actor, "audit.read").allowed:
         cards.append("audit")
         board["audit"] = audit_summary(session, actor)
     return Dashboard(user=user, organization=org, cards=cards, **board)
+
+
+def _shareable(session: Session, actor: Principal) -> int:
+    """Published resources other departments may share (unconditionally or on conditions)."""
+    return sum(
+        catalog.count_resources(
+            session, actor, catalog.Filters(status="published", sharing_type=kind)
+        )
+        for kind in (SharingType.UNCONDITIONAL, SharingType.CONDITIONAL)
+    )
+
+
+def _directory(session: Session) -> dict[str, int]:
+    """How many organisations, in how many administrative divisions."""
+    return {
+        "organizations": int(session.scalar(select(func.count()).select_from(Organization)) or 0),
+        "divisions": int(session.scalar(select(func.count()).select_from(Division)) or 0),
+    }
+
+
+def _provided(session: Session, actor: Principal, org: Organization | None) -> dict[str, int]:
+    """The approver's department's published resources, and those shared on conditions."""
+    if org is None:
+        return {"provided": 0, "conditional": 0}
+    published = catalog.Filters(provider=org.code, status="published")
+    conditional = replace(published, sharing_type=SharingType.CONDITIONAL)
+    return {
+        "provided": catalog.count_resources(session, actor, published),
+        "conditional": catalog.count_resources(session, actor, conditional),
+    }
 
 
 def department(session: Session, actor: Principal, org: Organization) -> DepartmentData:
