@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -124,7 +124,7 @@ class KeyLookups:
             scopes=frozenset(str(claims.get("scope", "")).split()) & facts.client_scopes,
         )
         prepared = await self._prepared(actor, code, facts)
-        plan = replace(prepared.plan, purpose=purpose)
+        plan = prepared.plan  # the purpose goes to the audit record below
         wanted = plan.fields_for([n.strip() for n in fields.split(",")] if fields else None)
         if not _served(facts, prepared):
             return await anyio.to_thread.run_sync(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from minyun.core.errors import DomainError, Invalid
@@ -48,18 +47,23 @@ class KeyLookupRoute:
             return
         request = Request(scope, receive)
         try:
-            fields, purpose = row_query(request)
+            fields, purpose = row_query(request) if scope["query_string"] else (None, None)
             found = await self.lookups.lookup(
                 authorization, match[1], match[2], fields=fields, purpose=purpose
             )
-            response = Response(
-                found.json(),
-                media_type="application/json",
-                headers={"X-Resource-Version": str(found.version)},
-            )
         except DomainError as exc:
             response = await problems.domain_error(request, exc)
-        await response(scope, receive, send)
+            await response(scope, receive, send)
+            return
+        # What `Response(body, media_type=…, headers=…)` sends, without building one.
+        body = found.json()
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            (b"x-resource-version", str(found.version).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def row_query(request: Request) -> tuple[str | None, str | None]:
