@@ -114,8 +114,7 @@ def create_user(
 
 def set_roles(session: Session, actor: Principal, user_id: int, roles: list[str]) -> User:
     """Give a civil servant exactly these roles (admins only); cached plans are invalidated."""
-    user = get_user(session, user_id)
-    authorize(session, actor, "user.manage", target=user.username, target_type="user")
+    user = access_user(session, actor, user_id)
     unknown = sorted(set(roles) - {str(r) for r in Role})
     if unknown:
         raise Invalid(f"unknown role {unknown[0]!r}", field="roles")

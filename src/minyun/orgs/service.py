@@ -260,6 +260,11 @@ def get_organization(session: Session, code: str) -> Organization:
     return org
 
 
+def find_organization(session: Session, code: str) -> Organization | None:
+    """The organisation with this code, or None."""
+    return session.scalars(select(Organization).where(Organization.code == code)).first()
+
+
 def access_organization(session: Session, actor: Principal, code: str) -> Organization:
     """The organisation, if the actor may see it."""
     authorize(session, actor, "org.read", target=code, target_type="organization")
