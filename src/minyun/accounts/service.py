@@ -64,19 +64,26 @@ def create_user(
     authorize(session, actor, "user.manage", target=username, target_type="user")
     if not USERNAME.match(username):
         raise Invalid(
-            "username: 3–64 of a-z 0-9 . _ -, starting with a letter or digit", field="username"
-        )
+            "username: 3–64 of a-z 0-9 . _ -, starting with a letter or digit",
+            field="username", code="username-format",
+        )  # fmt: skip
     if len(password) < MIN_PASSWORD:
-        raise Invalid(f"password must have at least {MIN_PASSWORD} characters", field="password")
+        raise Invalid(
+            f"password must have at least {MIN_PASSWORD} characters",
+            field="password", code="password-short",
+        )  # fmt: skip
     roles = sorted(set(roles or []))
     unknown = set(roles) - {r.value for r in Role}
     if unknown:
-        raise Invalid(f"unknown roles: {', '.join(sorted(unknown))}", field="roles")
+        raise Invalid(
+            f"unknown roles: {', '.join(sorted(unknown))}", field="roles", code="unknown-role"
+        )
     if kind == AccountKind.STAFF:
         if organization_id is None or session.get(Organization, organization_id) is None:
             raise Invalid(
-                "a civil servant's account needs an existing organisation", field="organization"
-            )
+                "a civil servant's account needs an existing organisation",
+                field="organization", code="no-organization",
+            )  # fmt: skip
     elif roles:
         raise Invalid("roles are for civil servants only", field="roles")
     if kind == AccountKind.CITIZEN:
@@ -88,7 +95,7 @@ def create_user(
             raise Invalid("an enterprise account needs a unified social credit code", field="uscc")
         _check(identifiers.validate_uscc, uscc, "uscc")
     if session.scalars(select(User.id).where(User.username == username)).first() is not None:
-        raise Conflict(f"username {username} is taken", field="username")
+        raise Conflict(f"username {username} is taken", field="username", code="username-taken")
     for column, value in ((User.ric, ric), (User.uscc, uscc)):
         if value and session.scalars(select(User.id).where(column == value)).first() is not None:
             raise Conflict("a real-name account for this identity already exists", field=column.key)
@@ -117,9 +124,9 @@ def set_roles(session: Session, actor: Principal, user_id: int, roles: list[str]
     user = access_user(session, actor, user_id)
     unknown = sorted(set(roles) - {str(r) for r in Role})
     if unknown:
-        raise Invalid(f"unknown role {unknown[0]!r}", field="roles")
+        raise Invalid(f"unknown role {unknown[0]!r}", field="roles", code="unknown-role")
     if user.kind != AccountKind.STAFF and roles:
-        raise Invalid("only civil servants have roles", field="roles")
+        raise Invalid("only civil servants have roles", field="roles", code="roles-staff-only")
     before = sorted(user.roles)
     if Role.ADMIN in before and Role.ADMIN not in roles:
         _keep_an_administrator(session, user)
