@@ -71,6 +71,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),
+    ("/admin", N_("Administration"), "user.manage"),
 ]
 
 
