@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
+from minyun.accounts.cli import client_app, register_user_commands
 from minyun.apps.ecocloud.cli import eco_app
 from minyun.catalog.cli import resource_app
 from minyun.core import jobs
@@ -22,6 +23,7 @@ from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
+from minyun.orgs.cli import org_app
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -37,6 +39,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(eco_app, name="eco", help="Eco-cloud (生态云): air quality.")
 app.add_typer(resource_app, name="resource")
+app.add_typer(org_app, name="org")
+app.add_typer(client_app, name="client")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)
@@ -218,6 +222,9 @@ def user_create(
         raise _fail(exc) from exc
     finally:
         node.close()
+
+
+register_user_commands(user_app)
 
 
 @audit_app.command("verify")

@@ -17,6 +17,7 @@ from minyun.core import audit, clock, identifiers, policies
 from minyun.core.errors import Conflict, Invalid, NotFound, TooManyRequests, Unauthenticated
 from minyun.core.keys import NodeKey
 from minyun.core.security import (
+    POLICY,
     Principal,
     Role,
     authorize,
@@ -63,19 +64,26 @@ def create_user(
     authorize(session, actor, "user.manage", target=username, target_type="user")
     if not USERNAME.match(username):
         raise Invalid(
-            "username: 3–64 of a-z 0-9 . _ -, starting with a letter or digit", field="username"
-        )
+            "username: 3–64 of a-z 0-9 . _ -, starting with a letter or digit",
+            field="username", code="username-format",
+        )  # fmt: skip
     if len(password) < MIN_PASSWORD:
-        raise Invalid(f"password must have at least {MIN_PASSWORD} characters", field="password")
+        raise Invalid(
+            f"password must have at least {MIN_PASSWORD} characters",
+            field="password", code="password-short",
+        )  # fmt: skip
     roles = sorted(set(roles or []))
     unknown = set(roles) - {r.value for r in Role}
     if unknown:
-        raise Invalid(f"unknown roles: {', '.join(sorted(unknown))}", field="roles")
+        raise Invalid(
+            f"unknown roles: {', '.join(sorted(unknown))}", field="roles", code="unknown-role"
+        )
     if kind == AccountKind.STAFF:
         if organization_id is None or session.get(Organization, organization_id) is None:
             raise Invalid(
-                "a civil servant's account needs an existing organisation", field="organization"
-            )
+                "a civil servant's account needs an existing organisation",
+                field="organization", code="no-organization",
+            )  # fmt: skip
     elif roles:
         raise Invalid("roles are for civil servants only", field="roles")
     if kind == AccountKind.CITIZEN:
@@ -87,7 +95,7 @@ def create_user(
             raise Invalid("an enterprise account needs a unified social credit code", field="uscc")
         _check(identifiers.validate_uscc, uscc, "uscc")
     if session.scalars(select(User.id).where(User.username == username)).first() is not None:
-        raise Conflict(f"username {username} is taken", field="username")
+        raise Conflict(f"username {username} is taken", field="username", code="username-taken")
     for column, value in ((User.ric, ric), (User.uscc, uscc)):
         if value and session.scalars(select(User.id).where(column == value)).first() is not None:
             raise Conflict("a real-name account for this identity already exists", field=column.key)
@@ -113,20 +121,154 @@ def create_user(
 
 def set_roles(session: Session, actor: Principal, user_id: int, roles: list[str]) -> User:
     """Give a civil servant exactly these roles (admins only); cached plans are invalidated."""
-    user = get_user(session, user_id)
-    authorize(session, actor, "user.manage", target=user.username, target_type="user")
+    user = access_user(session, actor, user_id)
     unknown = sorted(set(roles) - {str(r) for r in Role})
     if unknown:
-        raise Invalid(f"unknown role {unknown[0]!r}", field="roles")
+        raise Invalid(f"unknown role {unknown[0]!r}", field="roles", code="unknown-role")
     if user.kind != AccountKind.STAFF and roles:
-        raise Invalid("only civil servants have roles", field="roles")
+        raise Invalid("only civil servants have roles", field="roles", code="roles-staff-only")
     before = sorted(user.roles)
+    if Role.ADMIN in before and Role.ADMIN not in roles:
+        _keep_an_administrator(session, user)
     user.roles = sorted(set(roles))
     policies.bump_epoch(session)
     audit.record(
         session, actor, "user.roles", target=user.username, target_type="user",
         detail=json.dumps({"before": before, "after": user.roles}, ensure_ascii=False),
     )  # fmt: skip
+    return user
+
+
+LOGIN_USER = "login-user"  # the sign-in throttle's key kind for one account
+
+
+def login_key(username: str) -> tuple[str, str]:
+    """The sign-in throttle's key of an account (the same however its name is cased)."""
+    return (LOGIN_USER, username.lower())
+
+
+def _keep_an_administrator(session: Session, leaving: User) -> None:
+    """Conflict if `leaving` is the last active administrator: the node would be unmanageable."""
+    others = session.scalars(
+        select(User).where(
+            User.active.is_(True), User.id != leaving.id, User.kind == AccountKind.STAFF
+        )
+    )
+    if not any(Role.ADMIN in u.roles for u in others):
+        raise Conflict(
+            "the last active administrator cannot lose the role or be disabled",
+            field="roles", code="last-admin",
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """An account as the administrators' list shows it."""
+
+    user: User
+    organization: Organization | None
+    locked: bool
+
+
+def list_users(
+    session: Session,
+    actor: Principal,
+    *,
+    q: str | None = None,
+    throttle: Throttle | None = None,
+    limit: int = 500,
+) -> list[UserRow]:
+    """Accounts by username, optionally matching a name (admins); `locked` when a throttle is
+    given and sign-in is refused for now."""
+    authorize(session, actor, "user.manage", target_type="user")
+    query = select(User).order_by(User.username).limit(limit)
+    if q:
+        query = query.where(User.username.contains(q) | User.display_name.contains(q))
+    users = list(session.scalars(query))
+    ids = {u.organization_id for u in users if u.organization_id is not None}
+    orgs = {o.id: o for o in session.scalars(select(Organization).where(Organization.id.in_(ids)))}
+    return [
+        UserRow(
+            u,
+            orgs.get(u.organization_id) if u.organization_id else None,
+            throttle is not None and is_locked(throttle, u.username),
+        )
+        for u in users
+    ]
+
+
+def get_user_by_username(session: Session, username: str) -> User:
+    """The account with this username, or NotFound."""
+    user = session.scalars(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"no account {username}")
+    return user
+
+
+def access_user(session: Session, actor: Principal, user_id: int) -> User:
+    """An account, for those who manage accounts (others cannot probe ids)."""
+    authorize(session, actor, "user.manage", target=str(user_id), target_type="user")
+    return get_user(session, user_id)
+
+
+def is_locked(throttle: Throttle, username: str) -> bool:
+    """Whether sign-in to this account is refused for now after too many failed attempts."""
+    return not throttle.allowed(*login_key(username))
+
+
+def disable_user(session: Session, actor: Principal, user_id: int) -> User:
+    """Disable an account: it cannot sign in and its browser sessions end at once (admins)."""
+    user = access_user(session, actor, user_id)
+    if actor.user_id == user.id:
+        raise Conflict("you cannot disable your own account", field="user", code="self-disable")
+    if user.active and Role.ADMIN in user.roles:
+        _keep_an_administrator(session, user)
+    user.active = False
+    user.sessions_valid_after = clock.now()
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit.record(session, actor, "user.disable", target=user.username, target_type="user")
+    return user
+
+
+def enable_user(session: Session, actor: Principal, user_id: int) -> User:
+    """Let a disabled account sign in again (admins); its old sessions stay ended."""
+    user = access_user(session, actor, user_id)
+    user.active = True
+    audit.record(session, actor, "user.enable", target=user.username, target_type="user")
+    return user
+
+
+def reset_password(
+    session: Session, actor: Principal, user_id: int, *, password: str | None = None
+) -> str:
+    """Give an account a new password (admins): the one given, else a generated one, returned
+    once. Every browser session of the account ends."""
+    user = access_user(session, actor, user_id)
+    chosen = password if password is not None else new_secret(12)
+    if len(chosen) < MIN_PASSWORD:
+        raise Invalid(
+            f"password must have at least {MIN_PASSWORD} characters",
+            field="password", code="password-short",
+        )  # fmt: skip
+    user.password_hash = hash_password(chosen)
+    user.sessions_valid_after = clock.now()
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit.record(
+        session, actor, "user.password-reset", target=user.username, target_type="user",
+        detail="generated" if password is None else "set by administrator",
+    )  # fmt: skip
+    return chosen
+
+
+def unlock_user(session: Session, actor: Principal, throttle: Throttle, user_id: int) -> User:
+    """Let an account try to sign in again at once after too many failed attempts (admins)."""
+    user = access_user(session, actor, user_id)
+    was_locked = is_locked(throttle, user.username)
+    audit.record(
+        session, actor, "user.unlock", target=user.username, target_type="user",
+        detail="was locked" if was_locked else "was not locked",
+    )  # fmt: skip
+    throttle.clear(*login_key(user.username))
     return user
 
 
@@ -149,7 +291,7 @@ def authenticate(
     session: Session, throttle: Throttle, *, username: str, password: str, client_ip: str | None
 ) -> User:
     """Check a password sign-in; throttled per account and per address, audited either way."""
-    keys = [("login-user", username.lower())]
+    keys = [login_key(username)]
     if client_ip:
         keys.append(("login-ip", client_ip))
     anonymous = Principal(kind="anonymous", name=username[:64] or "anonymous")
@@ -236,33 +378,122 @@ class NewClient:
     secret: str  # shown once, stored only as a hash
 
 
+CLIENT_NAME_MAX = 200
+
+
+def client_scopes() -> list[str]:
+    """The scopes an API client may be given: the capabilities of `core.security.POLICY` and
+    the reads of data (`resource.read`: its own organisation's rows)."""
+    return sorted({*POLICY, *policies.DATA_READS})
+
+
 def create_client(
     session: Session, actor: Principal, *, organization_id: int, name: str, scopes: list[str]
 ) -> NewClient:
-    """Register an organisation's API client; its secret is returned once."""
+    """Register an organisation's API client (admins); its secret is returned once and only
+    its hash is kept."""
     authorize(session, actor, "client.manage", target=name, target_type="api-client")
-    if session.get(Organization, organization_id) is None:
-        raise Invalid("no such organisation", field="organization")
+    name = " ".join(name.split())
+    if not name or len(name) > CLIENT_NAME_MAX:
+        raise Invalid(f"name: 1–{CLIENT_NAME_MAX} characters", field="name", code="client-name")
+    org = session.get(Organization, organization_id)
+    if org is None:
+        raise Invalid("no such organisation", field="organization", code="unknown-organization")
+    chosen = _checked_scopes(scopes)
     secret = new_secret(32)
     client = ApiClient(
         client_id="mc_" + new_secret(12).replace("-", "").replace("_", "")[:16].lower(),
         secret_hash=hash_password(secret),
         name=name,
         organization_id=organization_id,
-        scopes=sorted(set(scopes)),
+        scopes=chosen,
     )
     session.add(client)
     session.flush()
-    audit.record(session, actor, "client.create", target=client.client_id, target_type="api-client")
+    audit.record(
+        session, actor, "client.create", target=client.client_id, target_type="api-client",
+        detail=json.dumps({"name": name, "organization": org.code, "scopes": chosen},
+                          ensure_ascii=False, sort_keys=True),
+    )  # fmt: skip
+    return NewClient(client, secret)
+
+
+def _checked_scopes(scopes: list[str]) -> list[str]:
+    chosen = sorted({s.strip() for s in scopes if s.strip()})
+    if not chosen:
+        raise Invalid("give the client at least one scope", field="scopes", code="no-scope")
+    unknown = sorted(set(chosen) - set(client_scopes()))
+    if unknown:
+        raise Invalid(
+            f"unknown scope {unknown[0]!r}; one of: {', '.join(client_scopes())}",
+            field="scopes", code="unknown-scope",
+        )  # fmt: skip
+    return chosen
+
+
+def get_client(session: Session, client_id: str) -> ApiClient:
+    """The API client with this id, or NotFound."""
+    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
+    if client is None:
+        raise NotFound("no such API client")
+    return client
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    """An API client as the administrators' list shows it."""
+
+    client: ApiClient
+    organization: Organization
+
+
+def list_clients(
+    session: Session, actor: Principal, *, organization_id: int | None = None
+) -> list[ClientRow]:
+    """API clients, active first, then by organisation and name (admins)."""
+    authorize(session, actor, "client.manage", target_type="api-client")
+    query = (
+        select(ApiClient, Organization)
+        .join(Organization, Organization.id == ApiClient.organization_id)
+        .order_by(ApiClient.active.desc(), Organization.code, ApiClient.name, ApiClient.id)
+    )
+    if organization_id is not None:
+        query = query.where(ApiClient.organization_id == organization_id)
+    return [ClientRow(c, o) for c, o in session.execute(query)]
+
+
+def access_client(session: Session, actor: Principal, client_id: str) -> ClientRow:
+    """One API client with its organisation (admins)."""
+    authorize(session, actor, "client.manage", target=client_id, target_type="api-client")
+    client = get_client(session, client_id)
+    org = session.get(Organization, client.organization_id)
+    if org is None:  # the foreign key makes this impossible
+        raise NotFound("no such API client")
+    return ClientRow(client, org)
+
+
+def rotate_client(session: Session, actor: Principal, client_id: str) -> NewClient:
+    """Give an API client a new secret, returned once (admins); the old one is refused from now.
+
+    Tokens issued before stay valid until they expire; revoke the client to end them at once.
+    """
+    authorize(session, actor, "client.manage", target=client_id, target_type="api-client")
+    client = get_client(session, client_id)
+    if not client.active:
+        raise Conflict(
+            "a revoked client cannot be given a new secret; create a new client",
+            field="client", code="client-revoked",
+        )  # fmt: skip
+    secret = new_secret(32)
+    client.secret_hash = hash_password(secret)
+    audit.record(session, actor, "client.rotate", target=client_id, target_type="api-client")
     return NewClient(client, secret)
 
 
 def revoke_client(session: Session, actor: Principal, client_id: str) -> ApiClient:
     """Disable an API client: its tokens are refused at once, in every process (admins only)."""
     authorize(session, actor, "client.manage", target=client_id, target_type="api-client")
-    client = session.scalars(select(ApiClient).where(ApiClient.client_id == client_id)).first()
-    if client is None:
-        raise NotFound("no such API client")
+    client = get_client(session, client_id)
     client.active = False
     policies.bump_epoch(session)
     audit.record(session, actor, "client.revoke", target=client_id, target_type="api-client")

@@ -32,8 +32,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -54,6 +52,7 @@ from minyun.core.db import Base, UTCDateTime, on_commit
 from minyun.core.keys import NodeKey
 
 if TYPE_CHECKING:
+    from minyun.core.audit_pg import LoopWriter
     from minyun.core.security import Principal
 
 log = logging.getLogger(__name__)
@@ -479,17 +478,6 @@ def _parse_head(raw: bytes) -> Head | None:
 # --- the group-commit appender -----------------------------------------------------------
 
 
-_PG_HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-_PG_INSERT = (
-    "INSERT INTO audit_records (" + ", ".join((*HASHED_FIELDS, "hash")) + ") VALUES ("
-    + ", ".join(["%s"] * (len(HASHED_FIELDS) + 1)) + ")"
-)  # fmt: skip
-_PG_CHECKPOINT = (
-    "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature)"
-    " VALUES (%(seq)s, %(hash)s, %(at)s, %(key_id)s, %(signature)s)"
-)
-
-
 def _chained(items: list[Entry], head: Any) -> list[dict[str, Any]]:
     """The rows of `items` appended after `head` (a (seq, hash) row, or None)."""
     seq, prev = (int(head[0]) + 1, str(head[1])) if head else (1, GENESIS)
@@ -499,14 +487,6 @@ def _chained(items: list[Entry], head: Any) -> list[dict[str, Any]]:
         rows.append(row)
         seq, prev = seq + 1, row["hash"]
     return rows
-
-
-def _pg_values(row: dict[str, Any]) -> tuple[Any, ...]:
-    keys = row["record_keys"]
-    return tuple(
-        Json(keys) if name == "record_keys" and keys is not None else row[name]
-        for name in (*HASHED_FIELDS, "hash")
-    )
 
 
 def _checkpoint_row(head: Head) -> dict[str, Any]:
@@ -545,7 +525,6 @@ class GroupAppender:
         self.max_batch = max_batch
         self.max_window = max_window
         self.batches = 0
-        self._shared_until = 0.0  # until then another writer extends the chain too
         self._recent: deque[int] = deque([1], maxlen=16)
         self._window = 0.0
         self._cond = threading.Condition()
@@ -553,17 +532,35 @@ class GroupAppender:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._connection: Connection | None = None
-        # (seq, hash) of the head this appender committed last (PostgreSQL; None: read it).
-        self._last: tuple[int, str] | None = None
         # Committed batches waiting for their head to reach the heads file.
         self._witness_cond = threading.Condition()
         self._witness_queue: list[tuple[Head, list[Future[int]], int]] = []
         self._witness_thread: threading.Thread | None = None
         self._witness_done = False
+        # PostgreSQL: batches are written by asyncpg on event loops (`audit_pg`), one
+        # writer per loop; callers on threads go through a loop thread of our own.
+        self._dsn = (
+            "postgresql://" + engine.url.render_as_string(hide_password=False).split("://", 1)[1]
+            if engine.dialect.name == "postgresql"
+            else None
+        )
+        self._writers: dict[asyncio.AbstractEventLoop, LoopWriter] = {}
+        self._writers_lock = threading.Lock()
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._own_thread: threading.Thread | None = None
+        self._inbox: list[tuple[Entry, Future[int]]] = []
+        self._inbox_lock = threading.Lock()
 
     def submit(self, entry: Entry) -> Future[int]:
         """Queue `entry`; the future gives its sequence number once its batch is durable."""
         future: Future[int] = Future()
+        if self._dsn is not None:
+            loop = self._loop_thread()
+            with self._inbox_lock:
+                self._inbox.append((entry, future))
+                if len(self._inbox) == 1:  # the first since the loop last took them
+                    loop.call_soon_threadsafe(self._take_inbox, self._writer(loop))
+            return future
         with self._cond:
             if self._closed:
                 raise RuntimeError("the audit appender is closed")
@@ -585,11 +582,54 @@ class GroupAppender:
         return self.submit(entry).result()
 
     async def append_async(self, entry: Entry) -> int:
-        """`append` for async callers: the event loop keeps serving while the batch commits."""
+        """`append` for async callers: the event loop keeps serving while the batch commits.
+
+        On PostgreSQL the batch is written on the caller's own loop (no thread hand-off)."""
+        if self._dsn is not None:
+            return await self._writer(asyncio.get_running_loop()).append(entry)
         return await asyncio.wrap_future(self.submit(entry))
 
+    def _writer(self, loop: asyncio.AbstractEventLoop) -> LoopWriter:
+        with self._writers_lock:
+            if self._closed:
+                raise RuntimeError("the audit appender is closed")
+            writer = self._writers.get(loop)
+            if writer is None:
+                for old in [old for old in self._writers if old.is_closed()]:
+                    self._writers.pop(old).terminate()  # a loop that has ended (tests)
+                from minyun.core.audit_pg import LoopWriter
+
+                writer = self._writers[loop] = LoopWriter(self, str(self._dsn), loop)
+            return writer
+
+    def _loop_thread(self) -> asyncio.AbstractEventLoop:
+        """The loop that writes for callers on threads, started on first use."""
+        with self._writers_lock:
+            if self._own_loop is None:
+                loop = asyncio.new_event_loop()
+                self._own_thread = threading.Thread(
+                    target=loop.run_forever, name="audit-appender", daemon=True
+                )
+                self._own_thread.start()
+                self._own_loop = loop
+            return self._own_loop
+
+    def _take_inbox(self, writer: LoopWriter) -> None:
+        with self._inbox_lock:
+            items, self._inbox = self._inbox, []
+        writer.enqueue(list(items))
+
+    async def close_loop(self) -> None:
+        """Write what this loop's writer has queued and close its connection (a server's
+        shutdown, on its loop, before `close`)."""
+        with self._writers_lock:
+            writer = self._writers.pop(asyncio.get_running_loop(), None)
+        if writer is not None:
+            await writer.close()
+
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
+        """Write what is queued, then stop the threads and close the connections."""
+        self._close_writers()
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -604,6 +644,27 @@ class GroupAppender:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+    def _close_writers(self) -> None:
+        with self._writers_lock:
+            self._closed = True
+            writers, self._writers = self._writers, {}
+            own, self._own_loop = self._own_loop, None
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, writer in writers.items():
+            if loop.is_running() and loop is not running:
+                # Another thread's loop (ours, or a test's): let it finish its batches there.
+                asyncio.run_coroutine_threadsafe(writer.close(), loop).result(timeout=30)
+            else:
+                writer.terminate()
+        if own is not None:
+            own.call_soon_threadsafe(own.stop)
+            if self._own_thread is not None:
+                self._own_thread.join()
+            own.close()
 
     def _run(self) -> None:
         while True:
@@ -667,10 +728,7 @@ class GroupAppender:
                         future.set_exception(error)
 
     def _write(self, items: list[Entry]) -> tuple[int, Head]:
-        if self.engine.dialect.name == "postgresql":
-            rows, head = self._write_postgres(items)
-        else:
-            rows, head = self._write_sqlalchemy(items)
+        rows, head = self._write_sqlalchemy(items)
         self.batches += 1
         return int(rows[0]["seq"]), head
 
@@ -690,54 +748,12 @@ class GroupAppender:
             connection.execute(insert(AuditCheckpoint), _checkpoint_row(head))
         return rows, head
 
-    def _write_postgres(self, items: list[Entry]) -> tuple[list[dict[str, Any]], Head]:
-        # One round trip per batch, a psycopg pipeline (lock, inserts, checkpoint, COMMIT),
-        # chained after the head this appender committed last. Every writer, in any process,
-        # appends at head.seq + 1 under the chain lock and records are never updated or
-        # deleted (triggers), so if someone else extended the chain since, our first seq is
-        # taken: the unique violation rolls the batch back and it goes again after the head
-        # read under the lock (two round trips, as for the first batch).
-        raw = self._connect().connection.driver_connection
-        if not isinstance(raw, psycopg.Connection):
-            raise RuntimeError(f"the audit appender needs psycopg 3, not {type(raw).__name__}")
-        # While another writer is active (a conflict lately), guessing the head would fail
-        # most of the time: read it under the lock instead.
-        optimistic = self._last is not None and time.monotonic() >= self._shared_until
-        known = self._last if optimistic else None
-        try:
-            if known is None:
-                with raw.pipeline():
-                    raw.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
-                    known = raw.execute(_PG_HEAD).fetchone()
-            rows = _chained(items, known)
-            head = self._sign(rows)
-            with raw.pipeline(), raw.cursor() as cursor:
-                if optimistic:
-                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
-                cursor.executemany(_PG_INSERT, [_pg_values(row) for row in rows])
-                cursor.execute(_PG_CHECKPOINT, _checkpoint_row(head))
-                raw.commit()
-        except psycopg.errors.UniqueViolation:
-            raw.rollback()
-            if not optimistic:
-                raise
-            self._last = None  # the chain moved on without us: read its head
-            self._shared_until = time.monotonic() + SHARED_CHAIN_SECONDS
-            return self._write_postgres(items)
-        except BaseException:
-            raw.rollback()
-            self._last = None
-            raise
-        self._last = (head.seq, head.hash)
-        return rows, head
-
     def _connect(self) -> Connection:
         if self._connection is None:
             self._connection = self.engine.connect()
         return self._connection
 
     def _drop_connection(self) -> None:
-        self._last = None
         if self._connection is not None:
             try:
                 self._connection.close()

@@ -307,19 +307,44 @@ def shown_rows(
     SQL masks; building Arrow arrays for one value per field would cost more than the
     lookup's round trip to the database. Anything else takes the Arrow path.
     """
-    _check_visible(plan, fields)
-    chosen = [schema.field(name) for name in fields]
-    if len(rows) > FEW_ROWS or not all(_python_exact(f.type) for f in chosen):
+    if len(rows) > FEW_ROWS or (shape := row_shaper(plan, schema, fields, secret=secret)) is None:
         table: list[dict[str, Any]] = shown(plan, rows, schema, fields, secret=secret).to_pylist()
         return table
+    return shape(rows)
+
+
+RowShaper = Callable[[Sequence[dict[str, Any]]], list[dict[str, Any]]]
+
+
+def row_shaper(
+    plan: AccessPlan, schema: pa.Schema, fields: Sequence[str], *, secret: bytes
+) -> RowShaper | None:
+    """`shown_rows` for few rows, prepared once for a plan and a field list (None: the
+    fields are not all of the plain types `Mask.values` handles; use `shown`).
+
+    The key lookup keeps one per cached plan and field list, so that a request only
+    converts and masks its row's values.
+    """
+    _check_visible(plan, fields)
+    chosen = [schema.field(name) for name in fields]
+    if not all(_python_exact(f.type) for f in chosen):
+        return None
     masked = plan.masked
     key = pseudonym_key(secret, plan.consumer) if masked.keys() & set(fields) else b""
-    columns: list[list[Any]] = []
-    for f in chosen:
-        values = [_python_value(r.get(f.name), f.type) for r in rows]
-        spec = masked.get(f.name)
-        columns.append(values if spec is None else _mask(spec).values(values, f.type, key=key))
-    return [dict(zip(fields, values, strict=True)) for values in zip(*columns, strict=True)]
+    steps = [
+        (f.name, f.type, _converter(f.type), _mask(masked[f.name]) if f.name in masked else None)
+        for f in chosen
+    ]
+    names = list(fields)
+
+    def shape(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        columns: list[list[Any]] = []
+        for name, type_, convert, mask in steps:
+            values = [convert(r.get(name)) for r in rows]
+            columns.append(values if mask is None else mask.values(values, type_, key=key))
+        return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+    return shape
 
 
 def _check_visible(plan: AccessPlan, fields: Sequence[str]) -> None:
@@ -342,14 +367,30 @@ def _python_exact(type_: pa.DataType) -> bool:
     )
 
 
-def _python_value(value: Any, type_: pa.DataType) -> Any:
+def _converter(type_: pa.DataType) -> Callable[[Any], Any]:
     """A stored JSON value as `decode` and then Arrow make it (a float column's 1 is 1.0)."""
-    if value is None or pa.types.is_null(type_):
-        return None
+    if pa.types.is_null(type_):
+        return _none
     if pa.types.is_floating(type_):
-        return float(value)
+        return _float
     if pa.types.is_date32(type_):
-        return date.fromisoformat(value)
+        return _day
+    return _same
+
+
+def _none(value: Any) -> None:
+    return None
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _day(value: Any) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+def _same(value: Any) -> Any:
     return value
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from minyun.orgs import service
-from minyun.orgs.schemas import DivisionRead, OrganizationCreate, OrganizationRead
+from minyun.orgs.schemas import (
+    DivisionRead,
+    OrganizationCreate,
+    OrganizationRead,
+    OrganizationUpdate,
+)
 from minyun.web.deps import ActorDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["organisations"])
@@ -34,8 +39,7 @@ def organization(code: str, session: SessionDep, actor: ActorDep) -> Organizatio
 
 @router.post("/organizations", response_model=OrganizationRead, status_code=201)
 def create(body: OrganizationCreate, session: SessionDep, actor: ActorDep) -> OrganizationRead:
-    """Register a department or unit (admins)."""
-    parent_id = service.get_organization(session, body.parent).id if body.parent else None
+    """Register a department, or a unit under its `parent` department (admins)."""
     org = service.create_organization(
         session,
         actor,
@@ -44,6 +48,26 @@ def create(body: OrganizationCreate, session: SessionDep, actor: ActorDep) -> Or
         uscc=body.uscc,
         division_code=body.division_code,
         kind=body.kind,
-        parent_id=parent_id,
+        parent=body.parent,
+    )
+    return OrganizationRead.model_validate(org)
+
+
+@router.patch("/organizations/{code}", response_model=OrganizationRead)
+def update(
+    code: str, body: OrganizationUpdate, session: SessionDep, actor: ActorDep
+) -> OrganizationRead:
+    """Change an organisation's name, credit code, division, kind or parent (admins); `parent`
+    sent as null makes it a top-level department. The code never changes."""
+    org = service.update_organization(
+        session,
+        actor,
+        code,
+        name=body.name,
+        uscc=body.uscc,
+        division_code=body.division_code,
+        kind=body.kind,
+        parent=body.parent,
+        clear_parent="parent" in body.model_fields_set and body.parent is None,
     )
     return OrganizationRead.model_validate(org)

@@ -21,8 +21,16 @@ class OrganizationCreate(BaseModel):
     name: str = Field(min_length=2, max_length=200)
     uscc: str = Field(min_length=18, max_length=18)
     division_code: str
-    kind: OrgKind = OrgKind.DEPARTMENT
-    parent: str | None = None
+    kind: OrgKind | None = Field(default=None, description="default: unit with a parent")
+    parent: str | None = Field(default=None, description="parent department's code (units)")
+
+
+class OrganizationUpdate(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    uscc: str | None = Field(default=None, min_length=18, max_length=18)
+    division_code: str | None = None
+    kind: OrgKind | None = None
+    parent: str | None = Field(default=None, description="parent's code; null: none")
 
 
 class OrganizationRead(BaseModel):

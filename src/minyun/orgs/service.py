@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ def child_divisions(session: Session, code: str | None) -> list[Division]:
     return list(session.scalars(query))
 
 
+NAME_MAX = 200
+
+
 def create_organization(
     session: Session,
     actor: Principal,
@@ -89,32 +93,163 @@ def create_organization(
     name: str,
     uscc: str,
     division_code: str,
-    kind: OrgKind = OrgKind.DEPARTMENT,
+    kind: OrgKind | None = None,
     parent_id: int | None = None,
+    parent: str | None = None,
 ) -> Organization:
-    """Register a department or unit under a division; its credit code must be valid."""
+    """Register a department or unit under a shipped division; its credit code must be valid.
+
+    `parent` (a code) or `parent_id` names the department a unit belongs to; the kind is a
+    unit when a parent is given, else a department, unless `kind` says otherwise.
+    """
     authorize(session, actor, "org.manage", target=code, target_type="organization")
     if not ORG_CODE.match(code):
-        raise Invalid("code: 2–32 of a-z 0-9 -", field="code")
-    try:
-        identifiers.validate_uscc(uscc)
-    except ValueError as exc:
-        raise Invalid(f"uscc: {exc}", field="uscc") from exc
-    get_division(session, division_code)
-    if parent_id is not None and session.get(Organization, parent_id) is None:
-        raise Invalid("parent organisation does not exist", field="parent")
-    clash = session.scalars(
-        select(Organization.code).where((Organization.code == code) | (Organization.uscc == uscc))
-    ).first()
-    if clash is not None:
-        raise Conflict(f"an organisation with this code or credit code exists ({clash})")
+        raise Invalid("code: 2–32 of a-z 0-9 -", field="code", code="org-code")
+    name = _checked_name(name)
+    _check_uscc(uscc)
+    _check_division(session, division_code)
+    above = _parent(session, parent, parent_id)
+    if session.scalars(select(Organization.id).where(Organization.code == code)).first():
+        raise Conflict(
+            f"an organisation with the code {code} exists", field="code", code="org-code-taken"
+        )
+    _check_uscc_free(session, uscc, None)
     org = Organization(
-        code=code, name=name, uscc=uscc, division_code=division_code, kind=kind, parent_id=parent_id
+        code=code,
+        name=name,
+        uscc=uscc,
+        division_code=division_code,
+        kind=kind or (OrgKind.UNIT if above is not None else OrgKind.DEPARTMENT),
+        parent_id=above.id if above is not None else None,
     )
     session.add(org)
     session.flush()
-    audit.record(session, actor, "org.create", target=code, target_type="organization")
+    audit.record(
+        session, actor, "org.create", target=code, target_type="organization",
+        detail=_json(_facts(session, org)),
+    )  # fmt: skip
     return org
+
+
+def update_organization(
+    session: Session,
+    actor: Principal,
+    code: str,
+    *,
+    name: str | None = None,
+    uscc: str | None = None,
+    division_code: str | None = None,
+    kind: OrgKind | None = None,
+    parent: str | None = None,
+    clear_parent: bool = False,
+) -> Organization:
+    """Change an organisation's name, credit code, division, kind or parent (admins).
+
+    The code is its identifier and never changes. A unit cannot sit under itself or under one
+    of its own units. The audit record names each changed field before and after.
+    """
+    authorize(session, actor, "org.manage", target=code, target_type="organization")
+    org = get_organization(session, code)
+    before = _facts(session, org)
+    if name is not None:
+        org.name = _checked_name(name)
+    if uscc is not None and uscc != org.uscc:
+        _check_uscc(uscc)
+        _check_uscc_free(session, uscc, org.id)
+        org.uscc = uscc
+    if division_code is not None and division_code != org.division_code:
+        org.division = _check_division(session, division_code)
+    if kind is not None:
+        org.kind = kind
+    if clear_parent:
+        org.parent_id = None
+    elif parent is not None:
+        above = _parent(session, parent, None)
+        if above is not None and code in _chain_up(session, above):
+            raise Invalid(
+                "an organisation cannot sit under itself or one of its own units",
+                field="parent", code="parent-cycle",
+            )  # fmt: skip
+        org.parent_id = above.id if above is not None else None
+    session.flush()
+    after = _facts(session, org)
+    changed = sorted(k for k in after if after[k] != before[k])
+    if changed:
+        audit.record(
+            session, actor, "org.edit", target=code, target_type="organization",
+            detail=_json({"fields": changed, "before": {k: before[k] for k in changed},
+                          "after": {k: after[k] for k in changed}}),
+        )  # fmt: skip
+    return org
+
+
+def _checked_name(name: str) -> str:
+    name = " ".join(name.split())
+    if not name or len(name) > NAME_MAX:
+        raise Invalid(f"name: 1–{NAME_MAX} characters", field="name", code="org-name")
+    return name
+
+
+def _check_uscc(uscc: str) -> None:
+    try:
+        identifiers.validate_uscc(uscc)
+    except ValueError as exc:
+        raise Invalid(f"uscc: {exc}", field="uscc", code="invalid-uscc") from exc
+
+
+def _check_uscc_free(session: Session, uscc: str, own_id: int | None) -> None:
+    holder = session.scalars(select(Organization).where(Organization.uscc == uscc)).first()
+    if holder is not None and holder.id != own_id:
+        raise Conflict(
+            f"the credit code {uscc} belongs to {holder.code}", field="uscc", code="uscc-taken"
+        )
+
+
+def _check_division(session: Session, division_code: str) -> Division:
+    division = session.get(Division, division_code)
+    if division is None:
+        raise Invalid(
+            f"division {division_code} is not one of the shipped Fujian divisions (GB/T 2260)",
+            field="division_code", code="unknown-division",
+        )  # fmt: skip
+    return division
+
+
+def _parent(session: Session, parent: str | None, parent_id: int | None) -> Organization | None:
+    if parent:
+        found = session.scalars(select(Organization).where(Organization.code == parent)).first()
+    elif parent_id is not None:
+        found = session.get(Organization, parent_id)
+    else:
+        return None
+    if found is None:
+        raise Invalid("parent organisation does not exist", field="parent", code="unknown-parent")
+    return found
+
+
+def _chain_up(session: Session, org: Organization) -> set[str]:
+    """The codes of `org` and every organisation above it."""
+    seen: set[str] = set()
+    current: Organization | None = org
+    while current is not None and current.code not in seen:
+        seen.add(current.code)
+        current = session.get(Organization, current.parent_id) if current.parent_id else None
+    return seen
+
+
+def _facts(session: Session, org: Organization) -> dict[str, str | None]:
+    parent = session.get(Organization, org.parent_id) if org.parent_id else None
+    return {
+        "name": org.name,
+        "uscc": org.uscc,
+        "division_code": org.division_code,
+        "kind": str(org.kind),
+        "parent": parent.code if parent else None,
+    }
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def get_organization(session: Session, code: str) -> Organization:
@@ -123,6 +258,11 @@ def get_organization(session: Session, code: str) -> Organization:
     if org is None:
         raise NotFound(f"no organisation {code}")
     return org
+
+
+def find_organization(session: Session, code: str) -> Organization | None:
+    """The organisation with this code, or None."""
+    return session.scalars(select(Organization).where(Organization.code == code)).first()
 
 
 def access_organization(session: Session, actor: Principal, code: str) -> Organization:
@@ -143,6 +283,17 @@ def list_organizations(
     if q:
         query = query.where(Organization.name.contains(q))
     return list(session.scalars(query))
+
+
+def organization_codes(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """The codes of the organisations with these ids (for showing parents)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    found = session.execute(
+        select(Organization.id, Organization.code).where(Organization.id.in_(wanted))
+    )
+    return {int(i): str(c) for i, c in found}
 
 
 def count_organizations(session: Session) -> int:
@@ -229,3 +380,54 @@ def organization_profile(session: Session, actor: Principal, code: str) -> Organ
         )
     )
     return OrganizationProfile(org, path, parent, units)
+
+
+# --- pickers: divisions and organisations grouped by city, for forms ------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ChoiceGroup:
+    """Choices under one heading (a city, or the province itself)."""
+
+    label: str
+    choices: list[Choice]
+
+
+def _city_of(code: str) -> str:
+    """The city-level division code a division code lies in (the province's own for 35xx00 0000)."""
+    if code.endswith("0000"):
+        return code[:6]
+    return code[:4] + "00"
+
+
+def division_groups(session: Session, actor: Principal) -> list[ChoiceGroup]:
+    """The shipped divisions to pick from: the province, then each city with its counties."""
+    authorize(session, actor, "org.read")
+    divisions = list(session.scalars(select(Division).order_by(Division.code)))
+    names = {d.code: d.name for d in divisions}
+    groups: dict[str, list[Choice]] = {}
+    for d in divisions:
+        label = (
+            d.name if d.code == _city_of(d.code) else f"{names.get(_city_of(d.code), '')}{d.name}"
+        )
+        groups.setdefault(_city_of(d.code), []).append(Choice(d.code, label))
+    return [ChoiceGroup(names.get(city, city), choices) for city, choices in groups.items()]
+
+
+def organization_groups(session: Session, actor: Principal) -> list[ChoiceGroup]:
+    """Every organisation to pick from, grouped by the city (or province) it sits in."""
+    authorize(session, actor, "org.read")
+    names = {str(c): str(n) for c, n in session.execute(select(Division.code, Division.name))}
+    found = session.scalars(
+        select(Organization).order_by(Organization.division_code, Organization.name)
+    )
+    groups: dict[str, list[Choice]] = {}
+    for org in found:
+        groups.setdefault(_city_of(org.division_code), []).append(Choice(org.code, org.name))
+    return [ChoiceGroup(names.get(city, city), choices) for city, choices in sorted(groups.items())]

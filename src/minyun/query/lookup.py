@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -46,6 +46,7 @@ from minyun.core.uow import unit_of_work
 from minyun.query import service
 
 PLANS_CACHED = 4096
+SHAPERS_CACHED = 64  # field lists per plan
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,16 @@ class _Prepared:
     plan: AccessPlan
     schema: pa.Schema
     key_kind: str | None
+    # Per field list asked for: how its rows are projected and masked (None: Arrow path).
+    shapers: dict[tuple[str, ...], serving.RowShaper | None] = field(default_factory=dict)
+
+    def shaper(self, fields: list[str], secret: bytes) -> serving.RowShaper | None:
+        wanted = tuple(fields)
+        if wanted not in self.shapers:
+            if len(self.shapers) >= SHAPERS_CACHED:
+                self.shapers.clear()
+            self.shapers[wanted] = serving.row_shaper(self.plan, self.schema, wanted, secret=secret)
+        return self.shapers[wanted]
 
 
 class KeyLookups:
@@ -113,7 +124,7 @@ class KeyLookups:
             scopes=frozenset(str(claims.get("scope", "")).split()) & facts.client_scopes,
         )
         prepared = await self._prepared(actor, code, facts)
-        plan = replace(prepared.plan, purpose=purpose)
+        plan = prepared.plan  # the purpose goes to the audit record below
         wanted = plan.fields_for([n.strip() for n in fields.split(",")] if fields else None)
         if not _served(facts, prepared):
             return await anyio.to_thread.run_sync(
@@ -121,9 +132,13 @@ class KeyLookups:
             )
         value = _canonical(key, prepared.key_kind)
         row = facts.row if value is not None else None
-        rows = serving.shown_rows(
-            plan, [row] if row else [], prepared.schema, wanted, secret=self.secret
-        )
+        shape = prepared.shaper(wanted, self.secret)
+        if shape is None:
+            rows = serving.shown_rows(
+                plan, [row] if row else [], prepared.schema, wanted, secret=self.secret
+            )
+        else:
+            rows = shape([row]) if row else []
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
             keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,

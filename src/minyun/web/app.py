@@ -21,6 +21,7 @@ from minyun.core.jobs import recover
 from minyun.core.platform import Platform
 from minyun.core.throttle import DenialBudget
 from minyun.query.lookup import KeyLookups
+from minyun.query.online import KeyLookupRoute
 from minyun.web import problems, sessions
 from minyun.web.limits import BodyLimit
 from minyun.web.request_context import RequestContext
@@ -48,6 +49,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
             # Jobs whose runner dies later (a killed CLI load, say) are found without a restart.
             node.dispatcher.start_recovery(node.factory)
         yield
+        await node.audit_appender.close_loop()
         await app.state.lookups.store.close()
         if platform is None:
             node.close()
@@ -75,6 +77,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         store=sessions.store_for(node.settings.session_uri, node.factory),
         https_only=node.settings.base_url.startswith("https://"),
     )
+    # Bearer-token key lookups are answered here, before the router (query/online.py).
+    app.add_middleware(KeyLookupRoute, lookups=app.state.lookups)
     app.add_middleware(RequestContext)
     app.add_middleware(BodyLimit, upload_limit=node.settings.upload_max_bytes)
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from minyun.accounts import service as accounts
+from minyun.admin.manage_pages import router as manage_pages
 from minyun.admin.pages import router as admin_pages
 from minyun.catalog.pages import router as catalog_pages
 from minyun.core import clock
@@ -165,4 +166,5 @@ def _back(request: Request, next: str | None) -> str:
 
 router.include_router(orgs_pages)
 router.include_router(admin_pages)
+router.include_router(manage_pages)
 router.include_router(catalog_pages)

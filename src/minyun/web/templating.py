@@ -199,6 +199,11 @@ ACTIONS: dict[str, str] = {
     "resource.quality.read": N_("Quality report read"),
     "user.create": N_("Account created"),
     "user.roles": N_("Roles changed"),
+    "user.disable": N_("Account disabled"),
+    "user.enable": N_("Account enabled"),
+    "user.unlock": N_("Account unlocked"),
+    "client.rotate": N_("API client secret rotated"),
+    "org.edit": N_("Organisation edited"),
     # Capabilities: a refusal is recorded under the capability that was asked for.
     "jobs.read": N_("Jobs read"),
     "jobs.submit": N_("Job submission"),
@@ -216,6 +221,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),
+    ("/admin", N_("Administration"), "user.manage"),
 ]
 
 
