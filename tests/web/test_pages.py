@@ -298,7 +298,7 @@ def test_auditor_reads_the_audit_log_and_a_steward_is_refused(
     page = client.get("/audit")
     assert page.status_code == 200
     assert 'data-action="auth.login"' in page.text and "登录" in page.text
-    assert 'data-action="user.create"' in page.text and "新建账号" in page.text
+    assert 'data-action="user.create"' in page.text and "账号已创建" in page.text
 
     client = browser(app)
     sign_in(client, steward.username)
