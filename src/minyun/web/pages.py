@@ -5,6 +5,7 @@ The domain packages' page routers are included here, so the app mounts one route
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -28,6 +29,7 @@ from minyun.web.templating import (
     is_local_path,
     local_or_home,
     render,
+    request_locale,
     when,
 )
 
@@ -50,22 +52,48 @@ ERROR_MESSAGES = [
     N_("Invalid configuration"),
     N_("Method Not Allowed"),
     N_("sign in first"),
+    N_("Server error"),
+    N_("the request could not be completed and nothing it changed was kept"),
     N_("the form has expired or did not come from this site; reload and try again"),
 ]
 WRONG_PASSWORD = N_("Wrong username or password.")
 THROTTLED = N_("Too many sign-in attempts. Wait a minute and try again.")
 
 
+# What an error means, for a detail the pages cannot say in the visitor's language.
+GENERIC_DETAIL = {
+    400: N_("The request could not be done as it was asked."),
+    401: N_("sign in first"),
+    403: N_("This account may not do this."),
+    404: N_("What you asked for is not here, or not visible to this account."),
+    409: N_("This does not fit the current state: reload the page and look again."),
+    413: N_("What was sent is too large."),
+    422: N_("Some of what was entered is not valid: go back, correct it and try again."),
+    429: N_("Too many requests. Wait a minute and try again."),
+}
+UNKNOWN_DETAIL = N_("The request could not be completed.")
+
+
 def error_page(request: Request, status: int, title: str, detail: str) -> HTMLResponse:
-    """The HTML form of an error (problems.py calls this for browsers)."""
+    """The HTML form of an error (problems.py calls this for browsers).
+
+    A detail the catalog and wording cannot say in the page's language is replaced by what
+    its status means; the original stays folded away under "technical detail".
+    """
     gettext = gettext_for(request)
+    said = wording.say(detail, gettext, when)
+    original = None
+    if said == detail and request_locale(request) != "en" and re.search("[A-Za-z]{3}", detail):
+        original = detail
+        said = gettext(GENERIC_DETAIL.get(status, UNKNOWN_DETAIL))
     return render(
         request,
         "error.html",
         status_code=status,
         status=status,
         title=gettext(title),
-        detail=wording.say(detail, gettext, when),
+        detail=said,
+        original=original,
     )
 
 
