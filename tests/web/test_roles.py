@@ -403,3 +403,20 @@ def test_stored_sentences_are_said_in_chinese_with_times_in_china_time() -> None
 def test_times_are_shown_in_the_provinces_time_zone() -> None:
     assert when(datetime(2022, 1, 4, 20, 0, tzinfo=UTC)) == "2022-01-05 04:00:00"
     assert when(None) == ""
+
+
+def test_error_pages_speak_chinese_and_fold_away_what_they_cannot_translate(
+    node: Platform, app: FastAPI
+) -> None:
+    admin = signed_in(app, node, ["admin"], None)
+    html = {"accept": "text/html"}
+    missing = admin.get("/jobs/0123456789abcdef", headers=html)
+    assert missing.status_code == 404 and "没有编号为 0123456789abcdef 的任务。" in missing.text
+    assert "技术详情" not in missing.text
+    invalid = admin.get("/audit?before=abc", headers=html)
+    assert invalid.status_code == 422
+    assert "部分填写内容无效" in invalid.text and "技术详情" in invalid.text
+    detail = re.search(r'<p class="detail">(.*?)</p>', invalid.text, re.S)
+    assert detail and not re.search("[A-Za-z]{3}", detail.group(1))
+    anonymous = TestClient(app).get("/catalog/nope", headers=html)
+    assert anonymous.status_code == 401 and "请先登录：未登录时只显示开放数据。" in anonymous.text
