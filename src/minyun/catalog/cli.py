@@ -98,3 +98,63 @@ def create(
     finally:
         node.close()
     console.print(f"resource [bold]{code}[/] {status}, schema {version}")
+
+
+def _change(code: str, what: str, reason: str | None) -> None:
+    node = Platform.open(load_settings(), run_jobs_here=False)
+    try:
+        with unit_of_work(node.factory) as session:
+            change = service.retire_resource if what == "retire" else service.restore_resource
+            status = change(session, CLI, code, reason=reason).status
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    console.print(f"resource [bold]{code}[/] {status}")
+
+
+@resource_app.command("retire")
+def retire(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    reason: Annotated[str, typer.Option(help="why it is withdrawn (kept in the audit log)")],
+) -> None:
+    """Withdraw a resource from use; it stays in the catalog, read-only, and can be restored."""
+    _change(code, "retire", reason)
+
+
+@resource_app.command("restore")
+def restore(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    reason: Annotated[str, typer.Option(help="why it comes back (kept in the audit log)")],
+) -> None:
+    """Bring a retired resource back: published again if it had been, else a draft."""
+    _change(code, "restore", reason)
+
+
+@resource_app.command("infer")
+def infer(
+    sample: Annotated[Path, typer.Argument(help="a sample file: CSV, XLSX, JSON lines, Parquet")],
+    encoding: Annotated[
+        str | None, typer.Option(help="text encoding of a CSV that is not UTF-8 (e.g. gb18030)")
+    ] = None,
+) -> None:
+    """Print the Table Schema a sample file suggests (types, required, formats, key), to edit
+    and give to `resource create --schema`."""
+    from minyun.ingest import service as ingest
+
+    settings = load_settings()
+    node = Platform.open(settings, run_jobs_here=False)
+    try:
+        with unit_of_work(node.factory) as session, sample.open("rb") as stream:
+            found = ingest.infer_sample(
+                session, CLI, stream, filename=sample.name, encoding=encoding, settings=settings
+            )
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {sample}: {exc.strerror}") from None
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    print(json.dumps(found.descriptor, ensure_ascii=False, indent=2))

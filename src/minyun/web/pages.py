@@ -17,6 +17,7 @@ from minyun.admin.pages import router as admin_pages
 from minyun.catalog.pages import router as catalog_pages
 from minyun.core import clock
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
+from minyun.ingest.pages import router as ingest_pages
 from minyun.orgs.pages import router as orgs_pages
 from minyun.web import i18n, sessions
 from minyun.web.deps import CsrfDep, PlatformDep, SessionDep, screen_denial
@@ -157,3 +158,4 @@ def _back(request: Request, next: str | None) -> str:
 router.include_router(orgs_pages)
 router.include_router(admin_pages)
 router.include_router(catalog_pages)
+router.include_router(ingest_pages)
