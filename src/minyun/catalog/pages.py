@@ -21,7 +21,7 @@ from minyun.catalog import forms, service
 from minyun.catalog.models import OpenType, Resource, SharingType, UpdateCycle
 from minyun.catalog.themes import BASE_LIBRARY_BY_CODE, THEMES
 from minyun.core.errors import Conflict, DomainError, Invalid, NotFound
-from minyun.core.security import Principal
+from minyun.core.security import Principal, decide
 from minyun.ingest import service as ingest
 from minyun.web.deps import CsrfDep, PlatformDep, SessionDep
 from minyun.web.i18n import N_
@@ -184,7 +184,8 @@ def browse(
     )
     view = service.browse(session, actor, filters)
     template = "catalog/_results.html" if is_htmx(request) else "catalog/index.html"
-    return render(request, template, view=view, labels=CATALOG_LABELS)
+    may_create = decide(session, actor, "resource.create").allowed
+    return render(request, template, view=view, labels=CATALOG_LABELS, may_create=may_create)
 
 
 # --- the steward's forms ---------------------------------------------------------------------

@@ -247,7 +247,7 @@ def read_rejects(
     mask_key = pseudonym_key(secret, plan.consumer)
     items = []
     for name in plan.visible:
-        raw = f"json_extract_string(record, {_literal('$.' + json.dumps(name))})"
+        raw = f"json_extract_string(record, {_literal(_pointer(name))})"
         spec = plan.masked.get(name)
         value = parse_mask(spec).sql(raw, key=mask_key) if spec else raw
         items.append(f"{_literal(name)}, {value}")
@@ -269,6 +269,15 @@ def read_rejects(
     finally:
         con.close()
     return table.cast(REJECTS_SCHEMA)
+
+
+def _pointer(name: str) -> str:
+    """The JSON pointer (RFC 6901) of a top-level key: any name, Chinese or with quotes.
+
+    (A `$."name"` path took `json.dumps(name)`, whose \\u escapes DuckDB does not read: every
+    field with a Chinese name came back null.)
+    """
+    return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
 def _literal(text: str) -> str:

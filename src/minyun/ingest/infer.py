@@ -65,6 +65,7 @@ def infer(path: Path, *, filename: str | None, encoding: str | None, work: Path)
     con = duckdb.connect(config={"memory_limit": "512MB"})
     try:
         con.sql("SET enable_progress_bar = false")
+        con.sql(f"SET disabled_optimizers = {_lit(sources.UNSAFE_OPTIMIZERS)}")
         relation = _relation(con, fetched, work, encoding)
         try:
             con.sql(

@@ -1005,6 +1005,7 @@ def _noop(
 def _duck(work: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": LOAD_MEMORY})
     con.sql("SET enable_progress_bar = false")
+    con.sql(f"SET disabled_optimizers = {lit(sources.UNSAFE_OPTIMIZERS)}")
     con.sql(f"SET temp_directory = {lit(work / 'spill')}")
     con.sql(f"SET TimeZone = {lit(SOURCE_TIMEZONE)}")
     return con
