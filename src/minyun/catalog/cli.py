@@ -130,31 +130,3 @@ def restore(
 ) -> None:
     """Bring a retired resource back: published again if it had been, else a draft."""
     _change(code, "restore", reason)
-
-
-@resource_app.command("infer")
-def infer(
-    sample: Annotated[Path, typer.Argument(help="a sample file: CSV, XLSX, JSON lines, Parquet")],
-    encoding: Annotated[
-        str | None, typer.Option(help="text encoding of a CSV that is not UTF-8 (e.g. gb18030)")
-    ] = None,
-) -> None:
-    """Print the Table Schema a sample file suggests (types, required, formats, key), to edit
-    and give to `resource create --schema`."""
-    from minyun.ingest import service as ingest
-
-    settings = load_settings()
-    node = Platform.open(settings, run_jobs_here=False)
-    try:
-        with unit_of_work(node.factory) as session, sample.open("rb") as stream:
-            found = ingest.infer_sample(
-                session, CLI, stream, filename=sample.name, encoding=encoding, settings=settings
-            )
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {sample}: {exc.strerror}") from None
-    except DomainError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    finally:
-        node.close()
-    print(json.dumps(found.descriptor, ensure_ascii=False, indent=2))

@@ -255,12 +255,19 @@ def _check_provider(actor: Principal, action: str, resource: Resource) -> None:
         raise _refuse(actor, action, resource.code, "only the provider can change this resource")
 
 
+# Changes a retired resource no longer takes (it stays in the catalog, read-only).
+FROZEN_WHEN_RETIRED = frozenset({"resource.edit", "resource.load", "resource.retire"})
+
+
 def access_managed(session: Session, actor: Principal, code: str, action: str) -> Resource:
     """The resource if the actor may do `action` on it (its provider's stewards, or admins);
-    a refusal is audited. The forms of a change ask this before they are shown."""
+    a refusal is audited; Conflict for a change a retired resource no longer takes. The forms
+    of a change ask this before they are shown."""
     resource = access_resource(session, actor, code)
     authorize(session, actor, action, target=code, target_type="resource")
     _check_provider(actor, action, resource)
+    if resource.status == ResourceStatus.RETIRED and action in FROZEN_WHEN_RETIRED:
+        raise Conflict(f"resource {code} is retired; restore it first", code="retired")
     return resource
 
 
@@ -376,7 +383,7 @@ def create_resource(
             actor, "resource.create", code, "stewards register resources of their own organisation"
         )
     if find_resource(session, code) is not None:
-        raise Conflict(f"a resource with code {code} exists")
+        raise Conflict(f"a resource with code {code} exists", field="code")
     values = _check_terms(
         {
             "name": name,

@@ -30,10 +30,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
-from minyun.catalog.models import Resource, ResourceSchema
+from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
 from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import Forbidden, Invalid, NotFound
+from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
 from minyun.core.policies import AccessPlan
 from minyun.core.reading import reader_secret
@@ -187,6 +187,8 @@ def check_can_load(
     """Forbidden unless `actor` may load into the resource; Invalid if the options do not fit
     its schema (checked before an upload is accepted, so a refused one leaves nothing)."""
     resource = _access_managed(session, actor, code, "resource.load")
+    if resource.status == ResourceStatus.RETIRED:
+        raise Conflict(f"resource {code} is retired: it takes no new loads", code="retired")
     mode = LoadMode(mode)
     schema, _ = resource_schema(session, resource)
     check_loadable(schema)

@@ -17,8 +17,8 @@ from minyun.admin.pages import router as admin_pages
 from minyun.catalog.pages import router as catalog_pages
 from minyun.core import clock
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
-from minyun.ingest.pages import router as ingest_pages
 from minyun.orgs.pages import router as orgs_pages
+from minyun.steward.pages import router as steward_pages
 from minyun.web import i18n, sessions
 from minyun.web.deps import CsrfDep, PlatformDep, SessionDep, screen_denial
 from minyun.web.i18n import N_
@@ -157,5 +157,6 @@ def _back(request: Request, next: str | None) -> str:
 
 router.include_router(orgs_pages)
 router.include_router(admin_pages)
+# The steward's routes first: /catalog/new is matched before /catalog/{code}.
+router.include_router(steward_pages)
 router.include_router(catalog_pages)
-router.include_router(ingest_pages)
