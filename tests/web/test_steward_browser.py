@@ -174,6 +174,13 @@ def test_steward_publishes_loads_and_downloads_rejects(
                 expect(small.locator("h1")).to_be_visible()
                 _no_sideways_scroll(small)
                 _shot(small, name)
+            # A file over the node's limit is refused beside its field before it is sent.
+            small.goto(f"{server}/catalog/fz-health-records/loads/new")
+            small.evaluate("document.querySelector('#file').dataset.maxBytes = '100'")
+            small.set_input_files("#file", str(upload))
+            expect(small.locator("#file-size-error")).to_contain_text("文件超过上限")
+            small.click("#upload")
+            expect(small).to_have_url(f"{server}/catalog/fz-health-records/loads/new")
             small.goto(f"{server}/catalog/new")
             small.set_input_files("#sample", str(sample))
             small.click("button[name=op][value=sample]")

@@ -707,6 +707,7 @@ def _upload_page(
         mode_help=MODE_HELP,
         encodings=ENCODINGS,
         limit=file_size(limit),
+        limit_bytes=limit,
         labels=CATALOG_LABELS,
     )
 
