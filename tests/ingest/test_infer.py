@@ -140,3 +140,14 @@ def test_only_those_who_register_resources_read_samples(platform: Platform) -> N
     assert [(r.actor, r.outcome) for r in denied] == [("user:reader", "denied")]
     with pytest.raises(Invalid), unit_of_work(platform.factory) as session:
         service.infer_sample(session, Principal.system(), io.BytesIO(b""), filename=None)
+
+
+def test_headers_with_quotes_are_read_like_any_other(platform: Platform) -> None:
+    text = 'owner\'s name,"a""b",ric\n' + "".join(
+        f"林{n},{n},{person(n)['ric']}\n" for n in range(1, 6)
+    )
+    sample = _infer(platform, text.encode(), "q.csv")
+    assert [(f["name"], f["type"]) for f in sample.descriptor["fields"]] == [
+        ("owner's name", "string"), ('a"b', "integer"), ("ric", "string"),
+    ]  # fmt: skip
+    assert sample.descriptor["fields"][2]["format"] == "cn-ric"

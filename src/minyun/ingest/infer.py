@@ -153,8 +153,10 @@ def _facts(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[dict[str, A
     """Per column, in one aggregate query: how many values cast to each type or keep a format."""
     divisions = ", ".join(_lit(c) for c in sorted(identifiers.division_codes()))
     parts: list[str] = []
-    for name in names:
-        c = _q(name)
+    # Each column by its position: a header may hold quotes the identifier checks refuse.
+    positional = ", ".join(f"{_q(name)} AS c{i}" for i, name in enumerate(names))
+    for i in range(len(names)):
+        c = name = f"c{i}"
 
         def n(condition: str) -> str:
             return f"count(*) FILTER (WHERE {condition})"
@@ -178,7 +180,9 @@ def _facts(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[dict[str, A
             n(f"{c} IN ({divisions})"),
             f"first({c}) FILTER (WHERE {c} IS NOT NULL)",
         ]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM sample").fetchall()[0]
+    row = con.execute(
+        f"SELECT {', '.join(parts)} FROM (SELECT {positional} FROM sample)"
+    ).fetchall()[0]
     width = len(_MEASURES)
     return [
         dict(zip(_MEASURES, row[i * width : (i + 1) * width], strict=True))
