@@ -263,9 +263,9 @@ def new_resource(request: Request, session: SessionDep, actor: PageActorDep) -> 
     """Register a resource: metadata, and a schema that starts from a sample file."""
     providers = service.providers_for(session, actor)
     values = {name: "" for name in forms.METADATA} | NEW_DEFAULTS
-    if len(providers) == 1 or (providers and actor.organization_id is not None):
-        own = [o for o in providers if o.id == actor.organization_id] or providers
-        values["provider"] = own[0].code
+    own = [o for o in providers if o.id == actor.organization_id]
+    if own or len(providers) == 1:  # a steward registers for their own department
+        values["provider"] = (own or providers)[0].code
     return _new_page(request, session, actor, values, forms.SchemaForm(), {})
 
 
