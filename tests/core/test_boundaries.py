@@ -29,6 +29,10 @@ DUCKDB_ALLOWED = {
         "the load's validation pass: rules, rejects and repeated keys over the incoming source "
         "and the load's own files before they are committed"
     ),
+    "minyun.ingest.infer": (
+        "guesses a schema from a steward's sample file, read in a work folder and deleted, "
+        "never a resource"
+    ),
     "minyun.apps.ecocloud.ingest": (
         "validation and upsert of incoming readings and the city hours over the eco-cloud's "
         "control-plane tables, not lake resources"

@@ -118,6 +118,23 @@ def test_every_rule_rejects_its_row_with_its_reason(sqlite_node: Platform, tmp_p
     assert got == expected
 
 
+def test_an_impossible_date_in_a_csv_rejects_its_row_not_the_load(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    # A required date field: DuckDB's type pushdown turned its TRY_CAST into a strict cast
+    # inside the CSV reader, and "1985-02-30" failed the whole load.
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "day", "type": "date", "constraints": {"required": True}}],
+              "primaryKey": ["id"]}  # fmt: skip
+    code, actor = make_resource(sqlite_node, descriptor=schema)
+    lines = ["id,day", *(f"{n},1985-02-{n:02d}" for n in range(1, 29)), "29,1985-02-30"]
+    (tmp_path / "days.csv").write_text("\n".join(lines) + "\n")
+    job = load(sqlite_node, actor, code, tmp_path / "days.csv")
+    assert job.state == jobs.JobState.SUCCEEDED, job.error
+    got = {(r["row_number"], r["field"], r["reason"]) for r in rejects(sqlite_node, actor, code)}
+    assert got == {(29, "day", "not a valid date")}
+
+
 def test_an_integer_is_a_whole_number_not_a_rounded_fraction_or_hex(
     sqlite_node: Platform, tmp_path: Path
 ) -> None:

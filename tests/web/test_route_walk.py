@@ -55,6 +55,9 @@ DATA_ROUTES = {
     "/api/v1/resources/{code}/rows",
     "/api/v1/resources/{code}/rows/{key}",
     "/api/v1/resources/{code}/rejects",
+    "/catalog/{code}/versions/{version}/rejects",
+    "/catalog/{code}/versions/{version}/rejects.csv",
+    "/catalog/{code}/preview",
 }
 # Routes that change something or end a session: not part of a read walk.
 NOT_READS = {"/logout", "/lang/{locale}"}
@@ -100,6 +103,7 @@ def walk(platform: Platform, tmp_path: Path) -> Iterator[dict[str, Any]]:
         outsider_org = factories.make_org(session)
         provider = session.scalars(select(Version.resource_id)).first()
         assert provider is not None
+        version = session.scalars(select(Version.id)).one()
 
     def grant(s: Any, actor: Principal, action: str, r: DataResource) -> Verdict | None:
         if actor.organization_id == consumer_org.id and action == policies.READ:
@@ -112,6 +116,7 @@ def walk(platform: Platform, tmp_path: Path) -> Iterator[dict[str, Any]]:
         yield {
             "code": code,
             "job": job.id,
+            "version": version,
             "org": steward.organization_id,
             "consumer_org": consumer_org.id,
             "outsider_org": outsider_org.id,
@@ -137,6 +142,7 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "code": w["code"], "key": "3", "job_id": w["job"], "alert_id": "1", "city": "350100",
         # The administration console and API (accounts, clients): administrators only.
         "user_id": "1", "client_id": "mc_walk", "action": "revoke",
+        "version": w["version"],
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

@@ -105,6 +105,17 @@ def retire(
     return ResourceRead.model_validate(service.retire_resource(session, actor, code, reason=reason))
 
 
+@router.post("/resources/{code}/restore", response_model=ResourceRead)
+def restore(
+    code: str, session: SessionDep, actor: ActorDep, body: ReasonIn | None = None
+) -> ResourceRead:
+    """Bring a retired resource back: published again if it had been, else a draft."""
+    reason = body.reason if body else None
+    return ResourceRead.model_validate(
+        service.restore_resource(session, actor, code, reason=reason)
+    )
+
+
 @router.get("/resources/{code}/schema", response_model=SchemaRead)
 def schema(
     code: str, session: SessionDep, actor: ActorDep, version: str | None = None

@@ -98,3 +98,35 @@ def create(
     finally:
         node.close()
     console.print(f"resource [bold]{code}[/] {status}, schema {version}")
+
+
+def _change(code: str, what: str, reason: str | None) -> None:
+    node = Platform.open(load_settings(), run_jobs_here=False)
+    try:
+        with unit_of_work(node.factory) as session:
+            change = service.retire_resource if what == "retire" else service.restore_resource
+            status = change(session, CLI, code, reason=reason).status
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    console.print(f"resource [bold]{code}[/] {status}")
+
+
+@resource_app.command("retire")
+def retire(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    reason: Annotated[str, typer.Option(help="why it is withdrawn (kept in the audit log)")],
+) -> None:
+    """Withdraw a resource from use; it stays in the catalog, read-only, and can be restored."""
+    _change(code, "retire", reason)
+
+
+@resource_app.command("restore")
+def restore(
+    code: Annotated[str, typer.Argument(help="resource code")],
+    reason: Annotated[str, typer.Option(help="why it comes back (kept in the audit log)")],
+) -> None:
+    """Bring a retired resource back: published again if it had been, else a draft."""
+    _change(code, "restore", reason)

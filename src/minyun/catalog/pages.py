@@ -1,4 +1,7 @@
-"""Catalog pages: browse by domain, department and base library, search, one resource."""
+"""Catalog pages: browse by domain, department and base library, search, one resource.
+
+The steward's forms (register, edit, schema versions, loads, retire and restore) are
+`minyun.steward.pages`."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from minyun.catalog import service
+from minyun.core.security import decide
 from minyun.web.deps import CsrfDep, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import PageActorDep, gettext_for, is_htmx, render
@@ -71,7 +75,8 @@ def browse(
     )
     view = service.browse(session, actor, filters)
     template = "catalog/_results.html" if is_htmx(request) else "catalog/index.html"
-    return render(request, template, view=view, labels=CATALOG_LABELS)
+    may_create = decide(session, actor, "resource.create").allowed
+    return render(request, template, view=view, labels=CATALOG_LABELS, may_create=may_create)
 
 
 @router.get("/catalog/{code}")
@@ -96,18 +101,6 @@ def publish(
 ) -> Response:
     """Publish the draft (the provider's stewards, or admins)."""
     service.publish_resource(session, actor, code, reason=reason.strip() or None)
-    return RedirectResponse(f"/catalog/{code}", 303)
-
-
-@router.post("/catalog/{code}/retire", dependencies=[CsrfDep])
-def retire(
-    code: str,
-    session: SessionDep,
-    actor: PageActorDep,
-    reason: Annotated[str, Form(max_length=1000)] = "",
-) -> Response:
-    """Retire the resource (the provider's stewards, or admins)."""
-    service.retire_resource(session, actor, code, reason=reason.strip() or None)
     return RedirectResponse(f"/catalog/{code}", 303)
 
 

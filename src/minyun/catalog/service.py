@@ -255,6 +255,31 @@ def _check_provider(actor: Principal, action: str, resource: Resource) -> None:
         raise _refuse(actor, action, resource.code, "only the provider can change this resource")
 
 
+# Changes a retired resource no longer takes (it stays in the catalog, read-only).
+FROZEN_WHEN_RETIRED = frozenset({"resource.edit", "resource.load", "resource.retire"})
+
+
+def access_managed(session: Session, actor: Principal, code: str, action: str) -> Resource:
+    """The resource if the actor may do `action` on it (its provider's stewards, or admins);
+    a refusal is audited; Conflict for a change a retired resource no longer takes. The forms
+    of a change ask this before they are shown."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, action, target=code, target_type="resource")
+    _check_provider(actor, action, resource)
+    if resource.status == ResourceStatus.RETIRED and action in FROZEN_WHEN_RETIRED:
+        raise Conflict(f"resource {code} is retired; restore it first", code="retired")
+    return resource
+
+
+def providers_for(session: Session, actor: Principal) -> list[Organization]:
+    """The organisations whose resources the actor may register: all for admins, else their own."""
+    authorize(session, actor, "resource.create", target_type="resource")
+    query = select(Organization).order_by(Organization.code)
+    if not (actor.kind == "system" or actor.has_role("admin")):
+        query = query.where(Organization.id == actor.organization_id)
+    return [org for org in session.scalars(query) if policies.manages(actor, org.id)]
+
+
 def _check_terms(values: Mapping[str, Any]) -> dict[str, Any]:
     """Code-table values checked and normalised (a theme may be given by its Chinese name)."""
     out = dict(values)
@@ -358,7 +383,7 @@ def create_resource(
             actor, "resource.create", code, "stewards register resources of their own organisation"
         )
     if find_resource(session, code) is not None:
-        raise Conflict(f"a resource with code {code} exists")
+        raise Conflict(f"a resource with code {code} exists", field="code")
     values = _check_terms(
         {
             "name": name,
@@ -470,6 +495,28 @@ def retire_resource(
     audit.record(
         session, actor, "resource.retire", target=code, target_type="resource", purpose=reason
     )
+    return resource
+
+
+def restore_resource(
+    session: Session, actor: Principal, code: str, *, reason: str | None = None
+) -> Resource:
+    """Bring a retired resource back into use: published again if it had been, else a draft."""
+    resource = access_resource(session, actor, code)
+    authorize(session, actor, "resource.restore", target=code, target_type="resource")
+    _check_provider(actor, "resource.restore", resource)
+    if resource.status != ResourceStatus.RETIRED:
+        return resource
+    resource.status = (
+        ResourceStatus.PUBLISHED if resource.publish_date is not None else ResourceStatus.DRAFT
+    )
+    resource.retired_at = None
+    resource.updated_at = clock.now()
+    policies.bump_epoch(session)  # cached plans of this resource are stale
+    audit.record(
+        session, actor, "resource.restore", target=code, target_type="resource",
+        purpose=reason, detail=f"status: retired -> {resource.status}",
+    )  # fmt: skip
     return resource
 
 
@@ -689,6 +736,7 @@ class ResourcePage:
     base_library: Any = None
     internal: bool = True  # loads, quality and lineage are shown
     may_see_jobs: bool = False
+    manages: bool = False  # the reader changes this resource (provider's steward, admin)
 
 
 def quality_fields(quality: Mapping[str, Any] | None) -> list[FieldQuality]:
@@ -754,11 +802,8 @@ def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage
         parsed = parse_schema(visible_descriptor(actor, schema.descriptor)) if schema else None
     except DomainError:
         parsed = None
-    may_change = (
-        resource.status != ResourceStatus.RETIRED
-        and policies.manages(actor, resource.provider_id)
-        and actor.has_role("admin", "steward")
-    )
+    manages = policies.manages(actor, resource.provider_id) and actor.has_role("admin", "steward")
+    may_change = resource.status != ResourceStatus.RETIRED and manages
     return ResourcePage(
         resource=resource,
         schema=schema,
@@ -776,6 +821,7 @@ def resource_page(session: Session, actor: Principal, code: str) -> ResourcePage
         internal=internal(actor),
         may_see_jobs=policies.manages(actor, resource.provider_id)
         and decide(session, actor, "jobs.read").allowed,
+        manages=manages,
     )
 
 

@@ -103,12 +103,27 @@ class Lake(LakeWriter):
         )
 
     def read_rejects(
-        self, plan: AccessPlan, *, secret: bytes, load_id: int, limit: int
+        self,
+        plan: AccessPlan,
+        *,
+        secret: bytes,
+        load_id: int,
+        limit: int,
+        reason: str | None = None,
     ) -> pa.Table:
-        """The records load `load_id` refused, masked as `plan` says."""
+        """The records load `load_id` refused (for `reason` only, if given), masked as `plan`
+        says."""
         from minyun.core import reading
 
-        return reading.read_rejects(self, plan, secret=secret, load_id=load_id, limit=limit)
+        return reading.read_rejects(
+            self, plan, secret=secret, load_id=load_id, limit=limit, reason=reason
+        )
+
+    def reject_reasons(self, plan: AccessPlan, *, load_id: int) -> list[tuple[str, int]]:
+        """The reasons load `load_id` refused rows for, with their counts, most first."""
+        from minyun.core import reading
+
+        return reading.reject_reasons(self, plan, load_id=load_id)
 
     def read_rows(self, plan: AccessPlan, *, secret: bytes, **query: Any) -> RowsPage:
         """One page of the rows `plan` opens (fields, filter, sort, limit, cursor, version)."""

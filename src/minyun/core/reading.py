@@ -200,13 +200,46 @@ def read_table(
         con.close()
 
 
+# A reject's reason without the row it points at ("duplicate primary key (first at row 3)"
+# is the reason "duplicate primary key"): what the rejects of a load are grouped by.
+REASON = r"regexp_replace(reason, ' \(first at row [0-9]+\)$', '')"
+
+
+def reject_reasons(lake: Lake, plan: AccessPlan, *, load_id: int) -> list[tuple[str, int]]:
+    """Each reason load `load_id` refused rows for (see `REASON`), with its count, most first.
+
+    Counts reveal no value; the plan is asked for all the same, as for every read of rejects.
+    """
+    uri = lake.rejects_uri(plan.code)
+    if not lake.is_table(uri):
+        return []
+    sql = (
+        f"SELECT {REASON} AS kind, count(*) AS n FROM rejects WHERE load_id = ? "
+        "GROUP BY kind ORDER BY n DESC, kind"
+    )
+    con = _duckdb().cursor()
+    try:
+        con.register("rejects", lake.dataset_at(uri))
+        found = con.execute(sql, [load_id]).fetchall()
+    finally:
+        con.close()
+    return [(str(kind), int(n)) for kind, n in found]
+
+
 def read_rejects(
-    lake: Lake, plan: AccessPlan, *, secret: bytes, load_id: int, limit: int
+    lake: Lake,
+    plan: AccessPlan,
+    *,
+    secret: bytes,
+    load_id: int,
+    limit: int,
+    reason: str | None = None,
 ) -> pa.Table:
     """The records a load refused, as `plan` shows them: rejects are data, masked like rows.
 
     The raw record keeps only the fields the plan shows (masked where it masks them); a
-    rule's field is named only when the plan shows that field.
+    rule's field is named only when the plan shows that field. With `reason`, only the
+    rejects of that reason (as `reject_reasons` names it).
     """
     uri = lake.rejects_uri(plan.code)
     if not lake.is_table(uri):
@@ -214,24 +247,37 @@ def read_rejects(
     mask_key = pseudonym_key(secret, plan.consumer)
     items = []
     for name in plan.visible:
-        raw = f"json_extract_string(record, {_literal('$.' + json.dumps(name))})"
+        raw = f"json_extract_string(record, {_literal(_pointer(name))})"
         spec = plan.masked.get(name)
         value = parse_mask(spec).sql(raw, key=mask_key) if spec else raw
         items.append(f"{_literal(name)}, {value}")
     record = f"json_object({', '.join(items)})::VARCHAR" if items else "'{}'"
     shown = ", ".join(_literal(n) for n in plan.visible) or "NULL"
+    where = "load_id = ?"
+    params: list[Any] = [load_id]
+    if reason is not None:
+        where, params = f"{where} AND {REASON} = ?", [load_id, reason]
     sql = (
         f"SELECT load_id, row_number, CASE WHEN field IN ({shown}) THEN field END AS field, "
-        f"reason, {record} AS record FROM rejects WHERE load_id = ? "
+        f"reason, {record} AS record FROM rejects WHERE {where} "
         "ORDER BY row_number, field LIMIT ?"
     )
     con = _duckdb().cursor()
     try:
         con.register("rejects", lake.dataset_at(uri))
-        table = con.sql(sql, params=[load_id, limit]).to_arrow_table()
+        table = con.sql(sql, params=[*params, limit]).to_arrow_table()
     finally:
         con.close()
     return table.cast(REJECTS_SCHEMA)
+
+
+def _pointer(name: str) -> str:
+    """The JSON pointer (RFC 6901) of a top-level key: any name, Chinese or with quotes.
+
+    (A `$."name"` path took `json.dumps(name)`, whose \\u escapes DuckDB does not read: every
+    field with a Chinese name came back null.)
+    """
+    return "/" + name.replace("~", "~0").replace("/", "~1")
 
 
 def _literal(text: str) -> str:

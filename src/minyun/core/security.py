@@ -231,6 +231,7 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.edit": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.publish": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.retire": frozenset({Role.ADMIN, Role.STEWARD}),
+    "resource.restore": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

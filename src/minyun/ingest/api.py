@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
-from minyun.core.errors import Invalid
 from minyun.ingest import service, sources
 from minyun.ingest.models import LoadMode
 from minyun.web.deps import INT32_MAX, ActorDep, PlatformDep, SessionDep
@@ -33,15 +32,9 @@ def upload_load(
         raise sources.SourceError(
             f"the upload is larger than the limit of {limit:,} bytes", code="too-large"
         )
-    # Authorise and check the options before the file is written: a refused upload
-    # leaves nothing on disk.
-    service.check_can_load(session, actor, code, mode=mode, encoding=encoding, watermark=watermark)
-    if not file.filename:
-        raise Invalid("the upload needs a file name", field="file")
-    path, _, _ = service.save_upload(file.file, platform.settings)
-    job = service.submit_load(
-        session, actor, code, str(path), mode=mode, encoding=encoding, watermark=watermark,
-        filename=file.filename, settings=platform.settings,
+    job = service.upload_load(
+        session, actor, code, file.file, filename=file.filename, mode=mode, encoding=encoding,
+        watermark=watermark, settings=platform.settings,
     )  # fmt: skip
     return {"job": job.id, "state": job.state, "kind": job.kind}
 
@@ -60,9 +53,28 @@ def rejects(
     platform: PlatformDep,
     version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    reason: Annotated[str | None, Query(max_length=200, description="only this reason")] = None,
 ) -> list[dict[str, Any]]:
     """The rows a load refused (`version` = load id; default the newest load with any)."""
     table = service.read_rejects(
-        session, platform.lake, actor, code, version=version, limit=min(max(limit, 1), 100_000)
-    )
+        session, platform.lake, actor, code, version=version, limit=min(max(limit, 1), 100_000),
+        reason=reason or None,
+    )  # fmt: skip
     return service.rejects_json(table)
+
+
+@router.post("/samples/schema")
+def sample_schema(
+    session: SessionDep,
+    actor: ActorDep,
+    platform: PlatformDep,
+    file: UploadFile = File(...),
+    encoding: str | None = Form(None),
+) -> dict[str, Any]:
+    """A Table Schema proposed from a sample file (CSV, XLSX, JSON lines, Parquet): types,
+    required, formats such as `cn-ric` and a primary key, to edit before `POST /resources`."""
+    sample = service.infer_sample(
+        session, actor, file.file, filename=file.filename, encoding=encoding or None,
+        settings=platform.settings,
+    )  # fmt: skip
+    return {"schema": sample.descriptor, "rows": sample.rows}

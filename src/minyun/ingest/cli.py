@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from minyun.catalog.cli import resource_app
 from minyun.core import jobs
 from minyun.core.config import load_settings
 from minyun.core.errors import DomainError
@@ -122,6 +124,9 @@ def rejects(
         int | None, typer.Option(help="the load (as `minyun versions` lists it); default newest")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    reason: Annotated[
+        str | None, typer.Option(help="only this reason, e.g. required, duplicate primary key")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """The rows a load refused, with their source row number, field and reason."""
@@ -129,7 +134,7 @@ def rejects(
     try:
         with unit_of_work(node.factory) as session:
             table = service.read_rejects(
-                session, node.lake, CLI, code, version=version, limit=limit
+                session, node.lake, CLI, code, version=version, limit=limit, reason=reason
             )
     except DomainError as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -146,3 +151,33 @@ def rejects(
     for r in rows:
         out.add_row(str(r["load_id"]), str(r["row_number"]), r["field"], r["reason"])
     console.print(out)
+
+
+def infer(
+    sample: Annotated[Path, typer.Argument(help="a sample file: CSV, XLSX, JSON lines, Parquet")],
+    encoding: Annotated[
+        str | None, typer.Option(help="text encoding of a CSV that is not UTF-8 (e.g. gb18030)")
+    ] = None,
+) -> None:
+    """Print the Table Schema a sample file suggests (types, required, formats, key), to edit
+    and give to `minyun resource create --schema`."""
+    node = _platform()
+    try:
+        with unit_of_work(node.factory) as session, sample.open("rb") as stream:
+            found = service.infer_sample(
+                session, CLI, stream, filename=sample.name, encoding=encoding,
+                settings=node.settings,
+            )  # fmt: skip
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {sample}: {exc.strerror}") from None
+    except DomainError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        node.close()
+    typer.echo(json.dumps(found.descriptor, ensure_ascii=False, indent=2))
+
+
+# `minyun resource infer`: a resource's first schema comes from here (the catalog, which
+# keeps the `resource` commands, does not read files).
+resource_app.command("infer")(infer)

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,11 +30,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
-from minyun.catalog.models import Resource, ResourceSchema
+from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
 from minyun.core import audit, clock, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import Forbidden, Invalid, NotFound
+from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
+from minyun.core.policies import AccessPlan
 from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.core.tableschema import (
@@ -44,7 +46,7 @@ from minyun.core.tableschema import (
     check_loadable,
     parse_schema,
 )
-from minyun.ingest import sources
+from minyun.ingest import infer, sources
 from minyun.ingest.models import LoadMode, LoadState, Version
 from minyun.ingest.validate import (
     Checks,
@@ -112,7 +114,13 @@ def _access_managed(session: Session, actor: Principal, code: str, action: str) 
     if resource is None:
         raise NotFound(f"no resource {code}")
     if not policies.manages(actor, resource.provider_id):
-        raise Forbidden(f"only the provider of {code} or an admin may do this")
+        reason = f"only the provider of {code} or an admin may do this"
+        error = Forbidden(reason)
+        error.audit = audit.Pending(
+            actor, action, target=code, target_type="resource",
+            outcome=audit.Outcome.DENIED, detail=reason,
+        )  # fmt: skip
+        raise error
     return resource
 
 
@@ -181,6 +189,8 @@ def check_can_load(
     """Forbidden unless `actor` may load into the resource; Invalid if the options do not fit
     its schema (checked before an upload is accepted, so a refused one leaves nothing)."""
     resource = _access_managed(session, actor, code, "resource.load")
+    if resource.status == ResourceStatus.RETIRED:
+        raise Conflict(f"resource {code} is retired: it takes no new loads", code="retired")
     mode = LoadMode(mode)
     schema, _ = resource_schema(session, resource)
     check_loadable(schema)
@@ -197,6 +207,71 @@ def save_upload(stream: Any, settings: Settings | None = None) -> tuple[Path, st
     """Stream an uploaded file object to `<var_dir>/uploads/<sha256>` under the size limit."""
     cfg = settings or get_settings()
     return sources.save_file(stream, cfg.var_dir / "uploads", limit=cfg.upload_max_bytes)
+
+
+def upload_load(
+    session: Session,
+    actor: Principal,
+    code: str,
+    stream: Any,
+    *,
+    filename: str | None,
+    mode: LoadMode = LoadMode.FULL,
+    encoding: str | None = None,
+    watermark: str | None = None,
+    settings: Settings | None = None,
+) -> jobs.Job:
+    """Check who loads and how, stream the uploaded file to disk, queue its load (API, pages).
+
+    The options are checked before a byte is written: a refused upload leaves nothing.
+    """
+    check_can_load(session, actor, code, mode=mode, encoding=encoding, watermark=watermark)
+    if not filename:
+        raise Invalid("the upload needs a file name", field="file")
+    path, _, size = save_upload(stream, settings)
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise sources.SourceError("the file is empty", field="file", code="empty-file")
+    return submit_load(
+        session, actor, code, str(path), mode=mode, encoding=encoding, watermark=watermark,
+        filename=filename, settings=settings,
+    )  # fmt: skip
+
+
+# A sample only needs its first rows: a larger file is refused before it is read.
+SAMPLE_MAX_BYTES = 32 << 20
+
+
+def infer_sample(
+    session: Session,
+    actor: Principal,
+    stream: Any,
+    *,
+    filename: str | None,
+    encoding: str | None = None,
+    settings: Settings | None = None,
+) -> infer.Sample:
+    """A schema proposed from a sample file, for those who register resources; the file is
+    read in a work folder of its own and deleted at once."""
+    authorize(session, actor, "resource.create", target_type="resource")
+    if not filename:
+        raise Invalid("choose a sample file", field="sample")
+    if encoding:
+        sources.text_encoding(encoding)
+    cfg = settings or get_settings()
+    limit = min(cfg.upload_max_bytes, SAMPLE_MAX_BYTES)
+    (cfg.var_dir / "work").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="sample-", dir=cfg.var_dir / "work"))
+    try:
+        path, _, size = sources.save_file(stream, work, limit=limit)
+        if size == 0:
+            raise sources.SourceError("the sample file is empty", field="sample", code="empty")
+        return infer.infer(path, filename=filename, encoding=encoding, work=work / "read")
+    except sources.SourceError as exc:
+        exc.extra.setdefault("field", "sample")
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -225,8 +300,10 @@ def read_rejects(
     *,
     version: int | None = None,
     limit: int = 1000,
+    reason: str | None = None,
 ) -> pa.Table:
-    """The refused rows of a load (`version` = Version.id; default the newest load with any).
+    """The refused rows of a load (`version` = Version.id; default the newest load with any),
+    those refused for `reason` only if given (see `Lake.reject_reasons`).
 
     Rejects are data: they are read through the reader's access plan and masked like rows.
     """
@@ -239,17 +316,94 @@ def read_rejects(
             .limit(1)
         ).first()
     else:
-        chosen = session.get(Version, version)
-        if chosen is None or chosen.resource_id != plan.resource.id:
-            raise NotFound(f"resource {code} has no load {version}")
+        _load_of(session, plan.resource.id, code, version)
     if version is None:
         return REJECTS_SCHEMA.empty_table()
-    table = lake.read_rejects(plan, secret=reader_secret(session), load_id=version, limit=limit)
+    return _read_rejects(session, lake, plan, version, limit=limit, reason=reason)
+
+
+def _load_of(session: Session, resource_id: int, code: str, version_id: int) -> Version:
+    chosen = session.get(Version, version_id)
+    if chosen is None or chosen.resource_id != resource_id:
+        raise NotFound(f"resource {code} has no load {version_id}")
+    return chosen
+
+
+def _read_rejects(
+    session: Session, lake: Lake, plan: AccessPlan, version: int, *, limit: int,
+    reason: str | None,
+) -> pa.Table:  # fmt: skip
+    table = lake.read_rejects(
+        plan, secret=reader_secret(session), load_id=version, limit=limit, reason=reason
+    )
+    detail = f"load {version}; policy={plan.policy}" + (f"; reason={reason}" if reason else "")
     audit.record_read(
-        session, actor, policies.REJECTS, target=code, target_type="resource",
-        count=table.num_rows, detail=f"load {version}; policy={plan.policy}",
+        session, plan.actor, policies.REJECTS, target=plan.code, target_type="resource",
+        count=table.num_rows, detail=detail[:500],
     )  # fmt: skip
     return table
+
+
+@dataclass(frozen=True)
+class RejectsView:
+    """One load's refused rows as a reader's plan shows them, with the reasons to filter by."""
+
+    version: Version
+    reasons: list[tuple[str, int]]  # each reason with its number of rejects, most first
+    table: pa.Table  # the rows shown (masked as the plan says)
+    reason: str | None  # the reason chosen, if any
+
+    @property
+    def every(self) -> int:
+        """Rejects of every reason."""
+        return sum(n for _, n in self.reasons)
+
+    @property
+    def total(self) -> int:
+        """Rejects of the chosen reason (of every reason when none is chosen)."""
+        return dict(self.reasons).get(self.reason, 0) if self.reason else self.every
+
+
+def rejects_view(
+    session: Session,
+    lake: Lake,
+    actor: Principal,
+    code: str,
+    version: int,
+    *,
+    reason: str | None = None,
+    limit: int = 500,
+) -> RejectsView:
+    """The rejects page of one load: its reasons with their counts and the first refused rows."""
+    plan = catalog.access_data(session, actor, code, policies.REJECTS)
+    load = _load_of(session, plan.resource.id, code, version)
+    reasons = lake.reject_reasons(plan, load_id=version)
+    table = _read_rejects(session, lake, plan, version, limit=limit, reason=reason or None)
+    return RejectsView(load, reasons, table, reason or None)
+
+
+@dataclass(frozen=True)
+class LoadStatus:
+    """A load job of a resource and, once its run has begun, the version it makes."""
+
+    job: jobs.Job
+    version: Version | None
+
+
+def access_load(session: Session, actor: Principal, code: str, job_id: str) -> LoadStatus:
+    """Where a load of `code` stands, for those who may load into it (NotFound for another
+    resource's job)."""
+    resource = _access_managed(session, actor, code, "resource.load")
+    job = session.get(jobs.Job, job_id)
+    if job is None or job.kind != KIND or (job.params or {}).get("code") != code:
+        raise NotFound(f"no load {job_id} of resource {code}")
+    version = session.scalars(
+        select(Version)
+        .where(Version.resource_id == resource.id, Version.job_id == job_id)
+        .order_by(Version.id.desc())
+        .limit(1)
+    ).first()
+    return LoadStatus(job, version)
 
 
 def read_rows(
@@ -855,6 +1009,7 @@ def _noop(
 def _duck(work: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": LOAD_MEMORY})
     con.sql("SET enable_progress_bar = false")
+    con.sql(f"SET disabled_optimizers = {lit(sources.UNSAFE_OPTIMIZERS)}")
     con.sql(f"SET temp_directory = {lit(work / 'spill')}")
     con.sql(f"SET TimeZone = {lit(SOURCE_TIMEZONE)}")
     return con

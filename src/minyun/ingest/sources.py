@@ -41,6 +41,10 @@ from minyun.core.keys import NodeKey
 CHUNK = 4 << 20
 ROW = "__row"
 FILE_KINDS = ("csv", "xlsx", "jsonl", "parquet")
+# DuckDB optimizers every connection that reads a source turns off. `type_pushdown` moves a
+# TRY_CAST into the CSV reader, which then casts strictly: one impossible date (1985-02-30)
+# failed the whole read instead of refusing its row (DuckDB 2.0.0).
+UNSAFE_OPTIMIZERS = "type_pushdown"
 DB_SCHEMES = {
     "postgresql": "postgres",
     "postgres": "postgres",
@@ -621,9 +625,11 @@ def write_parts(
     query = f"SELECT {select} FROM {relation} AS src WHERE {ok}" + (
         f" AND ({where})" if where else ""
     )
+    disabled = con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0]
+    also = ",".join(filter(None, [disabled, "filter_pushdown"]))
     try:
         con.sql("SET preserve_insertion_order = false")
-        con.sql("SET disabled_optimizers = 'filter_pushdown'")
+        con.sql(f"SET disabled_optimizers = {_lit(also)}")
         con.sql("SET enable_profiling = 'no_output'")
         found = con.execute(
             f"COPY ({query}) TO {_lit(out)} (FORMAT parquet, PER_THREAD_OUTPUT, RETURN_STATS, "
@@ -638,7 +644,7 @@ def write_parts(
         raise SourceError(f"cannot read the source: {_duck_message(exc)}") from exc
     finally:
         con.sql("RESET enable_profiling")
-        con.sql("RESET disabled_optimizers")
+        con.sql(f"SET disabled_optimizers = {_lit(disabled or '')}")
         con.sql("SET preserve_insertion_order = true")
     parts = []
     for r in rows:

@@ -20,6 +20,7 @@ from minyun.core import clock
 from minyun.core.errors import NotFound, TooManyRequests, Unauthenticated
 from minyun.home import service as home_page
 from minyun.orgs.pages import router as orgs_pages
+from minyun.steward.pages import router as steward_pages
 from minyun.web import i18n, sessions, wording
 from minyun.web.deps import CsrfDep, PlatformDep, SessionDep, screen_denial
 from minyun.web.i18n import N_
@@ -195,4 +196,6 @@ def _back(request: Request, next: str | None) -> str:
 router.include_router(orgs_pages)
 router.include_router(admin_pages)
 router.include_router(manage_pages)
+# The steward's routes first: /catalog/new is matched before /catalog/{code}.
+router.include_router(steward_pages)
 router.include_router(catalog_pages)
