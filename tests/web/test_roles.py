@@ -124,7 +124,9 @@ def test_steward_sees_its_resources_with_freshness_last_load_rejects_and_failed_
     stale_row = re.search(rf'<tr data-code="{stale}">(.*?)</tr>', card, re.S)
     assert mine_row and stale_row
     # The load's rejected row is counted and leads to the versions where it can be opened.
-    assert f'<a href="/catalog/{code}#versions" class="bad">1</a>' in mine_row.group(1)
+    link = re.search(rf'<a href="(/catalog/{code}/versions/\d+/rejects)" class="bad">1</a>', card)
+    assert link, "the rejected count does not lead to the rejects page"
+    assert steward.get(link.group(1)).status_code == 200
     assert "已加载" in mine_row.group(1) and "不定期" in mine_row.group(1)
     assert "已逾期" in stale_row.group(1) and "每日" in stale_row.group(1)
     # The failed job is named by its kind and resource, and linked; and it is counted.

@@ -282,6 +282,9 @@ def test_every_role_crawls_every_page_without_errors_or_sideways_scrolling(
     steward, admin = by_who["steward"].pages, by_who["admin"].pages
     assert any(re.match(r"^/catalog/[\w-]+$", p) and s == 200 for p, s in steward.items())
     assert any(re.match(r"^/jobs/\w+$", p) and s == 200 for p, s in steward.items())
+    # The steward's rejects pages are reached from the rejected counts.
+    assert any(re.match(r"^/catalog/[\w-]+/versions/\d+/rejects$", p) and s == 200
+               for p, s in steward.items())  # fmt: skip
     assert any(re.match(r"^/eco/alerts/\d+$", p) and s == 200 for p, s in admin.items())
     broken = [(c.who, *b) for c in crawls for b in c.broken]
     assert broken == [], "links to error pages (who, page, status, linked from): " + repr(broken)

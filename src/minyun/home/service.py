@@ -59,6 +59,7 @@ class ResourceStatusRow:
     last_state: str | None  # the newest load's state, committed or not
     rows: int | None
     rejected: int  # rows the newest committed load refused
+    version_id: int | None  # that load, whose rejects page lists them
     freshness: str  # fresh, overdue, never (no committed load), unscheduled (irregular)
 
 
@@ -282,6 +283,7 @@ def _status_row(
         last_state=newest.state if newest is not None else None,
         rows=resource.row_count,
         rejected=committed.rows_rejected if committed is not None else 0,
+        version_id=committed.id if committed is not None else None,
         freshness=freshness,
     )
 
