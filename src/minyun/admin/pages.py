@@ -17,7 +17,14 @@ from minyun.core import audit, clock
 from minyun.core.errors import Invalid
 from minyun.web.deps import INT64_MAX, CsrfDep, PlatformDep, SessionDep
 from minyun.web.i18n import N_
-from minyun.web.templating import CHINA_TIME, PageActorDep, gettext_for, is_htmx, render
+from minyun.web.templating import (
+    ACTIONS,
+    CHINA_TIME,
+    PageActorDep,
+    gettext_for,
+    is_htmx,
+    render,
+)
 from minyun.web.wording import sentence
 
 router = APIRouter(include_in_schema=False)
@@ -95,7 +102,7 @@ def audit_log(
         "admin/audit.html",
         status_code=422 if problem else 200,
         rows=service.describe_audit(session, records),
-        actions=service.audit_actions(session, actor),
+        actions=sorted({*service.audit_actions(session, actor), *ACTIONS}),
         form=form,
         query=query,
         problem=problem,
