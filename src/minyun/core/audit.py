@@ -59,9 +59,6 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 HEADS_FILE = Path("audit") / "heads.log"
-# After a conflict with another process's appender, read the head under the lock (two
-# round trips) rather than guess it (one), for this long.
-SHARED_CHAIN_SECONDS = 5.0
 # Any 64-bit number, the same in every process: the advisory lock that serialises appends.
 _PG_LOCK_KEY = 0x6D696E79756E
 # session.info keys: this transaction holds the chain lock / appended and signs its head.
@@ -198,8 +195,28 @@ class Entry:
         doc["hash"] = hashlib.sha256(_canonical(doc)).hexdigest()
         return doc
 
+    def parts(self) -> tuple[str, str]:
+        """The record's canonical JSON around the two values its place in the chain gives:
+        `before` ‖ prev_hash ‖ `between` ‖ seq ‖ `}` is the text `row` hashes (sorted keys:
+        `prev_hash` follows `outcome`, `seq` comes last). PostgreSQL's batch step
+        (`minyun_audit_append`) chains with it."""
+        doc: dict[str, Any] = {name: getattr(self, name) for name in _PARTS_FIELDS}
+        doc["at"] = self.at.isoformat(timespec="microseconds")
+        if self.record_keys is not None:
+            doc["record_keys"] = list(self.record_keys)
+        head = {k: v for k, v in doc.items() if k < "prev_hash"}
+        tail = {k: v for k, v in doc.items() if k > "prev_hash"}
+        before = _dump(head)[:-1] + ',"prev_hash":"'
+        between = '",' + _dump(tail)[1:-1] + ',"seq":'
+        return before, between
+
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+_PARTS_FIELDS = tuple(name for name in HASHED_FIELDS if name not in ("seq", "prev_hash"))
+
+
+def _dump(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _lock_chain(db: Session | Connection) -> None:
@@ -618,6 +635,19 @@ class GroupAppender:
         with self._inbox_lock:
             items, self._inbox = self._inbox, []
         writer.enqueue(list(items))
+
+    def settle(self) -> None:
+        """Wait until the writers on other threads' loops have written everything, the
+        last batches' checkpoint rows included (tests, and before a verify)."""
+        with self._writers_lock:
+            writers = list(self._writers.items())
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, writer in writers:
+            if loop.is_running() and loop is not running:
+                asyncio.run_coroutine_threadsafe(writer.drain(), loop).result(timeout=30)
 
     async def close_loop(self) -> None:
         """Write what this loop's writer has queued and close its connection (a server's

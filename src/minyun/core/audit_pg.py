@@ -5,15 +5,17 @@ request's own loop for async callers (the key lookup), and a small loop thread o
 appender's own for callers on threads. Everything a batch needs happens on that loop,
 so no batch waits for the GIL to come back from a busy request loop (decision 0007):
 
-1. take what is queued (after a short window for callers just released), chain it after
-   the head this writer committed last, sign the batch's head;
-2. one transaction: the chain lock, the records and the signed checkpoint in one
-   statement (`unnest` over arrays), COMMIT. If another writer (another process, or
-   another loop of this one) extended the chain meanwhile, the first `seq` is taken: the
-   unique violation rolls the batch back, and it goes again after reading the head under
-   the lock, as every batch does for `SHARED_CHAIN_SECONDS` after such a conflict;
-3. the head goes to the heads file (one write, fsync) and only then are the batch's
-   callers released with their sequence numbers.
+1. take what is queued (after a short window for callers just released);
+2. one statement, its own transaction: `minyun_audit_append` (migration 0012) takes the
+   chain lock, reads the head with a snapshot taken after the lock is held, chains the
+   records after it (each record's canonical JSON comes from `Entry.parts`, around the
+   `prev_hash` and `seq` only this step knows, so the hash is the same SHA-256 of the same
+   canonical JSON as everywhere else) and inserts them. However many processes share the
+   chain, no batch conflicts and none needs a second round trip;
+3. sign the head it returns, add it to the heads file (one write, fsync) and only then
+   release the batch's callers with their sequence numbers. The signed head's checkpoint
+   row goes with the next batch's statement, or alone when the writer has nothing else to
+   do (the heads file, which callers wait for, has it at once).
 
 The invariants are those of decision 0005: a caller returns only once its record is
 committed and its batch's head is on disk; a batch that fails raises in every caller; an
@@ -32,7 +34,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from minyun.core import clock
-from minyun.core.audit import _PG_LOCK_KEY, SHARED_CHAIN_SECONDS, Entry, Head, _chained
+from minyun.core.audit import _PG_LOCK_KEY, Entry, Head, _checkpoint_message
 
 if TYPE_CHECKING:
     from minyun.core.audit import GroupAppender
@@ -42,37 +44,21 @@ log = logging.getLogger(__name__)
 # How a caller waits: an asyncio future (callers on the loop) or a concurrent one (threads).
 Waiter = asyncio.Future[int] | concurrent.futures.Future[int]
 
-# The columns of audit_records in insert order, with their array types for `unnest`.
-_COLUMNS = (
-    ("seq", "bigint"), ("at", "timestamptz"), ("actor", "text"), ("on_behalf_of", "text"),
-    ("action", "text"), ("object_type", "text"), ("object_id", "text"),
-    ("record_keys", "text"), ("record_count", "bigint"), ("purpose", "text"),
-    ("outcome", "text"), ("detail", "text"), ("request_id", "text"), ("client_ip", "text"),
-    ("prev_hash", "text"), ("hash", "text"),
-)  # fmt: skip
-_N = len(_COLUMNS)
-# The batch and its signed checkpoint in one statement, under the chain lock: every row
-# it inserts is joined with the lock's one row, so none is written before the lock is held.
-# Alone it is its own transaction (the lock goes with its commit); the lock is re-entrant
-# inside a transaction that already holds it.
-_INSERT = (
-    f"WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})),"
-    " records AS (INSERT INTO audit_records ("
-    + ", ".join(name for name, _ in _COLUMNS)
-    + ") SELECT "
-    + ", ".join(
-        "u.record_keys::json" if name == "record_keys" else f"u.{name}" for name, _ in _COLUMNS
-    )
-    + " FROM unnest("
-    + ", ".join(f"${i}::{kind}[]" for i, (_, kind) in enumerate(_COLUMNS, start=1))
-    + ") AS u("
-    + ", ".join(name for name, _ in _COLUMNS)
-    + ") CROSS JOIN lock) INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature)"
-    " SELECT " + ", ".join(f"${i}" for i in range(_N + 1, _N + 6)) + " FROM lock"
+# One batch, one round trip: the server-side step of migration 0012 takes the chain lock,
+# reads the head (a fresh snapshot, after the lock), chains and inserts the records, and
+# inserts the signed checkpoint of an earlier batch of this writer if one is waiting.
+_APPEND = (
+    "SELECT first_seq, last_seq, last_hash FROM minyun_audit_append("
+    + ", ".join(f"${i}" for i in range(1, 22))
+    + ")"
 )
-# A transaction holding the lock (one round trip, the simple protocol: the key is ours).
-_BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})"
-_HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+_CHECKPOINT = (
+    "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING"
+)
+_NO_CHECKPOINT = (None, None, None, None, None)
+# How long a quiet writer keeps the last head's checkpoint row for the next batch.
+IDLE_SECONDS = 0.05
 
 
 class LoopWriter:
@@ -89,9 +75,10 @@ class LoopWriter:
         self._recent: deque[int] = deque([1], maxlen=16)
         self._window = 0.0
         self._connection: Any = None
-        # (seq, hash) of the head this writer committed last (None: read it under the lock).
-        self._last: tuple[int, str] | None = None
-        self._shared_until = 0.0
+        # The last batch's signed head, in the heads file but not yet a checkpoint row: it
+        # goes with the next batch, or alone when the writer goes quiet.
+        self._unsaved: Head | None = None
+        self._woken: asyncio.Future[None] | None = None
 
     async def append(self, entry: Entry) -> int:
         """Queue `entry` and wait until its record is durable; its sequence number."""
@@ -103,6 +90,9 @@ class LoopWriter:
     def enqueue(self, items: list[tuple[Entry, Waiter]]) -> None:
         """Queue entries with what to tell their callers (on this writer's loop)."""
         self._queue.extend(items)
+        woken = self._woken
+        if woken is not None and not woken.done():
+            woken.set_result(None)
         enough = self._enough
         if enough is not None and not enough.done() and len(self._queue) >= self._target:
             enough.set_result(None)
@@ -130,7 +120,10 @@ class LoopWriter:
 
     async def _run(self) -> None:
         # Runs while there is work: a loop that goes quiet keeps no task pending.
-        while self._queue:
+        while self._queue or self._unsaved is not None:
+            if not self._queue:
+                await self._idle()
+                continue
             await self._gather()
             batch = self._queue[: self.owner.max_batch]
             del self._queue[: self.owner.max_batch]
@@ -142,7 +135,6 @@ class LoopWriter:
                     self.owner.heads.append(head)
             except BaseException as exc:  # every waiter learns its record is not durable
                 log.exception("an audit batch of %d entries failed", len(batch))
-                self._last = None
                 self.terminate()
                 for future in futures:
                     if not future.done():
@@ -156,6 +148,29 @@ class LoopWriter:
                     future.set_result(first + offset)
             self._recent.append(len(batch))
             self._window = min(self.owner.max_window, (time.perf_counter() - started) / 4)
+
+    async def _idle(self) -> None:
+        """Nothing queued: the last head's checkpoint row waits a little for the next
+        batch to carry it (one commit fewer), and is written alone if none comes."""
+        self._woken = self.loop.create_future()
+        try:
+            await asyncio.wait_for(self._woken, IDLE_SECONDS)
+        except TimeoutError:
+            await self._save_unsaved()
+        finally:
+            self._woken = None
+
+    async def _save_unsaved(self) -> None:
+        """The last batch's checkpoint row, on its own (the writer has nothing else to do)."""
+        head, self._unsaved = self._unsaved, None
+        if head is None:
+            return
+        try:
+            connection = await self._connect()
+            await connection.execute(_CHECKPOINT, *_checkpoint(head))
+        except Exception:  # the heads file holds the head; the row is its second copy
+            log.exception("the checkpoint row of audit head %d was not written", head.seq)
+            self.terminate()
 
     async def _gather(self) -> None:
         """Group commit's window: the callers just released are on their way back with
@@ -180,54 +195,37 @@ class LoopWriter:
         return self._connection
 
     async def _write(self, items: list[Entry]) -> tuple[int, Head]:
-        import asyncpg
-
+        """Append `items` in one round trip; their first sequence number and signed head."""
         connection = await self._connect()
-        optimistic = self._last is not None and time.monotonic() >= self._shared_until
-        try:
-            if optimistic:
-                # Chained after the head we committed last: one statement, one round trip.
-                rows, head = self._chained(items, self._last)
-                await connection.execute(_INSERT, *_arrays(rows), *_checkpoint(head))
-            else:
-                # The head read under the lock (its snapshot taken after the lock is held).
-                await connection.execute(_BEGIN_LOCKED)
-                try:
-                    rows, head = self._chained(items, await connection.fetchrow(_HEAD))
-                    await connection.execute(_INSERT, *_arrays(rows), *_checkpoint(head))
-                except BaseException:
-                    if not connection.is_closed():
-                        await connection.execute("ROLLBACK")
-                    raise
-                await connection.execute("COMMIT")
-        except asyncpg.UniqueViolationError:
-            if not optimistic:
-                raise
-            # The chain moved on without us (another writer): read its head from now on.
-            self._last = None
-            self._shared_until = time.monotonic() + SHARED_CHAIN_SECONDS
-            return await self._write(items)
-        except BaseException:
-            self._last = None
-            raise
-        self._last = (head.seq, head.hash)
-        return int(rows[0]["seq"]), head
-
-    def _chained(self, items: list[Entry], known: Any) -> tuple[list[dict[str, Any]], Head]:
-        rows = _chained(items, tuple(known) if known is not None else None)
-        return rows, self.owner._sign(rows)
+        waiting = _checkpoint(self._unsaved) if self._unsaved is not None else _NO_CHECKPOINT
+        found = await connection.fetchrow(_APPEND, _PG_LOCK_KEY, *_arrays(items), *waiting)
+        first, seq, hash_ = int(found[0]), int(found[1]), str(found[2])
+        key = self.owner.node_key
+        head = Head(seq, hash_, key.kid, key.sign(_checkpoint_message(seq, hash_)))
+        self._unsaved = head
+        return first, head
 
 
-def _arrays(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    """The batch as one array per column (record keys as JSON text)."""
-    arrays: list[list[Any]] = [[] for _ in _COLUMNS]
-    for row in rows:
-        for array, (name, _) in zip(arrays, _COLUMNS, strict=True):
-            value = row[name]
-            if name == "record_keys" and value is not None:
-                value = json.dumps(value, ensure_ascii=False)
-            array.append(value)
-    return arrays
+def _arrays(items: list[Entry]) -> list[list[Any]]:
+    """The batch as `minyun_audit_append` takes it: each record's canonical JSON around
+    `prev_hash` and `seq`, then one array per column (record keys as JSON text)."""
+    before: list[str] = []
+    between: list[str] = []
+    columns: list[list[Any]] = [[] for _ in range(13)]
+    for entry in items:
+        head, middle = entry.parts()
+        before.append(head)
+        between.append(middle)
+        keys = entry.record_keys
+        values = (
+            entry.at, entry.actor, entry.on_behalf_of, entry.action, entry.object_type,
+            entry.object_id, None if keys is None else json.dumps(list(keys), ensure_ascii=False),
+            entry.record_count, entry.purpose, entry.outcome, entry.detail, entry.request_id,
+            entry.client_ip,
+        )  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return [before, between, *columns]
 
 
 def _checkpoint(head: Head) -> tuple[Any, ...]:
