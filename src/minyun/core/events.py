@@ -10,6 +10,7 @@ NATS relay) follow the log by offset; none of them deletes from it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,9 @@ KINDS = frozenset(
         "resource.updated",
     }
 )
-MAX_DATA_CHARS = 64_000
+# Called in the publishing transaction with each new event (webhook deliveries queue their
+# jobs here, so a job exists if and only if its event committed).
+ON_PUBLISH: list[Callable[[Session, Event], None]] = []
 
 
 class Event(Base):
@@ -94,6 +97,8 @@ def publish(session: Session, *, kind: str, subject: str, data: dict[str, Any]) 
     event = Event(offset=offset, kind=kind, subject=subject, time=clock.now(), data=data)
     session.add(event)
     session.flush()
+    for hook in ON_PUBLISH:
+        hook(session, event)
     return event
 
 
