@@ -4,4 +4,5 @@ import minyun.apps.ecocloud.lake
 import minyun.core.serving
 import minyun.demo.province
 import minyun.ingest.service
+import minyun.push.relay
 import minyun.push.webhooks  # noqa: F401
