@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from minyun.core import clock, events
+from minyun.core import clock, events, jobs
 from minyun.core.errors import Invalid
 from minyun.core.events import EventOut
 from minyun.core.platform import Platform
@@ -151,6 +151,11 @@ def test_subscribing_over_the_api_returns_the_secret_once(live: Platform) -> Non
     assert made.json()["secret"].startswith("whsec_")
     listed = http.get("/api/v1/event-subscriptions", headers=bearer).json()
     assert [s["url"] for s in listed] == ["http://10.1.2.3/hook"] and "secret" not in listed[0]
+    stopped = http.delete(f"/api/v1/event-subscriptions/{made.json()['id']}", headers=bearer)
+    assert stopped.status_code == 200 and stopped.json()["active"] is False
+    with live.factory() as session:
+        _publish(live, "enterprise.changed", ["after-stop"])
+        assert session.scalars(select(jobs.Job).where(jobs.Job.kind == webhooks.KIND)).all() == []
     bad = http.post("/api/v1/event-subscriptions", headers=bearer,
                     json={"url": "http://10.1.2.3/hook", "kinds": ["enterprise.exploded"]})  # fmt: skip
     assert bad.status_code == 422

@@ -105,3 +105,13 @@ def dead_letters(
 ) -> list[DeadLetterRead]:
     """The events the subscription's URL refused every time."""
     return [DeadLetterRead.of(d) for d in service.dead_letters(session, actor, subscription_id)]
+
+
+@router.delete("/event-subscriptions/{subscription_id}", response_model=SubscriptionRead)
+def unsubscribe(
+    subscription_id: Annotated[int, Path(ge=1, le=INT32_MAX)],
+    session: SessionDep,
+    actor: ActorDep,
+) -> SubscriptionRead:
+    """Stop deliveries to a subscription of the account's organisation."""
+    return SubscriptionRead.of(service.stop_subscription(session, actor, subscription_id))
