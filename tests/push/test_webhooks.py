@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from minyun.accounts.models import User
+from minyun.accounts.service import principal_for
 from minyun.core import clock, events, jobs
 from minyun.core.errors import Invalid
 from minyun.core.events import EventOut
@@ -50,10 +52,11 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _staff(node: Platform) -> Principal:
+    """A consumer of a new department (a real account: deliveries follow its state)."""
     with node.factory.begin() as session:
         org = factories.make_org(session).id
-    return Principal(kind="user", name=f"tax-{org}", organization_id=org,
-                     roles=frozenset({Role.CONSUMER}))  # fmt: skip
+        return principal_for(factories.make_user(session, roles=[Role.CONSUMER],
+                                                 organization_id=org))  # fmt: skip
 
 
 def _subscribe(node: Platform, actor: Principal, url: str, **kw: object) -> Subscription:
@@ -202,3 +205,49 @@ def test_the_verifier_refuses_resigned_tampered_and_stale_webhooks() -> None:
     other_body, _ = signed(secret, other)
     with pytest.raises(WebhookRejected):
         verifier.verify(other_body, headers)
+
+
+def test_three_consumers_one_down_for_a_while_each_get_every_event_once(live: Platform) -> None:
+    receivers = [Receiver() for _ in range(3)]
+    try:
+        for r in receivers:
+            sub = _subscribe(live, _staff(live), r.url, max_attempts=20,
+                             kinds=["enterprise.registered", "enterprise.changed"])  # fmt: skip
+            r.verifier = Verifier(sub.secret)
+        receivers[0].start()
+        receivers[1].start()
+        for batch in range(10):
+            _publish(live, "enterprise.changed", [f"C{batch}-{i}" for i in range(6)])
+        time.sleep(0.3)
+        receivers[2].start()  # back after being down
+        _until(lambda: all(len(r.offsets()) == 60 for r in receivers), seconds=60)
+        for r in receivers:
+            assert r.offsets() == list(range(1, 61)) and r.rejected == []
+    finally:
+        for r in receivers:
+            r.stop()
+
+
+def test_deliveries_stop_once_the_subscribers_account_is_disabled(
+    live: Platform, receiver: Receiver
+) -> None:
+    actor = _staff(live)
+    sub = _subscribe(live, actor, receiver.url, kinds=["enterprise.registered"])
+    receiver.verifier = Verifier(sub.secret)
+    receiver.start()
+    _publish(live, "enterprise.registered", ["A"])
+    _until(lambda: receiver.offsets() == [1])
+    with live.factory.begin() as session:
+        user = session.get(User, actor.user_id)
+        assert user is not None
+        user.active = False
+    _publish(live, "enterprise.registered", ["B"])
+
+    def stopped() -> bool:
+        with live.factory() as session:
+            found = session.get(Subscription, sub.id)
+            return found is not None and not found.active
+
+    _until(stopped)
+    time.sleep(0.2)
+    assert receiver.offsets() == [1]

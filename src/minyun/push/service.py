@@ -9,13 +9,15 @@ else to nobody. Webhook subscriptions are filtered the same way, with their owne
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from minyun.accounts.models import ApiClient, User
+from minyun.accounts.service import principal_for
 from minyun.catalog.service import data_resource, find_resource
 from minyun.core import audit, events, policies
 from minyun.core.errors import Invalid, NotFound
@@ -115,6 +117,26 @@ def owner_facts(actor: Principal) -> dict[str, Any]:
         "scopes": sorted(actor.scopes),
         "account_kind": actor.account_kind,
     }
+
+
+def current_owner(session: Session, subscription: Subscription) -> Principal | None:
+    """The owner with its rights of now, or None once its account is disabled or revoked:
+    a user's roles as they are, a client's scopes as they were granted and are still held."""
+    snapshot = owner_of(subscription)
+    if snapshot.kind == "user":
+        user = session.get(User, snapshot.user_id) if snapshot.user_id is not None else None
+        if user is None or not user.active:
+            return None
+        return principal_for(user)
+    if snapshot.kind == "client" and not snapshot.name.startswith("subscription:"):
+        client = session.scalars(
+            select(ApiClient).where(ApiClient.client_id == snapshot.name)
+        ).first()
+        if client is None or not client.active:
+            return None
+        held = frozenset(client.scopes or ()) & snapshot.scopes
+        return replace(snapshot, organization_id=client.organization_id, scopes=held)
+    return snapshot
 
 
 def owner_of(subscription: Subscription) -> Principal:

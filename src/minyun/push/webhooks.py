@@ -35,7 +35,7 @@ from minyun.core import clock, events, jobs
 from minyun.core.events import Event, EventOut
 from minyun.core.security import Principal
 from minyun.push.models import EventDeadLetter, Subscription
-from minyun.push.service import Visibility, owner_of
+from minyun.push.service import Visibility, current_owner
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,14 @@ def _drain(ctx: jobs.JobContext, subscription_id: int, lease: str) -> int:
                     session, subscription.delivered_offset, limit=BATCH,
                     kinds=frozenset(subscription.kinds),
                 )  # fmt: skip
-                # The owner's rights decide, as for its own reads of the log.
-                seen = Visibility(owner_of(subscription), session)
+                owner = current_owner(session, subscription)
+                if owner is None:
+                    _held(session, subscription_id, lease, active=False,
+                          last_error="stopped: the subscriber's account is disabled or revoked")  # fmt: skip
+                    session.commit()
+                    return sent
+                # The owner's rights of now decide, as for its own reads of the log.
+                seen = Visibility(owner, session)
                 shown = [seen.sees(event) for event in batch]
             if not batch:
                 return sent
