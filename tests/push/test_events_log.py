@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,41 @@ def test_a_refused_load_publishes_nothing(node: Platform, tmp_path: Path) -> Non
     load(node, steward, code, bad)
     with node.factory() as session:
         assert events.head(session) == 0
+
+
+def test_a_second_publisher_waits_for_the_first_to_commit_so_offsets_follow_commits(
+    node: Platform,
+) -> None:
+    first_in = threading.Event()
+    release = threading.Event()
+    second_done = threading.Event()
+    offsets: dict[str, int] = {}
+
+    def first() -> None:
+        with unit_of_work(node.factory) as session:
+            offsets["first"] = events.publish(session, kind="enterprise.changed", subject="A",
+                                              data={}).offset  # fmt: skip
+            first_in.set()
+            release.wait(10)
+
+    def second() -> None:
+        with unit_of_work(node.factory) as session:
+            offsets["second"] = events.publish(session, kind="enterprise.changed", subject="B",
+                                               data={}).offset  # fmt: skip
+        second_done.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_in.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    # While the first transaction is open, the second can neither take an offset nor commit,
+    # so no reader ever sees offset 2 before offset 1 exists.
+    assert not second_done.wait(0.5)
+    if node.engine.dialect.name == "postgresql":  # SQLite's readers wait for the writers too
+        with node.factory() as session:
+            assert events.read_after(session, 0, limit=10) == []
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert offsets == {"first": 1, "second": 2}
