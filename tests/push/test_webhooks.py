@@ -172,6 +172,10 @@ def test_local_urls_are_refused_unless_the_node_allows_them() -> None:
         service.check_url("http://localhost/hook", allow_private=False)
     with pytest.raises(Invalid):
         service.check_url("file:///etc/passwd", allow_private=True)
+    with pytest.raises(Invalid):
+        service.check_url("http://[::1/hook", allow_private=True)
+    with pytest.raises(Invalid):
+        service.check_url("http://example.cn:99999/hook", allow_private=True)
     assert service.check_url("https://hooks.example.cn/x", allow_private=False)
 
 

@@ -155,17 +155,21 @@ def owner_of(subscription: Subscription) -> Principal:
 
 def check_url(url: str, *, allow_private: bool) -> str:
     """An http(s) URL; loopback and private addresses only where the node allows them."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port
+    except ValueError as exc:
+        raise Invalid("the webhook URL is not a valid URL", field="url") from exc
+    if parts.scheme not in ("http", "https") or not hostname:
         raise Invalid("the webhook URL must be an http or https URL", field="url")
     if len(url) > 2000:
         raise Invalid("the webhook URL is too long", field="url")
     if not allow_private:
         try:
-            address = ipaddress.ip_address(parts.hostname)
+            address = ipaddress.ip_address(hostname)
         except ValueError:
             address = None
-        if parts.hostname == "localhost" or (
+        if hostname == "localhost" or (
             address is not None and (address.is_private or address.is_loopback)
         ):
             raise Invalid("the webhook URL points inside this network", field="url")
