@@ -19,12 +19,14 @@ from minyun.core.events import EventOut
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
+from minyun.ingest.service import submit_load
 from minyun.push import service, webhooks
 from minyun.push.models import EventDeadLetter, Subscription
 from minyun.push.webhooks import Backoff, Verifier, WebhookRejected, signed
 from minyun.web.app import create_app
 from tests import factories
 from tests.conftest import PostgresDatabases, make_settings
+from tests.ingest.loadkit import make_resource, person, write_csv
 from tests.push.receiver import Receiver
 
 
@@ -255,3 +257,31 @@ def test_deliveries_stop_once_the_subscribers_account_is_disabled(
     _until(stopped)
     time.sleep(0.2)
     assert receiver.offsets() == [1]
+
+
+def test_a_committed_load_reaches_the_providers_webhook_and_no_outsiders(
+    live: Platform, tmp_path: Path
+) -> None:
+    code, steward = make_resource(live)
+    with live.factory.begin() as session:
+        account = factories.make_user(session, roles=[Role.STEWARD],
+                                      organization_id=steward.organization_id)  # fmt: skip
+        provider = principal_for(account)
+    outsider = _staff(live)
+    mine, theirs = Receiver(), Receiver()
+    try:
+        for who, r in ((provider, mine), (outsider, theirs)):
+            sub = _subscribe(live, who, r.url, kinds=["resource.updated"])
+            r.verifier = Verifier(sub.secret)
+            r.start()
+        with unit_of_work(live.factory) as session:
+            submit_load(session, provider, code, str(write_csv(tmp_path / "p.csv", [person(1)])),
+                        settings=live.settings)  # fmt: skip
+        _until(lambda: mine.offsets() == [1])
+        assert mine.received[0]["subject"] == code
+        assert mine.received[0]["data"]["rows_accepted"] == 1
+        _until(lambda: _cursor(live, sub.id) == 1)  # the outsider's cursor passed it
+        assert theirs.offsets() == [] and theirs.hits == 0
+    finally:
+        mine.stop()
+        theirs.stop()
