@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from minyun.core import events
 from minyun.core.errors import Invalid
 from minyun.core.platform import Platform
 from minyun.core.uow import unit_of_work
+from minyun.ingest import service as ingest_service
 from tests.ingest.loadkit import load, make_resource, person, write_csv
 
 
@@ -101,3 +103,19 @@ def test_a_second_publisher_waits_for_the_first_to_commit_so_offsets_follow_comm
     a.join(10)
     b.join(10)
     assert offsets == {"first": 1, "second": 2}
+
+
+def test_a_load_recorded_from_its_delta_commit_publishes_resource_updated(
+    node: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, steward = make_resource(node)
+
+    def busy(*args: object, **kwargs: object) -> None:
+        raise OperationalError("UPDATE resources", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(ingest_service, "_record_committed", busy)
+    done = load(node, steward, code, write_csv(tmp_path / "p.csv", [person(1)]))
+    assert done.state == "succeeded", done.error
+    with node.factory() as session:
+        (event,) = events.read_after(session, 0, limit=10)
+    assert (event.kind, event.subject, event.data["lake_version"]) == ("resource.updated", code, 0)
