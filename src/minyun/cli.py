@@ -24,6 +24,7 @@ from minyun.core.uow import unit_of_work
 from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
 from minyun.orgs.cli import org_app
+from minyun.push.cli import events_app
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -41,6 +42,7 @@ app.add_typer(eco_app, name="eco", help="Eco-cloud (生态云): air quality.")
 app.add_typer(resource_app, name="resource")
 app.add_typer(org_app, name="org")
 app.add_typer(client_app, name="client")
+app.add_typer(events_app, name="events")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)

@@ -3,4 +3,6 @@
 import minyun.apps.ecocloud.lake
 import minyun.core.serving
 import minyun.demo.province
-import minyun.ingest.service  # noqa: F401
+import minyun.ingest.service
+import minyun.push.relay
+import minyun.push.webhooks  # noqa: F401

@@ -13,11 +13,13 @@ from minyun.apps.ecocloud.models import (
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
+from minyun.core.events import Event, EventHead
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
+from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
 __all__ = [
     "Alert",
@@ -30,15 +32,20 @@ __all__ = [
     "CityHour",
     "DeadLetter",
     "Division",
+    "Event",
+    "EventDeadLetter",
+    "EventHead",
     "Job",
     "Organization",
     "PlanEpoch",
     "Reading",
+    "RelayPosition",
     "Resource",
     "ResourceSchema",
     "ServingRow",
     "ServingState",
     "Station",
+    "Subscription",
     "User",
     "Version",
     "WebSession",

@@ -143,6 +143,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         # The administration console and API (accounts, clients): administrators only.
         "user_id": "1", "client_id": "mc_walk", "action": "revoke",
         "version": w["version"],
+        # Event subscriptions: the organisation's own only (none here: 404 for everyone).
+        "subscription_id": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"
@@ -202,7 +204,13 @@ def test_every_route_keeps_to_the_plan(platform: Platform, walk: dict[str, Any])
                 assert r.status_code in (401, 403, 404), (url, r.status_code)
                 assert _denials(platform) > before, f"{url}: refusal not audited"
 
+    # The event log shows a resource's events only to those who may read the resource.
+    assert outsider.get("/api/v1/events").json()["events"] == []
+    assert anonymous().get("/api/v1/events").status_code == 401
+
     reader = signed_in(app, platform, ["consumer"], walk["consumer_org"])
+    (updated,) = reader.get("/api/v1/events").json()["events"]
+    assert (updated["type"], updated["subject"]) == ("resource.updated", walk["code"])
     for path, url in urls:
         r = reader.get(url)
         assert r.status_code < 500, (url, r.text[:300])

@@ -39,7 +39,7 @@ from tests.query.test_query_api import signed_in
 
 EXAMPLES = 25  # per operation; each example is sent three times (admin, API client, anonymous)
 SCOPES = [
-    "catalog.read", "eco.read", "jobs.read", "jobs.submit", "org.read", "resource.create",
+    "catalog.read", "eco.read", "events.read", "events.subscribe", "jobs.read", "jobs.submit", "org.read", "resource.create",
     "resource.edit", "resource.load", "resource.publish", "resource.quality.read",
     "resource.read", "resource.rejects.read",
 ]  # fmt: skip

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     lake_uri: str = ""
     events_backend: EventsBackend = EventsBackend.DB
     nats_url: str = "nats://127.0.0.1:4222"
+    # Webhook URLs on loopback or private addresses (a department's intranet receiver):
+    # refused unless the node allows them, so a subscription cannot probe the node's network.
+    webhooks_allow_private: bool = False
     jobs_mode: JobsMode = JobsMode.INLINE
     # A running job whose heartbeat is older than this (seconds) is taken to have lost its
     # runner; its runner beats several times within it, whatever the job's steps do.

@@ -232,6 +232,10 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.publish": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.retire": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.restore": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Events: every civil servant may read the log and subscribe to it; what each sees is
+    # narrowed per event by minyun.push.service.Visibility (the reader's own rights).
+    "events.read": frozenset({"*"}),
+    "events.subscribe": frozenset({"*"}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

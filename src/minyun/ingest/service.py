@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
-from minyun.core import audit, clock, jobs, policies, serving
+from minyun.core import audit, clock, events, jobs, policies, serving
 from minyun.core.config import Settings, get_settings
 from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound
 from minyun.core.lake import REJECTS_SCHEMA, Lake, LoadCommit, LoadRecord, load_folder
@@ -996,6 +996,16 @@ def _record_committed(
         serving.submit_refresh(session, resource, plan.schema.primary_key, lake_uri=load.lake.uri)
         submit_quality(session, load.code, load.version_id, lake_uri=load.lake.uri,
                        field_errors=state.field_errors)  # fmt: skip
+        _announce(session, load.code, version)
+
+
+def _announce(session: Session, code: str, version: Version) -> None:
+    """The `resource.updated` event, in the transaction that commits the version."""
+    events.publish(
+        session, kind="resource.updated", subject=code,
+        data={"resource": code, "version_id": version.id, "lake_version": version.lake_version,
+              "rows_accepted": version.rows_accepted, "rows_rejected": version.rows_rejected},
+    )  # fmt: skip
 
 
 def _noop(
@@ -1303,6 +1313,7 @@ def _adopt(
         resource.row_count = lake.row_count(resource.code, found)
         schema, _ = resource_schema(session, resource, version.schema_version)
         serving.submit_refresh(session, resource, schema.primary_key, lake_uri=lake.uri)
+        _announce(session, resource.code, version)
     submit_quality(session, resource.code, version.id, lake_uri=lake.uri, field_errors=None)
     audit.record(
         session, Principal.system(on_behalf_of=version.loaded_by), "resource.version",

@@ -89,6 +89,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.catalog.api import router as catalog_api
     from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
+    from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
     from minyun.web.pages import router as pages
 
@@ -102,6 +103,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         eco_api,
         catalog_api,
         ingest_api,
+        events_api,
         pages,
         eco_pages,
     ):

@@ -1,0 +1,1 @@
+"""Event push: reading the event log by offset, webhook subscriptions, the NATS relay."""
