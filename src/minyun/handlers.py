@@ -3,4 +3,5 @@
 import minyun.apps.ecocloud.lake
 import minyun.core.serving
 import minyun.demo.province
+import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service  # noqa: F401

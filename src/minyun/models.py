@@ -16,6 +16,7 @@ from minyun.core.db import Base
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
+from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 
@@ -24,12 +25,14 @@ __all__ = [
     "AlertStep",
     "Anomaly",
     "ApiClient",
+    "Application",
     "AuditCheckpoint",
     "AuditRecord",
     "Base",
     "CityHour",
     "DeadLetter",
     "Division",
+    "Grant",
     "Job",
     "Organization",
     "PlanEpoch",

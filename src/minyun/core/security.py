@@ -232,6 +232,12 @@ POLICY: dict[str, frozenset[str]] = {
     "resource.publish": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.retire": frozenset({Role.ADMIN, Role.STEWARD}),
     "resource.restore": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Sharing (minyun.exchange): a department's consumers apply for another's resources; the
+    # provider's approvers decide and revoke (checked again by the service: their own
+    # department only); every civil servant lists their department's applications and grants.
+    "exchange.read": frozenset({"*"}),
+    "exchange.apply": frozenset({Role.CONSUMER}),
+    "exchange.approve": frozenset({Role.APPROVER}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 
