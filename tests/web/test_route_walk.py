@@ -143,6 +143,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         # The administration console and API (accounts, clients): administrators only.
         "user_id": "1", "client_id": "mc_walk", "action": "revoke",
         "version": w["version"],
+        # Sharing: applications and grants are metadata of the two departments only.
+        "application_id": "1", "grant_id": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

@@ -87,6 +87,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.catalog.api import router as catalog_api
+    from minyun.exchange.api import router as exchange_api
     from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
     from minyun.query.api import router as query_api
@@ -101,6 +102,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         admin_api,
         eco_api,
         catalog_api,
+        exchange_api,
         ingest_api,
         pages,
         eco_pages,
