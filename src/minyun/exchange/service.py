@@ -416,6 +416,11 @@ def inbox_count(session: Session, actor: Principal) -> int:
     )
 
 
+def active_count(session: Session, actor: Principal) -> int:
+    """Active, unexpired grants the actor's department holds."""
+    return len(_active(session, actor.organization_id))
+
+
 @dataclass(frozen=True)
 class Offer:
     """A shareable resource in the marketplace, with the department's standing on it."""

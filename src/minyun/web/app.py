@@ -88,6 +88,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
+    from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
     from minyun.query.api import router as query_api
@@ -106,6 +107,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         ingest_api,
         pages,
         eco_pages,
+        exchange_pages,
     ):
         app.include_router(router)
 
