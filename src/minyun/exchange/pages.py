@@ -74,7 +74,11 @@ wording.sentence(
     r"(?P<detail>.+) at position (?P<pos>\d+)", N_("%(detail)s (at character %(pos)s)")
 )
 
-FORM_FIELDS = ("purpose", "legal_basis", "row_filter", "expires_on")
+SHARING_NAMES = {"unconditional": N_("Unconditional"), "conditional": N_("Conditional"),
+                 "none": N_("Not shared / not open")}  # fmt: skip
+# Clearances by name (the catalog's sensitivity names).
+LEVEL_NAMES = {"public": N_("Public"), "internal": N_("Internal"), "sensitive": N_("Sensitive"),
+               "secret": N_("Secret")}  # fmt: skip
 DEFAULT_TERM = timedelta(days=365)
 
 
@@ -102,6 +106,7 @@ def marketplace(
     may_apply = actor.has_role(Role.CONSUMER) and actor.organization_id is not None
     return render(
         request, "exchange/marketplace.html", offers=offers, q=q or "", may_apply=may_apply,
+        sharing=SHARING_NAMES,
         inbox=service.inbox_count(session, actor),
     )  # fmt: skip
 
@@ -146,7 +151,7 @@ def apply(
 def _apply_page(
     request: Request,
     resource: Any,
-    fields: list[str],
+    fields: Mapping[str, str],
     values: Mapping[str, Any],
     errors: Mapping[str, str],
     *,
@@ -154,7 +159,7 @@ def _apply_page(
 ) -> HTMLResponse:
     return render(
         request, "exchange/apply.html", status_code=status_code, resource=resource,
-        fields=fields, values=values, errors=errors,
+        fields=fields, values=values, errors=errors, sharing=SHARING_NAMES,
     )  # fmt: skip
 
 
@@ -182,6 +187,7 @@ def _inbox_page(
     return render(
         request, "exchange/inbox.html", status_code=status_code, waiting=waiting,
         decided=decided, values=values, errors=errors, clearances=service.CLEARANCES,
+        levels=LEVEL_NAMES,
         may_decide=actor.has_role(Role.APPROVER),
     )  # fmt: skip
 
@@ -252,7 +258,7 @@ def mine(
         held=service.list_grants(session, actor, side="consumer"),
         given=service.list_grants(session, actor, side="provider"),
         applications=applications, just=just, may_revoke=actor.has_role(Role.APPROVER),
-        errors={},
+        errors={}, levels=LEVEL_NAMES,
     )  # fmt: skip
 
 
@@ -274,7 +280,7 @@ def revoke(
             held=service.list_grants(session, actor, side="consumer"),
             given=service.list_grants(session, actor, side="provider"),
             applications=service.list_applications(session, actor, side="consumer", limit=50),
-            just=None, may_revoke=actor.has_role(Role.APPROVER),
+            just=None, may_revoke=actor.has_role(Role.APPROVER), levels=LEVEL_NAMES,
             errors={grant_id: _errors(exc, "reason")},
         )  # fmt: skip
     return RedirectResponse("/sharing/mine", 303)

@@ -479,10 +479,23 @@ def _waiting(session: Session, consumer_id: int | None) -> dict[int, int]:
     return {int(r): int(n) for r, n in rows}
 
 
-def resource_fields(session: Session, actor: Principal, code: str) -> tuple[Resource, list[str]]:
-    """A resource the actor may see and its field names, for the application form."""
+def resource_fields(
+    session: Session, actor: Principal, code: str
+) -> tuple[Resource, dict[str, str]]:
+    """A resource the actor may see and its fields (name → title), for the application form."""
     resource = catalog.access_resource(session, actor, code)
-    return resource, list(_schema_kinds(session, resource))
+    return resource, field_titles(session, resource)
+
+
+def field_titles(session: Session, resource: Resource) -> dict[str, str]:
+    """Field name → its title (the name when it has none), in schema order."""
+    row = catalog.current_schema(session, resource)
+    descriptor: Mapping[str, Any] = row.descriptor if row is not None else {}
+    return {
+        str(f["name"]): str(f.get("title") or f["name"])
+        for f in descriptor.get("fields") or []
+        if isinstance(f, Mapping) and f.get("name")
+    }
 
 
 # --- the policy ----------------------------------------------------------------------------
