@@ -114,9 +114,18 @@ def test_a_consumer_reads_only_the_granted_fields(
     s = setup(node, client)
     assert client.get(f"/api/v1/resources/{CODE}/rows/7", headers=s.bearer).status_code == 403
     assert len(denials(node)) == 1
-    grant(node, s, ["id", "name", "city", "score"])
+    grant_id = grant(node, s, ["id", "name", "city", "score"])
     one = client.get(f"/api/v1/resources/{CODE}/rows/7", headers=s.bearer)
     assert one.status_code == 200, one.text
+    # The read's audit record names the grant it used (index and lake alike).
+    assert rows(client, s.bearer, limit=1).status_code == 200
+    with node.factory() as session:
+        details = session.scalars(
+            select(AuditRecord.detail).where(
+                AuditRecord.action == "resource.read", AuditRecord.outcome == "success"
+            )
+        ).all()
+    assert len(details) == 2 and all(f"grant={grant_id}" in (d or "") for d in details)
     # Clear up to the grant's clearance, masked above it, dropped without a mask or a grant.
     expected = people(60).slice(6, 1).to_pylist()[0]
     assert one.json()["row"] == {"id": 7, "name": "居*****7", "city": expected["city"]}

@@ -540,7 +540,7 @@ def grant_verdict(
         grant.clearance,
         fields=frozenset(grant.fields),
         row_filter=grant.row_filter,
-        reason=f"grant {grant.id}",
+        reason=f"grant={grant.id}",  # named in the read's audit record
         valid_until=grant.expires_at,
     )
 

@@ -142,7 +142,8 @@ class KeyLookups:
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
             keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,
-            detail=f"version={facts.lake_version}; fields={','.join(wanted)}; policy={plan.policy}; index",
+            detail=f"version={facts.lake_version}; fields={','.join(wanted)}; policy={plan.policy}"
+            + (f"; {plan.reason}" if plan.policy == "grant" and plan.reason else "") + "; index",
         )  # fmt: skip
         await self.platform.audit_appender.append_async(entry)
         if not rows:
