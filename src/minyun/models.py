@@ -17,6 +17,7 @@ from minyun.core.events import Event, EventHead
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
+from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
@@ -26,6 +27,7 @@ __all__ = [
     "AlertStep",
     "Anomaly",
     "ApiClient",
+    "Application",
     "AuditCheckpoint",
     "AuditRecord",
     "Base",
@@ -35,6 +37,7 @@ __all__ = [
     "Event",
     "EventDeadLetter",
     "EventHead",
+    "Grant",
     "Job",
     "Organization",
     "PlanEpoch",

@@ -25,6 +25,7 @@ from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.demo import province
+from minyun.exchange import service as exchange
 from minyun.ingest import service as ingest
 from minyun.ingest.models import Version
 from minyun.orgs.models import Organization
@@ -33,6 +34,7 @@ from minyun.web.app import create_app
 from minyun.web.templating import when
 from tests import factories
 from tests.conftest import make_settings
+from tests.exchange.kit import later, person
 from tests.ingest import loadkit
 from tests.query.test_query_api import signed_in
 
@@ -164,7 +166,7 @@ def test_a_load_asked_by_an_admin_is_followed_by_the_providers_stewards(
 # --- the approver's and consumer's cards, the landing page ----------------------------------
 
 
-def test_approver_sees_real_counts_and_a_labelled_placeholder_not_a_zero(
+def test_approver_sees_the_applications_waiting_and_the_departments_resources(
     node: Platform, app: FastAPI
 ) -> None:
     with node.factory.begin() as session:
@@ -176,22 +178,29 @@ def test_approver_sees_real_counts_and_a_labelled_placeholder_not_a_zero(
             )  # fmt: skip
             catalog.publish_resource(session, SYSTEM, made.code)
         factories.make_resource(session, provider=org)  # a draft: not counted
+        consumer = factories.make_org(session)
+        exchange.apply(
+            session, person(consumer.id, "consumer"), resource=made.code, purpose="核验",
+            legal_basis="《条例》", fields=["age"], expires_at=later(),
+        )  # fmt: skip
     card = _card(signed_in(app, node, ["approver"], org.id).get("/").text, "approvals")
-    assert 'class="figure"' not in card  # no number for applications that cannot exist yet
-    assert "尚未上线" in card and 'id="approvals-placeholder"' in card
+    assert "尚未上线" not in card and "placeholder" not in card
+    assert '<strong class="figure-inline">1</strong> 件共享申请等待您审批' in card
+    assert 'href="/sharing/inbox"' in card
     assert '<strong class="figure-inline">2</strong> 个本部门已发布的资源' in card
     assert "其中 1 个为有条件共享" in card
     assert f'href="/catalog?provider={org.code}"' in card
 
 
-def test_consumer_sees_what_the_catalog_may_share_and_a_labelled_placeholder(
+def test_consumer_sees_its_grants_and_what_the_catalog_may_share(
     node: Platform, app: FastAPI
 ) -> None:
     with node.factory.begin() as session:
         made = factories.make_resource(session)
         catalog.publish_resource(session, SYSTEM, made.code)
     card = _card(signed_in(app, node, ["consumer"], None).get("/").text, "grants")
-    assert "尚未上线" in card and 'id="grants-placeholder"' in card
+    assert "尚未上线" not in card and 'href="/sharing/mine"' in card
+    assert '<strong class="figure-inline">0</strong> 项本部门的有效数据授权' in card
     assert '<strong class="figure-inline">1</strong> 个目录资源可共享给其他部门' in card
 
 

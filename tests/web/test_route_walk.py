@@ -145,6 +145,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "version": w["version"],
         # Event subscriptions: the organisation's own only (none here: 404 for everyone).
         "subscription_id": "1",
+        # Sharing: applications and grants are metadata of the two departments only.
+        "application_id": "1", "grant_id": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

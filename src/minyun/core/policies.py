@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,6 +91,7 @@ class Verdict:
     row_filter: str | None = None  # in the query filter language
     row_limit: int | None = None
     reason: str = ""
+    valid_until: datetime | None = None  # a grant's expiry: a cached plan is stale after it
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class AccessPlan:
     purpose: str | None = None
     row_limit: int | None = None
     reason: str = ""
+    valid_until: datetime | None = None  # after it, a cached copy of the plan must be rebuilt
 
     @property
     def code(self) -> str:
@@ -408,6 +411,7 @@ def plan_for(
         purpose=purpose,
         row_limit=verdict.row_limit,
         reason=verdict.reason,
+        valid_until=verdict.valid_until,
     )
     return plan
 

@@ -236,6 +236,12 @@ POLICY: dict[str, frozenset[str]] = {
     # narrowed per event by minyun.push.service.Visibility (the reader's own rights).
     "events.read": frozenset({"*"}),
     "events.subscribe": frozenset({"*"}),
+    # Sharing (minyun.exchange): a department's consumers apply for another's resources; the
+    # provider's approvers decide and revoke (checked again by the service: their own
+    # department only); every civil servant lists their department's applications and grants.
+    "exchange.read": frozenset({"*"}),
+    "exchange.apply": frozenset({Role.CONSUMER}),
+    "exchange.approve": frozenset({Role.APPROVER}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

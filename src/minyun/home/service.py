@@ -25,6 +25,7 @@ from minyun.catalog.models import Resource, ResourceStatus, SharingType, UpdateC
 from minyun.core import audit, clock, jobs
 from minyun.core.audit import AuditRecord
 from minyun.core.security import Principal, Role, decide
+from minyun.exchange import service as exchange
 from minyun.ingest.models import LoadState, Version
 from minyun.orgs.models import Division, Organization
 
@@ -106,6 +107,8 @@ class Dashboard:
     conditional: int = 0  # of those, shared on conditions: what applications will be about
     shareable: int = 0  # resources in the catalog other departments may share
     open_resources: int = 0  # resources open to the public
+    inbox: int = 0  # sharing applications awaiting the approver's decision
+    held: int = 0  # active data grants of the consumer's department
     alerts: list[Any] = field(default_factory=list)  # open pollution alerts routed here
     alerts_open: int = 0
     air: list[CityAir] = field(default_factory=list)
@@ -181,9 +184,11 @@ def home(session: Session, actor: Principal) -> Dashboard | None:
     if actor.has_role(Role.APPROVER):
         cards.append("approvals")
         board.update(_provided(session, actor, org))
+        board["inbox"] = exchange.inbox_count(session, actor)
     if actor.has_role(Role.CONSUMER):
         cards.append("grants")
         board["shareable"] = _shareable(session, actor)
+        board["held"] = exchange.active_count(session, actor)
     cards.append("directory")
     board.update(_directory(session))
     if decide(session, actor, "jobs.submit").allowed:

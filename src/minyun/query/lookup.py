@@ -34,7 +34,7 @@ import anyio
 import pyarrow as pa
 
 from minyun.catalog import service as catalog
-from minyun.core import audit, policies, serving
+from minyun.core import audit, clock, policies, serving
 from minyun.core.errors import DomainError, Invalid, NotFound, Unauthenticated
 from minyun.core.filters import quote
 from minyun.core.platform import Platform
@@ -142,7 +142,8 @@ class KeyLookups:
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
             keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,
-            detail=f"version={facts.lake_version}; fields={','.join(wanted)}; policy={plan.policy}; index",
+            detail=f"version={facts.lake_version}; fields={','.join(wanted)}; policy={plan.policy}"
+            + (f"; {plan.reason}" if plan.policy == "grant" and plan.reason else "") + "; index",
         )  # fmt: skip
         await self.platform.audit_appender.append_async(entry)
         if not rows:
@@ -157,7 +158,7 @@ class KeyLookups:
         )  # fmt: skip
         with self._lock:
             found = self._plans.get(cache_key)
-            if found is not None:
+            if found is not None and _current(found.plan):
                 self._plans.move_to_end(cache_key)
                 return found
         prepared = await anyio.to_thread.run_sync(self._prepare, actor, code, facts.lake_version)
@@ -238,6 +239,11 @@ def _bearer(authorization: str) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("use 'Authorization: Bearer <access token>'")
     return token.strip()
+
+
+def _current(plan: AccessPlan) -> bool:
+    """Whether a cached plan still holds: a grant's plan ends when the grant expires."""
+    return plan.valid_until is None or clock.now() < plan.valid_until
 
 
 def _served(facts: KeyFacts, prepared: _Prepared) -> bool:

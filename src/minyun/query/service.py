@@ -182,6 +182,8 @@ def _describe(plan: AccessPlan, page: RowsPage, filter: str | None, sort: str | 
         f"fields={','.join(page.table.column_names)}",
         f"policy={plan.policy}",
     ]
+    if plan.policy == "grant" and plan.reason:
+        parts.append(plan.reason)  # "grant=<id>": which grant the read used
     if plan.masked:
         parts.append(f"masked={','.join(sorted(plan.masked))}")
     if filter:

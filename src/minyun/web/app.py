@@ -87,6 +87,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.catalog.api import router as catalog_api
+    from minyun.exchange.api import router as exchange_api
+    from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
@@ -102,10 +104,12 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         admin_api,
         eco_api,
         catalog_api,
+        exchange_api,
         ingest_api,
         events_api,
         pages,
         eco_pages,
+        exchange_pages,
     ):
         app.include_router(router)
 

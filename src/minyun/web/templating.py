@@ -217,6 +217,7 @@ ACTIONS: dict[str, str] = {
 NAV: list[tuple[str, str, str | None]] = [
     ("/", N_("Home"), None),
     ("/catalog", N_("Catalog"), "catalog.read"),
+    ("/sharing", N_("Sharing"), "exchange.read"),
     ("/eco", N_("Air quality"), "eco.read"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),

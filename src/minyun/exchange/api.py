@@ -1,0 +1,104 @@
+"""Sharing API: applications (共享申请) and the grants they give."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+
+from minyun.exchange import service
+from minyun.exchange.schemas import (
+    ApplicationCreate,
+    ApplicationRead,
+    ApproveIn,
+    GrantRead,
+    ReasonIn,
+)
+from minyun.web.deps import ActorDep, IdPath, SessionDep
+
+router = APIRouter(prefix="/api/v1", tags=["exchange"])
+Side = Literal["consumer", "provider"]
+Id = IdPath
+
+
+@router.get("/applications", response_model=list[ApplicationRead])
+def applications(
+    session: SessionDep,
+    actor: ActorDep,
+    side: Side = "consumer",
+    status: Literal["submitted", "approved", "rejected", "withdrawn"] | None = None,
+) -> list[ApplicationRead]:
+    """Your department's applications, or (side=provider) those for its resources."""
+    found = service.list_applications(session, actor, side=side, status=status)
+    return [ApplicationRead.model_validate(a) for a in found]
+
+
+@router.post("/applications", response_model=ApplicationRead, status_code=201)
+def apply(body: ApplicationCreate, session: SessionDep, actor: ActorDep) -> ApplicationRead:
+    """Apply for another department's resource (consumers); unconditional ones are granted."""
+    application = service.apply(
+        session,
+        actor,
+        resource=body.resource,
+        purpose=body.purpose,
+        legal_basis=body.legal_basis,
+        fields=body.fields,
+        row_filter=body.row_filter,
+        expires_at=body.expires_at,
+    )
+    return ApplicationRead.model_validate(application)
+
+
+@router.get("/applications/{application_id}", response_model=ApplicationRead)
+def application(application_id: Id, session: SessionDep, actor: ActorDep) -> ApplicationRead:
+    """One application, for the applying or the providing department."""
+    found = service.access_application(session, actor, application_id)
+    return ApplicationRead.model_validate(found)
+
+
+@router.post("/applications/{application_id}/approve", response_model=GrantRead)
+def approve(
+    application_id: Id, session: SessionDep, actor: ActorDep, body: ApproveIn | None = None
+) -> GrantRead:
+    """Approve (the provider's approvers): all asked fields, or fewer; narrower rows."""
+    body = body or ApproveIn()
+    grant = service.approve_application(
+        session, actor, application_id, fields=body.fields, row_filter=body.row_filter,
+        clearance=body.clearance, reason=body.reason,
+    )  # fmt: skip
+    return GrantRead.model_validate(grant)
+
+
+@router.post("/applications/{application_id}/reject", response_model=ApplicationRead)
+def reject(
+    application_id: Id, body: ReasonIn, session: SessionDep, actor: ActorDep
+) -> ApplicationRead:
+    """Reject with a reason (the provider's approvers)."""
+    found = service.reject_application(session, actor, application_id, reason=body.reason)
+    return ApplicationRead.model_validate(found)
+
+
+@router.post("/applications/{application_id}/withdraw", response_model=ApplicationRead)
+def withdraw(application_id: Id, session: SessionDep, actor: ActorDep) -> ApplicationRead:
+    """Take back an application not yet decided (the applying department's consumers)."""
+    found = service.withdraw_application(session, actor, application_id)
+    return ApplicationRead.model_validate(found)
+
+
+@router.get("/grants", response_model=list[GrantRead])
+def grants(session: SessionDep, actor: ActorDep, side: Side = "consumer") -> list[GrantRead]:
+    """Your department's grants, or (side=provider) the grants on its resources."""
+    return [GrantRead.model_validate(g) for g in service.list_grants(session, actor, side=side)]
+
+
+@router.get("/grants/{grant_id}", response_model=GrantRead)
+def grant(grant_id: Id, session: SessionDep, actor: ActorDep) -> GrantRead:
+    """One grant, for the holding or the providing department."""
+    return GrantRead.model_validate(service.access_grant(session, actor, grant_id))
+
+
+@router.post("/grants/{grant_id}/revoke", response_model=GrantRead)
+def revoke(grant_id: Id, body: ReasonIn, session: SessionDep, actor: ActorDep) -> GrantRead:
+    """Revoke (the provider's approvers): the consumer's next call is refused."""
+    found = service.revoke_grant(session, actor, grant_id, reason=body.reason)
+    return GrantRead.model_validate(found)
