@@ -9,52 +9,18 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import Session
 
 from minyun.accounts import service
 from minyun.accounts.models import ApiClient
-from minyun.core.config import load_settings
-from minyun.core.errors import DomainError
-from minyun.core.platform import Platform
+from minyun.cli_support import console, err, open_node, print_listing, transaction
 from minyun.core.security import Principal
-from minyun.core.uow import unit_of_work
 from minyun.orgs import service as orgs
 
 client_app = typer.Typer(help="API clients of organisations (OAuth2).", no_args_is_help=True)
 CLI = Principal.system(on_behalf_of="cli")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _open() -> Platform:
-    try:
-        return Platform.open(load_settings(), run_jobs_here=False)
-    except DomainError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-
-
-@contextmanager
-def transaction(node: Platform | None = None) -> Iterator[Session]:
-    """One unit of work on the configured node; a refused change prints why and exits 1."""
-    own = node is None
-    node = node or _open()
-    try:
-        with unit_of_work(node.factory) as session:
-            yield session
-    except DomainError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    finally:
-        if own:
-            node.close()
 
 
 # --- users ------------------------------------------------------------------------------
@@ -65,7 +31,7 @@ def user_list(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Accounts with their organisation, roles and state."""
-    node = _open()
+    node = open_node()
     shared = not node.settings.rate_limit_uri.startswith("memory://")
     try:
         with transaction(node) as session:
@@ -85,27 +51,19 @@ def user_list(
             ]
     finally:
         node.close()
-    if as_json:
-        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
-        return
-    table = Table()
-    table.add_column("username", no_wrap=True)
-    for column in ("name", "kind", "organisation", "roles", "state"):
-        table.add_column(column, overflow="fold")
-    for u in found:
-        state = "active" if u["active"] else "disabled"
-        if u["locked"]:
-            state += ", locked"
-        table.add_row(
+    cells = (
+        (
             u["username"],
             u["name"],
             u["kind"],
             u["organization"] or "",
             ", ".join(u["roles"]),
-            state,
+            ("active" if u["active"] else "disabled") + (", locked" if u["locked"] else ""),
         )
-    console.print(table)
-    console.print(f"{len(found)} account(s)")
+        for u in found
+    )
+    columns = ("username", "name", "kind", "organisation", "roles", "state")
+    print_listing(found, as_json, columns, cells, "account(s)")
 
 
 def user_roles(
@@ -166,7 +124,7 @@ def user_reset_password(
 
 def user_unlock(username: Annotated[str, typer.Argument(help="the account")]) -> None:
     """Let an account sign in again at once after too many failed attempts."""
-    node = _open()
+    node = open_node()
     try:
         if node.settings.rate_limit_uri.startswith("memory://"):
             err.print(
@@ -273,15 +231,8 @@ def client_list(
         rows = service.list_clients(session, CLI, organization_id=organization_id)
         found = [_client_json(r.client, r.organization.code) for r in rows]
         created = [f"{r.client.created_at:%Y-%m-%d %H:%M}" for r in rows]
-    if as_json:
-        typer.echo(json.dumps(found, ensure_ascii=False, indent=2))
-        return
-    table = Table()
-    table.add_column("client id", no_wrap=True, min_width=19)
-    for column in ("name", "organisation", "scopes", "state", "created"):
-        table.add_column(column, overflow="fold")
-    for body, when in zip(found, created, strict=True):
-        table.add_row(
+    cells = (
+        (
             body["client_id"],
             body["name"],
             body["organization"],
@@ -289,5 +240,7 @@ def client_list(
             "active" if body["active"] else "revoked",
             when,
         )
-    console.print(table)
-    console.print(f"{len(found)} client(s)")
+        for body, when in zip(found, created, strict=True)
+    )
+    columns = ("client id", "name", "organisation", "scopes", "state", "created")
+    print_listing(found, as_json, columns, cells, "client(s)", key_width=19)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from minyun.accounts import service as accounts
 from minyun.admin import manage
 from minyun.core.errors import Conflict, DomainError, Invalid, NotFound
-from minyun.core.security import new_secret
+from minyun.core.security import Principal, new_secret
 from minyun.orgs import service as orgs
 from minyun.web.deps import CsrfDep, IdPath, PlatformDep, SessionDep
 from minyun.web.i18n import N_
@@ -143,6 +143,27 @@ def _see(path: str, done: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?done={done}", 303)
 
 
+def _confirm(
+    request: Request,
+    texts: tuple[str, str, str],
+    back: str,
+    action: str,
+    *,
+    subject: str,
+    detail: str,
+    password_field: bool = False,
+    danger: bool = True,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Ask before `action` on what `back` shows; `texts` are question, explanation, button."""
+    question, explanation, button = texts
+    return _page(request, "admin/confirm.html", status_code=status_code, subject=subject,
+                 detail=detail, question=question, explanation=explanation, button=button,
+                 action=f"{back}/{action}", back=back, password_field=password_field,
+                 danger=danger, errors=errors or {})  # fmt: skip
+
+
 # --- the console's front page ----------------------------------------------------------------
 
 
@@ -175,6 +196,20 @@ def org_new(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLR
     return _page(request, "admin/org_form.html", form=form, values=values, errors={})
 
 
+def _org_form(
+    request: Request,
+    session: Session,
+    actor: Principal,
+    values: dict[str, str],
+    refused: Refused,
+    code: str | None = None,
+) -> HTMLResponse:
+    """The organisation's form again, with what was typed and why it was refused."""
+    form = manage.organization_form(session, actor, code)
+    return _page(request, "admin/org_form.html", status_code=refused.status, form=form,
+                 values=values, errors=refused.errors)  # fmt: skip
+
+
 @router.post("/admin/orgs/new", dependencies=[CsrfDep])
 def org_create(
     request: Request,
@@ -196,9 +231,7 @@ def org_create(
                 division_code=division_code, parent=parent or None,
             )  # fmt: skip
     except Refused as refused:
-        form = manage.organization_form(session, actor)
-        return _page(request, "admin/org_form.html", status_code=refused.status, form=form,
-                     values=values, errors=refused.errors)  # fmt: skip
+        return _org_form(request, session, actor, values, refused)
     return _see("/admin/orgs", "org-created")
 
 
@@ -236,9 +269,7 @@ def org_update(
                 division_code=division_code, parent=parent or None, clear_parent=not parent,
             )  # fmt: skip
     except Refused as refused:
-        form = manage.organization_form(session, actor, code)
-        return _page(request, "admin/org_form.html", status_code=refused.status, form=form,
-                     values=values, errors=refused.errors)  # fmt: skip
+        return _org_form(request, session, actor, values, refused, code)
     return _see("/admin/orgs", "org-saved")
 
 
@@ -356,12 +387,9 @@ def user_confirm(
     page = manage.user_page(session, actor, user_id, platform.throttle)
     if action not in USER_ACTIONS:
         raise NotFound(f"no page {action}")
-    question, explanation, button = USER_ACTIONS[action]
-    return _page(request, "admin/confirm.html", subject=page.user.display_name,
-                 detail=page.user.username, question=question, explanation=explanation,
-                 button=button, action=f"/admin/users/{user_id}/{action}",
-                 back=f"/admin/users/{user_id}", password_field=action == "reset",
-                 danger=action != "enable", errors={})  # fmt: skip
+    return _confirm(request, USER_ACTIONS[action], f"/admin/users/{user_id}", action,
+                    subject=page.user.display_name, detail=page.user.username,
+                    password_field=action == "reset", danger=action != "enable")  # fmt: skip
 
 
 def _user_change(
@@ -428,12 +456,9 @@ def user_reset(
             chosen = accounts.reset_password(session, actor, user_id, password=password or None)
     except Refused as refused:
         user = accounts.access_user(session, actor, user_id)
-        question, explanation, button = USER_ACTIONS["reset"]
-        return _page(request, "admin/confirm.html", status_code=refused.status,
-                     subject=user.display_name, detail=user.username, question=question,
-                     explanation=explanation, button=button,
-                     action=f"/admin/users/{user_id}/reset", back=f"/admin/users/{user_id}",
-                     password_field=True, danger=True, errors=refused.errors)  # fmt: skip
+        return _confirm(request, USER_ACTIONS["reset"], f"/admin/users/{user_id}", "reset",
+                        subject=user.display_name, detail=user.username, password_field=True,
+                        status_code=refused.status, errors=refused.errors)  # fmt: skip
     user = accounts.access_user(session, actor, user_id)
     return _page(request, "admin/password.html", user=user,
                  password=None if password else chosen, created=False)  # fmt: skip
@@ -513,12 +538,8 @@ def client_confirm(
     row = accounts.access_client(session, actor, client_id)
     if action not in CLIENT_ACTIONS:
         raise NotFound(f"no page {action}")
-    question, explanation, button = CLIENT_ACTIONS[action]
-    return _page(request, "admin/confirm.html", subject=row.client.name,
-                 detail=row.client.client_id, question=question, explanation=explanation,
-                 button=button, action=f"/admin/clients/{client_id}/{action}",
-                 back=f"/admin/clients/{client_id}", password_field=False, danger=True,
-                 errors={})  # fmt: skip
+    return _confirm(request, CLIENT_ACTIONS[action], f"/admin/clients/{client_id}", action,
+                    subject=row.client.name, detail=row.client.client_id)  # fmt: skip
 
 
 @router.post("/admin/clients/{client_id}/rotate", dependencies=[CsrfDep])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
 
 from minyun.catalog import service
+from minyun.catalog.models import Resource
 from minyun.catalog.schemas import (
     ReasonIn,
     ResourceCreate,
@@ -15,6 +17,7 @@ from minyun.catalog.schemas import (
     SchemaIn,
     SchemaRead,
 )
+from minyun.core.security import Principal
 from minyun.web.deps import INT32_MAX, ActorDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
@@ -85,15 +88,27 @@ def update(code: str, body: ResourceUpdate, session: SessionDep, actor: ActorDep
     return ResourceRead.model_validate(service.update_resource(session, actor, code, changes))
 
 
+class _StatusChange(Protocol):
+    def __call__(
+        self, session: Session, actor: Principal, code: str, *, reason: str | None = None
+    ) -> Resource: ...
+
+
+def _change_status(
+    change: _StatusChange, session: Session, actor: Principal, code: str, body: ReasonIn | None
+) -> ResourceRead:
+    """Publish, retire or restore the resource with the reason sent, if any."""
+    return ResourceRead.model_validate(
+        change(session, actor, code, reason=body.reason if body else None)
+    )
+
+
 @router.post("/resources/{code}/publish", response_model=ResourceRead)
 def publish(
     code: str, session: SessionDep, actor: ActorDep, body: ReasonIn | None = None
 ) -> ResourceRead:
     """Publish a draft into the catalog; it needs a schema."""
-    reason = body.reason if body else None
-    return ResourceRead.model_validate(
-        service.publish_resource(session, actor, code, reason=reason)
-    )
+    return _change_status(service.publish_resource, session, actor, code, body)
 
 
 @router.post("/resources/{code}/retire", response_model=ResourceRead)
@@ -101,8 +116,7 @@ def retire(
     code: str, session: SessionDep, actor: ActorDep, body: ReasonIn | None = None
 ) -> ResourceRead:
     """Retire a resource: it stays in the catalog, read-only."""
-    reason = body.reason if body else None
-    return ResourceRead.model_validate(service.retire_resource(session, actor, code, reason=reason))
+    return _change_status(service.retire_resource, session, actor, code, body)
 
 
 @router.post("/resources/{code}/restore", response_model=ResourceRead)
@@ -110,10 +124,7 @@ def restore(
     code: str, session: SessionDep, actor: ActorDep, body: ReasonIn | None = None
 ) -> ResourceRead:
     """Bring a retired resource back: published again if it had been, else a draft."""
-    reason = body.reason if body else None
-    return ResourceRead.model_validate(
-        service.restore_resource(session, actor, code, reason=reason)
-    )
+    return _change_status(service.restore_resource, session, actor, code, body)
 
 
 @router.get("/resources/{code}/schema", response_model=SchemaRead)

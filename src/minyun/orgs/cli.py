@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-from minyun.core.config import load_settings
-from minyun.core.errors import DomainError
-from minyun.core.platform import Platform
+from minyun.cli_support import console, print_listing, transaction
 from minyun.core.security import Principal
-from minyun.core.uow import unit_of_work
 from minyun.orgs import service
 from minyun.orgs.models import Organization
 
@@ -24,26 +15,6 @@ org_app = typer.Typer(
     help="Organisations: departments and units (部门/单位).", no_args_is_help=True
 )
 CLI = Principal.system(on_behalf_of="cli")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-
-@contextmanager
-def transaction() -> Iterator[Session]:
-    """One unit of work on the configured node; a refused change prints why and exits 1."""
-    try:
-        node = Platform.open(load_settings(), run_jobs_here=False)
-    except DomainError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    try:
-        with unit_of_work(node.factory) as session:
-            yield session
-    except DomainError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from exc
-    finally:
-        node.close()
 
 
 def _describe(org: Organization) -> str:
@@ -119,15 +90,8 @@ def list_(
             }
             for o in found
         ]
-    if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
-        return
-    table = Table()
-    table.add_column("code", no_wrap=True)
-    for column in ("name", "kind", "division", "credit code", "parent"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    cells = (
+        (
             row["code"],
             row["name"],
             row["kind"],
@@ -135,5 +99,7 @@ def list_(
             row["uscc"],
             row["parent"] or "",
         )
-    console.print(table)
-    console.print(f"{len(rows)} organisation(s)")
+        for row in rows
+    )
+    columns = ("code", "name", "kind", "division", "credit code", "parent")
+    print_listing(rows, as_json, columns, cells, "organisation(s)")

@@ -223,6 +223,20 @@ def _choices(locale: str) -> dict[str, Any]:
     }
 
 
+def _form_page(
+    request: Request, template: str, *, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    """A steward's form: the catalog's labels and what its selects offer come with it."""
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        labels=CATALOG_LABELS,
+        choices=_choices(request_locale(request)),
+        **context,
+    )
+
+
 def _new_page(
     request: Request,
     session: Session,
@@ -235,7 +249,7 @@ def _new_page(
     sample_rows: int | None = None,
     encoding: str = "",
 ) -> HTMLResponse:
-    return render(
+    return _form_page(
         request,
         "catalog/new.html",
         encoding=encoding,
@@ -245,8 +259,6 @@ def _new_page(
         editor=editor,
         errors=errors,
         sample_rows=sample_rows,
-        labels=CATALOG_LABELS,
-        choices=_choices(request_locale(request)),
     )
 
 
@@ -369,15 +381,13 @@ def _edit_page(
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
-    return render(
+    return _form_page(
         request,
         "catalog/edit.html",
         status_code=status_code,
         resource=resource,
         values=values,
         errors=errors,
-        labels=CATALOG_LABELS,
-        choices=_choices(request_locale(request)),
     )
 
 
@@ -423,7 +433,7 @@ def _schema_page(
     sample_rows: int | None = None,
     encoding: str = "",
 ) -> HTMLResponse:
-    return render(
+    return _form_page(
         request,
         "catalog/schema.html",
         encoding=encoding,
@@ -434,8 +444,6 @@ def _schema_page(
         errors=errors,
         major=major,
         sample_rows=sample_rows,
-        labels=CATALOG_LABELS,
-        choices=_choices(request_locale(request)),
     )
 
 
