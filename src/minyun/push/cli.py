@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from minyun.cli_support import transaction
 from minyun.core import events
 from minyun.core.config import load_settings
 from minyun.core.errors import DomainError
 from minyun.core.platform import Platform
 from minyun.core.uow import unit_of_work
-from minyun.orgs.cli import CLI, transaction
+from minyun.orgs.cli import CLI
 from minyun.orgs.service import get_organization
 from minyun.push import relay, service
 
