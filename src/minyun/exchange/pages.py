@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from minyun.core.errors import Conflict, Invalid
@@ -19,7 +19,7 @@ from minyun.core.security import Principal, Role, authorize
 from minyun.exchange import service
 from minyun.exchange.models import Application
 from minyun.web import wording
-from minyun.web.deps import CsrfDep, IdPath, SessionDep
+from minyun.web.deps import INT32_MAX, CsrfDep, IdPath, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import (
     ACTIONS,
@@ -248,7 +248,10 @@ def withdraw(application_id: IdPath, session: SessionDep, actor: PageActorDep) -
 
 @router.get("/sharing/mine")
 def mine(
-    request: Request, session: SessionDep, actor: PageActorDep, applied: int | None = None
+    request: Request,
+    session: SessionDep,
+    actor: PageActorDep,
+    applied: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> HTMLResponse:
     """My department's grants and applications (consumer), and the grants it gave (provider)."""
     applications = service.list_applications(session, actor, side="consumer", limit=50)
