@@ -72,6 +72,8 @@ LABELS: dict[str, str] = {
     "serving.refresh": N_("Serving index refresh"),
     "demo.load": N_("Demo province load"),
     "eco.publish": N_("Air readings into the lake"),
+    "events.deliver": N_("Webhook delivery"),
+    "events.relay": N_("Event relay to NATS"),
     # What audit records are about.
     "resource": N_("Resource"),
     "job": N_("Job"),
@@ -211,6 +213,11 @@ ACTIONS: dict[str, str] = {
     "user.manage": N_("Accounts managed"),
     "client.manage": N_("API clients managed"),
     "eco.respond": N_("Joint response"),
+    "events.read": N_("Events read"),
+    "events.subscribe": N_("Event subscription created"),
+    "events.unsubscribe": N_("Event subscription stopped"),
+    "events.deliver": N_("Webhook delivery"),
+    "events.relay": N_("Event relay to NATS"),
 }
 
 # The navigation: (path, label, the action a viewer must be allowed to see it).
