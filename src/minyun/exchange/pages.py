@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from minyun.core.errors import Conflict, Invalid
 from minyun.core.security import Principal, Role, authorize
@@ -254,14 +255,26 @@ def mine(
     applied: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> HTMLResponse:
     """My department's grants and applications (consumer), and the grants it gave (provider)."""
+    return _mine_page(request, session, actor, applied=applied)
+
+
+def _mine_page(
+    request: Request,
+    session: Session,
+    actor: Principal,
+    *,
+    applied: int | None = None,
+    errors: Mapping[int, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     applications = service.list_applications(session, actor, side="consumer", limit=50)
     just: Application | None = next((a for a in applications if a.id == applied), None)
     return render(
-        request, "exchange/mine.html",
+        request, "exchange/mine.html", status_code=status_code,
         held=service.list_grants(session, actor, side="consumer"),
         given=service.list_grants(session, actor, side="provider"),
         applications=applications, just=just, may_revoke=actor.has_role(Role.APPROVER),
-        errors={}, levels=LEVEL_NAMES,
+        errors=errors or {}, levels=LEVEL_NAMES,
     )  # fmt: skip
 
 
@@ -278,12 +291,7 @@ def revoke(
         with session.begin_nested():
             service.revoke_grant(session, actor, grant_id, reason=reason)
     except (Invalid, Conflict) as exc:
-        return render(
-            request, "exchange/mine.html", status_code=422,
-            held=service.list_grants(session, actor, side="consumer"),
-            given=service.list_grants(session, actor, side="provider"),
-            applications=service.list_applications(session, actor, side="consumer", limit=50),
-            just=None, may_revoke=actor.has_role(Role.APPROVER), levels=LEVEL_NAMES,
-            errors={grant_id: _errors(exc, "reason")},
-        )  # fmt: skip
+        return _mine_page(
+            request, session, actor, errors={grant_id: _errors(exc, "reason")}, status_code=422
+        )
     return RedirectResponse("/sharing/mine", 303)
