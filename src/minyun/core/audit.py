@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, SessionTransaction, mapped_column
 
 from minyun.core import clock, context
-from minyun.core.db import Base, UTCDateTime, on_commit
+from minyun.core.db import Base, UTCDateTime, libpq_url, on_commit
 from minyun.core.keys import NodeKey
 
 if TYPE_CHECKING:
@@ -557,7 +557,7 @@ class GroupAppender:
         # PostgreSQL: batches are written by asyncpg on event loops (`audit_pg`), one
         # writer per loop; callers on threads go through a loop thread of our own.
         self._dsn = (
-            "postgresql://" + engine.url.render_as_string(hide_password=False).split("://", 1)[1]
+            libpq_url(engine.url.render_as_string(hide_password=False))
             if engine.dialect.name == "postgresql"
             else None
         )

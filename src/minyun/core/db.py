@@ -50,6 +50,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def libpq_url(url: str) -> str:
+    """A PostgreSQL URL as libpq and asyncpg take it: `postgresql+psycopg://…` without the
+    driver's name."""
+    return "postgresql://" + url.split("://", 1)[1]
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the control plane; SQLite gets WAL, foreign keys and a busy timeout."""
     if url.startswith("postgresql://"):

@@ -61,7 +61,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from minyun.core import clock, jobs
-from minyun.core.db import Base, UTCDateTime
+from minyun.core.db import Base, UTCDateTime, libpq_url
 from minyun.core.lake import Lake
 from minyun.core.masks import Mask, parse_mask, pseudonym_key
 from minyun.core.policies import AccessPlan
@@ -533,8 +533,7 @@ class SessionFacts:
 def fact_store(database_url: str, factory: Any) -> FactStore:
     """asyncpg for a PostgreSQL control plane, else SQLAlchemy on a worker thread."""
     if database_url.startswith(("postgresql://", "postgresql+psycopg://", "postgres://")):
-        dsn = "postgresql://" + database_url.split("://", 1)[1]
-        return PostgresFacts(dsn)
+        return PostgresFacts(libpq_url(database_url))
     return SessionFacts(factory)
 
 

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from minyun.core import jobs
+from minyun.core.db import libpq_url
 from minyun.core.errors import ConfigError
 from minyun.core.platform import Platform
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 def _conninfo(database_url: str) -> str:
     if not database_url.startswith("postgresql"):
         raise ConfigError("the worker needs PostgreSQL (MINYUN_DATABASE_URL=postgresql://...)")
-    return "postgresql://" + database_url.split("://", 1)[1]
+    return libpq_url(database_url)
 
 
 def worker_app(platform: Platform) -> Any:
