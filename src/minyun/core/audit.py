@@ -516,6 +516,15 @@ def _checkpoint_row(head: Head) -> dict[str, Any]:
     }
 
 
+def _elsewhere(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` runs in another thread (so this one may wait for work done there)."""
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    return loop.is_running() and loop is not running
+
+
 class GroupAppender:
     """This process's one writer of read records: many entries per transaction.
 
@@ -641,12 +650,8 @@ class GroupAppender:
         last batches' checkpoint rows included (tests, and before a verify)."""
         with self._writers_lock:
             writers = list(self._writers.items())
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
         for loop, writer in writers:
-            if loop.is_running() and loop is not running:
+            if _elsewhere(loop):
                 asyncio.run_coroutine_threadsafe(writer.drain(), loop).result(timeout=30)
 
     async def close_loop(self) -> None:
@@ -680,12 +685,8 @@ class GroupAppender:
             self._closed = True
             writers, self._writers = self._writers, {}
             own, self._own_loop = self._own_loop, None
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
         for loop, writer in writers.items():
-            if loop.is_running() and loop is not running:
+            if _elsewhere(loop):
                 # Another thread's loop (ours, or a test's): let it finish its batches there.
                 asyncio.run_coroutine_threadsafe(writer.close(), loop).result(timeout=30)
             else:
