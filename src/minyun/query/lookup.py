@@ -133,12 +133,13 @@ class KeyLookups:
         value = _canonical(key, prepared.key_kind)
         row = facts.row if value is not None else None
         shape = prepared.shaper(wanted, self.secret)
-        if shape is None:
-            rows = serving.shown_rows(
+        if shape is not None:
+            rows = shape([row]) if row else []
+        else:  # types the Python masks do not take: the Arrow path
+            shown = serving.shown(
                 plan, [row] if row else [], prepared.schema, wanted, secret=self.secret
             )
-        else:
-            rows = shape([row]) if row else []
+            rows = shown.to_pylist()
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
             keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,
