@@ -59,7 +59,7 @@ def read_rows(
         int | None, Query(ge=0, le=INT32_MAX, description="a past version (time travel)")
     ] = None,
     format: RowFormat = RowFormat.JSON,
-    purpose: Annotated[str | None, Query(max_length=500)] = None,
+    purpose: Annotated[str | None, Query(max_length=PURPOSE_MAX)] = None,
 ) -> Response:
     """Rows of a resource (its provider's staff and admins); every page is audited."""
     page = service.query_rows(
