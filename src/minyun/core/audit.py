@@ -118,10 +118,14 @@ HASHED_FIELDS = (
 )  # fmt: skip
 
 
+# One encoder for every canonical text (`json.dumps` with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _canonical(doc: Mapping[str, Any]) -> bytes:
     body = {name: doc[name] for name in HASHED_FIELDS}
     body["at"] = doc["at"].isoformat(timespec="microseconds")
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _CANONICAL.encode(body).encode()
 
 
 def canonical_json(record: AuditRecord) -> bytes:
@@ -199,24 +203,26 @@ class Entry:
         """The record's canonical JSON around the two values its place in the chain gives:
         `before` ‖ prev_hash ‖ `between` ‖ seq ‖ `}` is the text `row` hashes (sorted keys:
         `prev_hash` follows `outcome`, `seq` comes last). PostgreSQL's batch step
-        (`minyun_audit_append`) chains with it."""
+        (`minyun_audit_append_docs`) chains with it and stores the columns it reads back
+        from that text, so what is stored is what was hashed."""
         doc: dict[str, Any] = {name: getattr(self, name) for name in _PARTS_FIELDS}
         doc["at"] = self.at.isoformat(timespec="microseconds")
         if self.record_keys is not None:
             doc["record_keys"] = list(self.record_keys)
-        head = {k: v for k, v in doc.items() if k < "prev_hash"}
-        tail = {k: v for k, v in doc.items() if k > "prev_hash"}
-        before = _dump(head)[:-1] + ',"prev_hash":"'
-        between = '",' + _dump(tail)[1:-1] + ',"seq":'
-        return before, between
+        doc["prev_hash"] = _GAP
+        # One pass of the encoder, cut at the placeholder: inside a string value every
+        # quote is escaped, so `"prev_hash":"…"` can only be the key itself.
+        text = _CANONICAL.encode(doc)
+        head, found, tail = text.partition(_GAP_TEXT)
+        if not found:
+            raise AssertionError("the canonical text lost its prev_hash")
+        return head + '"prev_hash":"', '"' + tail[:-1] + ',"seq":'
 
 
 _ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 _PARTS_FIELDS = tuple(name for name in HASHED_FIELDS if name not in ("seq", "prev_hash"))
-
-
-def _dump(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_GAP = "~" * 64  # where the previous record's hash goes (never a hash: not hex)
+_GAP_TEXT = f'"prev_hash":"{_GAP}"'
 
 
 def _lock_chain(db: Session | Connection) -> None:
@@ -433,27 +439,75 @@ class Head:
         return key.verify(_checkpoint_message(self.seq, self.hash), self.signature)
 
 
+# How long a head may sit in the page cache before the heads file is fsynced.
+HEADS_SYNC_SECONDS = 0.01
+
+
 class HeadsLog:
-    """An append-only file of signed heads beside the database: one line per head, fsynced.
+    """An append-only file of signed heads beside the database: one line per head.
 
     Several processes append to it with O_APPEND (each line is one write, so lines never
     interleave); lines may be out of sequence order across processes.
+
+    A head is written (one `write`, so it outlives the process at once) before its batch's
+    callers are released; a background thread fsyncs the file at most `sync_seconds`
+    later, for every head written meanwhile, and `close` fsyncs what is left. The records
+    themselves are durable in the database's commit; the file is their witness, and an
+    fsync per batch on the request's event loop cost more than the whole lookup
+    (decision 0005). `sync_seconds=0` fsyncs inside `append`.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sync_seconds: float = HEADS_SYNC_SECONDS) -> None:
         self.path = path
+        self.sync_seconds = sync_seconds
+        self.syncs = 0
         self._fd: int | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # writes, opening and closing the file
+        self._dirty = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self._closed = False
 
     def append(self, *heads: Head) -> None:
-        """Add signed heads (one write) and wait until they are on disk."""
+        """Add signed heads in one write; on disk within `sync_seconds`."""
         with self._lock:
             fd = self._open()
             os.write(fd, b"".join(head.line() for head in heads))
-            os.fsync(fd)
+            if self.sync_seconds <= 0:
+                os.fsync(fd)
+                self.syncs += 1
+                return
+            self._dirty.set()
+            if self._syncer is None:
+                self._syncer = threading.Thread(
+                    target=self._sync_loop, name="audit-heads-sync", daemon=True
+                )
+                self._syncer.start()
+
+    def sync(self) -> None:
+        """Put every head written so far on disk now."""
+        with self._lock:
+            self._sync_locked()
+
+    def _sync_locked(self) -> None:
+        if self._fd is not None and self._dirty.is_set():
+            self._dirty.clear()
+            os.fsync(self._fd)
+            self.syncs += 1
+
+    def _sync_loop(self) -> None:
+        while True:
+            self._dirty.wait()
+            if self._closed or self._syncer is not threading.current_thread():
+                return  # closed (and maybe opened again, with a thread of its own)
+            time.sleep(self.sync_seconds)  # gather the heads of the next few batches
+            try:
+                self.sync()
+            except OSError:
+                log.exception("fsync of the audit heads file %s failed", self.path)
 
     def _open(self) -> int:
         if self._fd is None:
+            self._closed = False
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         return self._fd
@@ -479,10 +533,17 @@ class HeadsLog:
         return heads, unreadable
 
     def close(self) -> None:
+        """Fsync what is written, stop the sync thread and close the file."""
         with self._lock:
+            self._sync_locked()
+            self._closed = True
+            self._dirty.set()  # wakes the sync thread, which sees the file closed
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            syncer, self._syncer = self._syncer, None
+        if syncer is not None and syncer is not threading.current_thread():
+            syncer.join()
 
 
 def _parse_head(raw: bytes) -> Head | None:

@@ -6,12 +6,13 @@ appender's own for callers on threads. Everything a batch needs happens on that 
 so no batch waits for the GIL to come back from a busy request loop (decision 0007):
 
 1. take what is queued (after a short window for callers just released);
-2. one statement, its own transaction: `minyun_audit_append` (migration 0012) takes the
-   chain lock, reads the head with a snapshot taken after the lock is held, chains the
-   records after it (each record's canonical JSON comes from `Entry.parts`, around the
-   `prev_hash` and `seq` only this step knows, so the hash is the same SHA-256 of the same
-   canonical JSON as everywhere else) and inserts them. However many processes share the
-   chain, no batch conflicts and none needs a second round trip;
+2. one statement, its own transaction: `minyun_audit_append_docs` (migration 0023) takes
+   the chain lock, reads the head with a snapshot taken after the lock is held, chains the
+   records after it and inserts them. Each record travels as its canonical JSON only
+   (`Entry.parts`, around the `prev_hash` and `seq` only this step knows): the hash is the
+   same SHA-256 of the same canonical JSON as everywhere else, and the columns stored are
+   read back from the text that was hashed. However many processes share the chain, no
+   batch conflicts and none needs a second round trip;
 3. sign the head it returns, add it to the heads file (one write, fsync) and only then
    release the batch's callers with their sequence numbers. The signed head's checkpoint
    row goes with the next batch's statement, or alone when the writer has nothing else to
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -48,8 +48,8 @@ Waiter = asyncio.Future[int] | concurrent.futures.Future[int]
 # reads the head (a fresh snapshot, after the lock), chains and inserts the records, and
 # inserts the signed checkpoint of an earlier batch of this writer if one is waiting.
 _APPEND = (
-    "SELECT first_seq, last_seq, last_hash FROM minyun_audit_append("
-    + ", ".join(f"${i}" for i in range(1, 22))
+    "SELECT first_seq, last_seq, last_hash FROM minyun_audit_append_docs("
+    + ", ".join(f"${i}" for i in range(1, 9))
     + ")"
 )
 _CHECKPOINT = (
@@ -84,8 +84,9 @@ class LoopWriter:
         """Queue `entry` and wait until its record is durable; its sequence number."""
         future: asyncio.Future[int] = self.loop.create_future()
         self.enqueue([(entry, future)])
-        # A caller that gives up (its client went away) leaves the entry to be written.
-        return await asyncio.shield(future)
+        # A caller that gives up (its client went away) cancels only its own future: the
+        # entry stays queued and is written all the same.
+        return await future
 
     def enqueue(self, items: list[tuple[Entry, Waiter]]) -> None:
         """Queue entries with what to tell their callers (on this writer's loop)."""
@@ -206,26 +207,16 @@ class LoopWriter:
         return first, head
 
 
-def _arrays(items: list[Entry]) -> list[list[Any]]:
-    """The batch as `minyun_audit_append` takes it: each record's canonical JSON around
-    `prev_hash` and `seq`, then one array per column (record keys as JSON text)."""
+def _arrays(items: list[Entry]) -> tuple[list[str], list[str]]:
+    """The batch as `minyun_audit_append_docs` takes it: each record's canonical JSON
+    before `prev_hash`, and between `prev_hash` and `seq`."""
     before: list[str] = []
     between: list[str] = []
-    columns: list[list[Any]] = [[] for _ in range(13)]
     for entry in items:
         head, middle = entry.parts()
         before.append(head)
         between.append(middle)
-        keys = entry.record_keys
-        values = (
-            entry.at, entry.actor, entry.on_behalf_of, entry.action, entry.object_type,
-            entry.object_id, None if keys is None else json.dumps(list(keys), ensure_ascii=False),
-            entry.record_count, entry.purpose, entry.outcome, entry.detail, entry.request_id,
-            entry.client_ip,
-        )  # fmt: skip
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    return [before, between, *columns]
+    return before, between
 
 
 def _checkpoint(head: Head) -> tuple[Any, ...]:
