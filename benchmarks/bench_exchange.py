@@ -3,8 +3,11 @@
 Setup: a throwaway PostgreSQL database on 127.0.0.1 (dropped at the end), a resource of
 MINYUN_BENCH_ROWS rows (default 1 million) keyed by `id`, with an identity number and a
 phone number whose sensitivity (`secret`) is above the reader's clearance and which carry
-a mask, its serving index refreshed (`exchange.index_refresh_s`), and an API client of the
-providing organisation with the `resource.read` scope, whose token is fetched over HTTP.
+a mask, its serving index refreshed (`exchange.index_refresh_s`). The reader is another
+department's API client (`resource.read`) holding a grant on it (issue 13's case): every
+field, clearance `internal` (the two secret fields masked) and a row filter on the city
+that every row passes (`GRANT_ROW_FILTER`), so each lookup tests the filter and no answer
+is a 404. Its token is fetched over HTTP.
 
 Two servers run at once, each uvicorn with 2 worker processes and the same options (no
 access log), on 127.0.0.1:
@@ -49,7 +52,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +62,27 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import write_deltalake
+from sqlalchemy.orm import Session
 
 from minyun.accounts import service as accounts
 from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
 from minyun.cli import WORKER_HEALTHCHECK_SECONDS
-from minyun.core import identifiers
+from minyun.core import clock, identifiers
 from minyun.core.config import load_settings
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
+from minyun.exchange import service as exchange
 from minyun.orgs import service as orgs
 from minyun.query.service import refresh_index
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROWS = int(os.environ.get("MINYUN_BENCH_ROWS", "1000000"))
 CODE = "bench-exchange"
+# The consumer's grant: its row filter is tested on every row looked up, and every row of
+# the synthetic register passes it (its cities are all among these).
+GRANT_ROW_FILTER = (
+    "city in ('福州市', '厦门市', '泉州市', '漳州市', '莆田市', '三明市', '南平市') and id >= 1"
+)
 # The governed lookup: until the key route lands, the row API's whole-key filter (which
 # is answered from the same serving index). One constant to switch, with
 # `plain_lookup.body` if the key route answers in another shape.
@@ -152,7 +162,8 @@ def descriptor() -> dict[str, Any]:
 
 
 def setup(node: Platform, rows: int = ROWS) -> tuple[str, str, float]:
-    """The provider, its client and the resource with its index; (client id, secret, refresh s)."""
+    """The provider, the resource with its index, a consumer department's client and its
+    grant; (consumer client id, secret, index refresh s)."""
     with node.factory.begin() as session:
         orgs.load_divisions(session, orgs.packaged_divisions())
         org = orgs.create_organization(
@@ -163,8 +174,16 @@ def setup(node: Platform, rows: int = ROWS) -> tuple[str, str, float]:
             uscc=identifiers.make_uscc("1", "1", "350100", "00000002"),
             division_code="350100",
         )
+        consumer = orgs.create_organization(
+            session,
+            SYSTEM,
+            code="bench-consumer-org",
+            name="基准测试使用单位",
+            uscc=identifiers.make_uscc("1", "1", "350100", "00000003"),
+            division_code="350100",
+        )
         new = accounts.create_client(
-            session, SYSTEM, organization_id=org.id, name="bench", scopes=["resource.read"]
+            session, SYSTEM, organization_id=consumer.id, name="bench", scopes=["resource.read"]
         )
         client_id, secret = new.client.client_id, new.secret
         write_deltalake(node.lake.table_uri(CODE), synthetic_people(rows))
@@ -187,12 +206,35 @@ def setup(node: Platform, rows: int = ROWS) -> tuple[str, str, float]:
                 created_by="bench",
             )
         )
+    with node.factory.begin() as session:
+        _grant(session, org.id, consumer.id)
     started = time.perf_counter()
     written = refresh_index(node.factory.begin, node.lake, CODE)  # short transactions, as the job
     refreshed = time.perf_counter() - started
     if written != rows:
         raise RuntimeError(f"the serving index holds {written} rows, not {rows}")
     return client_id, secret, refreshed
+
+
+def _grant(session: Session, provider_id: int, consumer_id: int) -> None:
+    """The consumer applies for every field; the provider's approver grants them with the
+    row filter, at clearance `internal` (the secret fields masked)."""
+    applicant = Principal(
+        kind="user", name="bench-consumer", organization_id=consumer_id,
+        roles=frozenset({"consumer"}), account_kind="staff",
+    )  # fmt: skip
+    approver = Principal(
+        kind="user", name="bench-approver", organization_id=provider_id,
+        roles=frozenset({"approver"}), account_kind="staff",
+    )  # fmt: skip
+    fields = [field["name"] for field in descriptor()["fields"]]
+    application = exchange.apply(
+        session, applicant, resource=CODE, purpose="核验身份", legal_basis="《条例》第十条",
+        fields=fields, expires_at=clock.now() + timedelta(days=30),
+    )  # fmt: skip
+    exchange.approve_application(
+        session, approver, application.id, row_filter=GRANT_ROW_FILTER, clearance="internal"
+    )
 
 
 # --- servers -----------------------------------------------------------------------------
@@ -381,6 +423,16 @@ def _audit_count(database_url: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _index_share(database_url: str) -> float:
+    """The share of successful reads that the serving index answered (the fast path)."""
+    with psycopg.connect(database_url) as conn:
+        found = conn.execute(
+            "SELECT count(*) FILTER (WHERE detail LIKE '%; index'), count(*) FROM audit_records"
+            " WHERE action = 'resource.read' AND outcome = 'success'"
+        ).fetchone()
+    return round(found[0] / found[1], 3) if found and found[1] else 0.0
+
+
 def answered_row(body: dict[str, Any]) -> dict[str, Any] | None:
     """The one row of a lookup's answer: `{"rows": [row], …}`, `{"row": row, …}` or the row."""
     if isinstance(body.get("rows"), list):
@@ -450,6 +502,7 @@ def _measure(
     figures["exchange.plain_p99_ms_saturated"] = round(max(r["p99_ms"] for r in plain), 2)
     requests = sum(r["requests"] for r in governed)
     figures["exchange.audit_records_per_lookup"] = round(audited / requests, 3)
+    figures["exchange.lookups_from_index_share"] = _index_share(database_url)
 
     for name, base, prefix, suffix, headers in (
         ("lookup", governed_base, g_prefix, g_suffix, auth),

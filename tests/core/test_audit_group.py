@@ -330,9 +330,16 @@ def test_stored_columns_are_the_entry_as_hashed(node: Platform) -> None:
     awkward = '身份证 "引号" \\反斜杠\\ \n换行\t制表 🙂 ~' + "~" * 64
     entries = [
         Entry(
-            actor="user:林建华", action="rows.read", on_behalf_of="client:甲",
-            object_type="resource", object_id=awkward, record_keys=["350102", awkward, ""],
-            record_count=10**12, purpose=awkward, detail="", request_id="r-1",
+            actor="user:林建华",
+            action="rows.read",
+            on_behalf_of="client:甲",
+            object_type="resource",
+            object_id=awkward,
+            record_keys=["350102", awkward, ""],
+            record_count=10**12,
+            purpose=awkward,
+            detail="",
+            request_id="r-1",
             client_ip="2001:db8::1",
         ),
         Entry(actor="system", action="job.run", request_id=None, client_ip=None),

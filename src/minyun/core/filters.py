@@ -18,8 +18,9 @@ become `?` parameters. Error positions are 1-based characters, as in PostgreSQL.
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NoReturn
@@ -373,3 +374,167 @@ def parse_sort(text: str | None, columns: Mapping[str, str]) -> list[tuple[str, 
     if len(keys) > MAX_SORT_KEYS:
         raise Invalid(f"sort by at most {MAX_SORT_KEYS} fields", field="sort")
     return keys
+
+
+# --- testing one stored row in Python ------------------------------------------------------
+
+RowTest = Callable[[Mapping[str, Any]], bool]
+_Tri = Callable[[Mapping[str, Any]], "bool | None"]
+
+
+def row_test(node: Node, schema: pa.Schema) -> RowTest | None:
+    """The filter as a Python test of one row as the serving index stores it (JSON values).
+
+    It follows the engine's SQL exactly, three-valued logic included (a test of a null is
+    unknown, `not unknown` is unknown, and a row passes only where the condition is true),
+    so that a grant's row filter can be applied to a key lookup without leaving the index;
+    `tests/core/test_filters.py` holds it against DuckDB on generated rows and filters.
+    None where the Python values have no exact twin of the engine's (timestamps, decimals
+    and other types, infinite numbers): such plans are read by the engine.
+    """
+    kinds = {f.name: _exact_kind(f.type) for f in schema}
+    try:
+        check = _tri(node, kinds)
+    except _NoTwin:
+        return None
+
+    def passes(row: Mapping[str, Any]) -> bool:
+        return check(row) is True
+
+    return passes
+
+
+class _NoTwin(Exception):
+    """A filter the Python test cannot follow exactly."""
+
+
+def _exact_kind(type_: pa.DataType) -> str:
+    if pa.types.is_floating(type_):
+        return "float"
+    if pa.types.is_decimal(type_):
+        return "other"
+    kind = kind_of(type_)
+    return kind if kind in ("string", "integer", "boolean", "date") else "other"
+
+
+def _tri(node: Node, kinds: Mapping[str, str]) -> _Tri:
+    if isinstance(node, BoolOp):
+        parts = [_tri(item, kinds) for item in node.items]
+        return _all(parts) if node.op == "and" else _any(parts)
+    if isinstance(node, Not):
+        inner = _tri(node.item, kinds)
+        return lambda row: None if (v := inner(row)) is None else not v
+    name = node.field.name
+    kind = kinds.get(name)
+    if kind is None:
+        raise _error(f"unknown field {name!r}", node.field.pos)
+    if node.kind == "null":
+        return (
+            (lambda row: row.get(name) is not None)
+            if node.negated
+            else (lambda row: row.get(name) is None)
+        )
+    if kind == "other":
+        raise _NoTwin(name)
+    if node.kind == "like":
+        if kind != "string":
+            raise _NoTwin(name)
+        pattern = _like(str(node.values[0].value))
+        test: _Tri = lambda row: None if (v := row.get(name)) is None else bool(pattern(v))  # noqa: E731
+        return _negate(test) if node.negated else test
+    params = [_python_param(v, kind, node.field) for v in node.values]
+    read = _reader(name, kind)
+    if node.kind == "compare":
+        compare, value = _COMPARE[node.op], params[0]
+        return lambda row: None if (v := read(row)) is None else compare(v, value)
+    if node.kind == "in":
+        test = lambda row: None if (v := read(row)) is None else any(_eq(v, p) for p in params)  # noqa: E731
+    else:  # between
+        low, high = params
+        test = lambda row: (  # noqa: E731
+            None if (v := read(row)) is None else _ge(v, low) and _le(v, high)
+        )
+    return _negate(test) if node.negated else test
+
+
+def _all(parts: list[_Tri]) -> _Tri:
+    def check(row: Mapping[str, Any]) -> bool | None:
+        unknown = False
+        for part in parts:
+            value = part(row)
+            if value is False:
+                return False
+            unknown = unknown or value is None
+        return None if unknown else True
+
+    return check
+
+
+def _any(parts: list[_Tri]) -> _Tri:
+    def check(row: Mapping[str, Any]) -> bool | None:
+        unknown = False
+        for part in parts:
+            value = part(row)
+            if value is True:
+                return True
+            unknown = unknown or value is None
+        return None if unknown else False
+
+    return check
+
+
+def _negate(test: _Tri) -> _Tri:
+    return lambda row: None if (v := test(row)) is None else not v
+
+
+def _python_param(value: Value, kind: str, field: Field) -> Any:
+    if kind == "float":
+        number = _param(value, "number", field)
+        if isinstance(number, float) and not math.isfinite(number):
+            raise _NoTwin(field.name)
+        return number
+    return _param(value, kind, field)
+
+
+def _reader(name: str, kind: str) -> Callable[[Mapping[str, Any]], Any]:
+    if kind == "date":
+        return lambda row: None if (v := row.get(name)) is None else date.fromisoformat(v)
+    return lambda row: row.get(name)
+
+
+# The engine orders NaN above every number and equal to itself; Python's NaN is unordered.
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def _eq(v: Any, p: Any) -> bool:
+    return False if _nan(v) else v == p
+
+
+def _lt(v: Any, p: Any) -> bool:
+    return False if _nan(v) else v < p
+
+
+def _le(v: Any, p: Any) -> bool:
+    return False if _nan(v) else v <= p
+
+
+def _gt(v: Any, p: Any) -> bool:
+    return True if _nan(v) else v > p
+
+
+def _ge(v: Any, p: Any) -> bool:
+    return True if _nan(v) else v >= p
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "=": _eq, "<>": lambda v, p: not _eq(v, p), "<": _lt, "<=": _le, ">": _gt, ">=": _ge,
+}  # fmt: skip
+
+
+def _like(pattern: str) -> Callable[[str], Any]:
+    """SQL LIKE (no escape character): `%` any run of characters, `_` any one."""
+    parts = ["(?s)"]
+    for char in pattern:
+        parts.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+    return re.compile("".join(parts)).fullmatch

@@ -8,7 +8,9 @@ the house and still costs little more than a plain lookup:
    (`core.security.TokenCache`); whether its client is still active is read on every call,
    so a revoked client is refused at once, in every process;
 2. one statement (`core.serving.KeyFacts`) reads the client, the resource, the serving
-   index's version, the row and the plan epoch together;
+   index's version, the row and the plan epoch together; a grant's row filter is tested on
+   that row in Python (`core.filters.row_test`, held to the engine's SQL by a property
+   test), and a row outside it is answered as no row at all;
 3. the access plan is cached, keyed by everything it depends on: client, scopes,
    organisation, resource, schema version, status and the plan epoch, which every change of
    a grant, role, schema or sharing type moves on (`core.policies.bump_epoch`);
@@ -18,7 +20,8 @@ the house and still costs little more than a plain lookup:
 
 On PostgreSQL the statement runs on asyncpg, on the event loop; on the embedded SQLite node
 it runs on a worker thread. When the index cannot answer (behind the lake, no primary key,
-a plan with a row filter) the lookup is the ordinary row query, on a worker thread.
+a row filter on types only the engine compares exactly) the lookup is the ordinary row
+query, on a worker thread.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import pyarrow as pa
 from minyun.catalog import service as catalog
 from minyun.core import audit, clock, policies, serving
 from minyun.core.errors import DomainError, Invalid, NotFound, Unauthenticated
-from minyun.core.filters import quote
+from minyun.core.filters import RowTest, quote, row_test
 from minyun.core.platform import Platform
 from minyun.core.policies import AccessPlan
 from minyun.core.reading import key_texts, output_schema
@@ -69,6 +72,9 @@ class _Prepared:
     plan: AccessPlan
     schema: pa.Schema
     key_kind: str | None
+    # The plan's row filter as a Python test of the stored row (None: no filter, or one
+    # only the engine follows exactly, and then the lake answers).
+    row_test: RowTest | None = None
     # Per field list asked for: how its rows are projected and masked (None: Arrow path).
     shapers: dict[tuple[str, ...], serving.RowShaper | None] = field(default_factory=dict)
 
@@ -132,6 +138,8 @@ class KeyLookups:
             )
         value = _canonical(key, prepared.key_kind)
         row = facts.row if value is not None else None
+        if row is not None and prepared.row_test is not None and not prepared.row_test(row):
+            row = None  # outside the grant's rows: as if there were no such key
         shape = prepared.shaper(wanted, self.secret)
         if shape is not None:
             rows = shape([row]) if row else []
@@ -174,12 +182,15 @@ class KeyLookups:
             plan = catalog.access_data(session, actor, code, policies.READ)
         schema = pa.schema([])
         kind = None
+        test = None
         if lake_version is not None and self.platform.lake.exists(code):
             schema = output_schema(self.platform.lake, code, lake_version)
             pk = plan.resource.primary_key
             if len(pk) == 1 and pk[0] in schema.names:
                 kind = serving.key_kind(schema.field(pk[0]).type)
-        return _Prepared(plan, schema, kind)
+            if plan.row_filter is not None:
+                test = row_test(plan.row_filter, schema)
+        return _Prepared(plan, schema, kind, row_test=test)
 
     def read_as(
         self,
@@ -248,12 +259,13 @@ def _current(plan: AccessPlan) -> bool:
 
 
 def _served(facts: KeyFacts, prepared: _Prepared) -> bool:
-    """Whether the index answers: at the resource's version, keyed, no row filter in the plan."""
+    """Whether the index answers: at the resource's version, keyed, and the plan's row
+    filter (if any) one the Python row test follows exactly."""
     return (
         facts.lake_version is not None
         and facts.served_version == facts.lake_version
         and prepared.key_kind is not None
-        and prepared.plan.row_filter is None
+        and (prepared.plan.row_filter is None or prepared.row_test is not None)
         and set(prepared.plan.resource.primary_key) <= prepared.plan.clear
     )
 

@@ -16,6 +16,7 @@ Create Date: 2026-12-06 23:10:00
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from alembic import op
 
@@ -73,11 +74,12 @@ $fn$
 SIGNATURE = "bigint, text[], text[], bigint, text, timestamptz, text, text"
 
 
-def _step_0012():  # type: ignore[no-untyped-def]
+def _step_0012() -> ModuleType:
     """Migration 0012's module, whose function the downgrade puts back."""
     path = Path(__file__).with_name("0012_audit_append.py")
     spec = importlib.util.spec_from_file_location("minyun_migration_0012", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"migration 0012 is missing: {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
