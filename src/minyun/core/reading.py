@@ -196,9 +196,15 @@ def read_table(
     sql = f"SELECT {projection} FROM t WHERE {where}"
     sql += f" ORDER BY {', '.join(quote(c) for c in order)}" if order else ""
     sql += " LIMIT ?" if cap is not None else ""
+    # Every row is read anyway: the rows come as a stream of the columns used, and DuckDB
+    # filters them itself. (Pushed into the dataset, a filter on a text column failed on
+    # files a merge wrote as string_view: pyarrow has no `equal` of string and string_view.)
+    used = [n for n in all_columns if n in selected or n in filter_fields(plan.row_filter)]
+    used += [c for c in order if c not in used]
+    source = dataset.scanner(columns=used or None).to_reader()
     con = _duckdb().cursor()
     try:
-        con.register("t", dataset)
+        con.register("t", source)
         result = con.sql(sql, params=[*params, *([cap] if cap is not None else [])])
         return result.to_arrow_table()
     finally:
