@@ -33,12 +33,14 @@ LABELS.update(
     incremental=N_("Incremental"),
     changes=N_("Changes"),
 )
+LABELS.update(
+    {"exchange.batch": N_("Batch delivery"), "batch_subscription": N_("Batch subscription")}
+)
 ACTIONS.update(
     {
         "exchange.subscribe": N_("Batch subscription made"),
         "exchange.unsubscribe": N_("Batch subscription stopped"),
         "exchange.deliver": N_("Batch delivered"),
-        "exchange.batch": N_("Batch delivery"),
     }
 )
 SINK_NAMES = {"file": N_("File to download"), "folder": N_("Folder"),

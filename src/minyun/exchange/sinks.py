@@ -392,17 +392,18 @@ class DatabaseSink:
 
     def write(self, batch: Batch, progress: Progress) -> Receipt:
         """Apply the batch and record it in the ledger, in one transaction of the sink's."""
-        digest = checksum(batch.table)
         if self.kind == SinkKind.POSTGRESQL:
-            self._write_pg(batch, digest, progress)
+            digest = self._write_pg(batch, progress)
         else:
+            digest = checksum(batch.table)
             self._write_maria(batch, digest, progress)
         return Receipt(batch.table.num_rows, digest)
 
     def _columns(self, batch: Batch) -> list[pa.Field]:
         return [f for f in batch.table.schema if f.name != CHANGE]
 
-    def _write_pg(self, batch: Batch, digest: str, progress: Progress) -> None:
+    def _write_pg(self, batch: Batch, progress: Progress) -> str:
+        """The checksum, taken from the CSV as it is copied (the rows are rendered once)."""
         import psycopg
         from psycopg import sql
 
@@ -431,10 +432,11 @@ class DatabaseSink:
             with conn.transaction():
                 # Taken in the transaction: a second runner waits here, then finds the row.
                 conn.execute(f"LOCK TABLE {LEDGER} IN SHARE ROW EXCLUSIVE MODE")
-                if conn.execute(
-                    f"SELECT 1 FROM {LEDGER} WHERE delivery = %s", (batch.key,)
-                ).fetchone():
-                    return
+                kept = conn.execute(
+                    f"SELECT checksum FROM {LEDGER} WHERE delivery = %s", (batch.key,)
+                ).fetchone()
+                if kept:
+                    return str(kept[0])
                 stage = sql.Identifier(f"minyun_stage_{os.getpid()}")
                 stage_defs = sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(_pg_type(f.type)))
@@ -445,10 +447,14 @@ class DatabaseSink:
                 )
                 staged_names = sql.SQL(", ").join(sql.Identifier(f.name) for f in staged)
                 copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(stage, staged_names)
+                hashed = hashlib.sha256()
                 with conn.cursor() as cur, cur.copy(copy) as out:
-                    for chunk, rows in csv_chunks(batch.table, header=False):
-                        out.write(chunk)
+                    for chunk, rows in csv_chunks(batch.table):
+                        hashed.update(chunk)
+                        if rows:  # the header goes into the checksum only
+                            out.write(chunk)
                         progress(rows)
+                digest = hashed.hexdigest()
                 if not changes:
                     conn.execute(sql.SQL("DELETE FROM {}").format(target))
                     conn.execute(
@@ -473,6 +479,7 @@ class DatabaseSink:
                     "VALUES (%s, %s, %s, now())",
                     (batch.key, batch.table.num_rows, digest),
                 )
+        return digest
 
     def _write_maria(self, batch: Batch, digest: str, progress: Progress) -> None:
         fields = self._columns(batch)
