@@ -214,3 +214,66 @@ def test_bad_sinks_and_modes_are_refused(node: Platform) -> None:
     with pytest.raises(Invalid) as no_key:
         subscribe(w, SinkSpec("file", "csv"), mode="incremental")
     assert no_key.value.code == "no-key"
+
+
+def test_due_subscriptions_are_delivered_on_their_schedule(node: Platform) -> None:
+    from datetime import timedelta
+
+    from minyun.core import clock
+    from minyun.core.security import Principal
+
+    w = world(node, rows=8)
+    grant_id = grant(w, ["id", "city"])
+    sub = subscribe(w, SinkSpec("file", "parquet"), every=60)
+    on_demand = subscribe(w, SinkSpec("file", "csv"))
+    system = Principal.system(on_behalf_of="scheduler")
+    where = {"lake_uri": node.lake.uri, "var_dir": node.settings.var_dir}
+    with node.factory.begin() as session:
+        queued = batch.deliver_due(session, system, **where)
+        assert [d.subscription_id for d in queued] == [sub]
+    jobs.run_pending(node.factory, node.dispatcher)
+    with node.factory.begin() as session:
+        assert batch.deliver_due(session, system, **where) == []  # next in an hour
+    load(w, "upsert", people([2], salt=1))
+    with node.factory.begin() as session:
+        later = clock.now() + timedelta(minutes=61)
+        assert len(batch.deliver_due(session, system, now=later, **where)) == 1
+    jobs.run_pending(node.factory, node.dispatcher)
+    revoke(w, grant_id)
+    with node.factory.begin() as session:
+        found = session.get(batch.BatchSubscription, sub)
+        assert found is not None and found.delivered_version == 1
+        found.next_due_at = clock.now()
+    with node.factory.begin() as session:  # refused: skipped, audited
+        assert batch.deliver_due(session, system, **where) == []
+    assert len(audit_actions(node, "resource.read", "denied")) == 1
+    with node.factory() as session:
+        assert session.get(batch.BatchSubscription, on_demand).delivered_version is None  # type: ignore[union-attr]
+
+
+@pytest.mark.postgres
+def test_a_sink_unreachable_at_delivery_fails_it_and_a_later_run_delivers(
+    node: Platform, pg_sink: str
+) -> None:
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    w = world(node, rows=10)
+    grant(w, ["id", "city"])
+    sub = subscribe(w, SinkSpec("postgresql", dsn=pg_sink, table="people"), mode="full")
+    name = pg_sink.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" RENAME TO "{name}_away"')
+    try:
+        failed = deliver(w, sub)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}_away" RENAME TO "{name}"')
+    assert failed is not None and failed.state == "failed"
+    assert failed.error is not None and "does not exist" in failed.error
+    assert audit_actions(node, "exchange.deliver") == []
+    assert len(audit_actions(node, "job.finish", "failed")) == 1
+    done = deliver(w, sub)
+    assert done is not None and done.id == failed.id and done.state == "delivered"
+    assert len(sink_rows(pg_sink, "people")) == 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -95,31 +96,44 @@ def _run(node: Platform, delivery: BatchDelivery) -> bool:
 def deliver(
     subscription: Annotated[int | None, typer.Argument(help="the subscription's id")] = None,
     due: Annotated[bool, typer.Option(help="every subscription whose time has come")] = False,
+    follow: Annotated[bool, typer.Option(help="with --due: keep looking (a scheduler)")] = False,
+    every: Annotated[float, typer.Option(min=1.0, help="seconds between looks")] = 60.0,
 ) -> None:
-    """Deliver now what is not yet delivered, with progress (exit 1 if a delivery failed)."""
-    if (subscription is None) == (not due):
-        err.print("[red]error:[/] give a subscription id, or --due")
+    """Deliver now what is not yet delivered, with progress (exit 1 if a delivery failed).
+
+    `--due --follow` is the node's batch scheduler: run it as a service (or `--due` from cron).
+    """
+    if (subscription is None) == (not due) or (follow and not due):
+        err.print("[red]error:[/] give a subscription id, or --due (and --follow)")
         raise typer.Exit(2)
     node = open_node()
     try:
-        with transaction(node) as session:
-            uri, var = node.lake.uri, node.settings.var_dir
-            if due:
-                queued = batch.deliver_due(session, CLI, lake_uri=uri, var_dir=var)
-            else:
-                made = batch.request_delivery(
-                    session, CLI, int(subscription or 0), lake_uri=uri, var_dir=var
-                )
-                queued = [made] if made is not None else []
-            for d in queued:
-                session.expunge(d)
-        if not queued:
-            console.print("nothing new to deliver")
-        ok = all([_run(node, d) for d in queued])
-        if not ok:
-            raise typer.Exit(1)
+        while True:
+            ok = _deliver_once(node, subscription, due=due)
+            if not follow:
+                if not ok:
+                    raise typer.Exit(1)
+                return
+            time.sleep(every)
     finally:
         node.close()
+
+
+def _deliver_once(node: Platform, subscription: int | None, *, due: bool) -> bool:
+    with transaction(node) as session:
+        uri, var = node.lake.uri, node.settings.var_dir
+        if due:
+            queued = batch.deliver_due(session, CLI, lake_uri=uri, var_dir=var)
+        else:
+            made = batch.request_delivery(
+                session, CLI, int(subscription or 0), lake_uri=uri, var_dir=var
+            )
+            queued = [made] if made is not None else []
+        for d in queued:
+            session.expunge(d)
+    if not queued:
+        console.print("nothing new to deliver")
+    return all([_run(node, d) for d in queued])
 
 
 @exchange_app.command("stop")
