@@ -247,8 +247,6 @@ def read_changes(
     selected = [n for n in plan.visible if n in all_columns]
     mask_key = pseudonym_key(secret, plan.consumer)
     keys = ", ".join(quote(c) for c in primary_key)
-    pre = f"CASE WHEN _change_type IN {_OLD} THEN 0 ELSE 1 END"
-    post = f"CASE WHEN _change_type IN {_NEW} THEN 0 ELSE 1 END"
     new_params: list[Any] = []
     old_params: list[Any] = []
     new_where = (
@@ -257,24 +255,31 @@ def read_changes(
     old_where = (
         compile_node(plan.row_filter, all_columns, old_params) if plan.row_filter else "TRUE"
     )
-    same = " AND ".join(f"n.{quote(c)} IS NOT DISTINCT FROM o.{quote(c)}" for c in primary_key)
     projection = ", ".join(_select(plan, name, mask_key) for name in selected)
+    # Per key, one hash aggregate (no sort): its first change — the earliest version, an
+    # image before (pre-image, delete) ahead of one written in the same version — and its
+    # last — the latest version, an image written ahead of one removed. The orders are packed
+    # in one integer: version, then that flag, then the row's place in the feed (< 2^32).
+    is_old = f"(_change_type IN {_OLD})::BIGINT"
+    is_new = f"(_change_type IN {_NEW})::BIGINT"
     sql = f"""
-        WITH ranked AS (
-            SELECT *,
-                row_number() OVER (PARTITION BY {keys}
-                    ORDER BY _commit_version ASC, {pre}, __i ASC) AS __first,
-                row_number() OVER (PARTITION BY {keys}
-                    ORDER BY _commit_version DESC, {post}, __i DESC) AS __last
-            FROM feed
+        WITH ends AS (
+            SELECT
+                arg_min(__i, _commit_version * 8589934592 + (1 - {is_old}) * 4294967296 + __i)
+                    AS __first,
+                arg_max(__i, _commit_version * 8589934592 + {is_new} * 4294967296 + __i)
+                    AS __last
+            FROM feed GROUP BY {keys}
         ),
-        n AS (SELECT * FROM ranked WHERE __last = 1 AND _change_type IN {_NEW} AND ({new_where})),
-        o AS (SELECT * FROM ranked AS o
-              WHERE __first = 1 AND _change_type IN {_OLD} AND ({old_where})
-              AND NOT EXISTS (SELECT 1 FROM n WHERE {same})),
+        n AS (SELECT feed.* FROM feed JOIN ends ON feed.__i = ends.__last
+              WHERE _change_type IN {_NEW} AND ({new_where})),
+        o AS (SELECT feed.*, ends.__last FROM feed JOIN ends ON feed.__i = ends.__first
+              WHERE _change_type IN {_OLD} AND ({old_where})),
         picked AS (
             SELECT *, 'upsert' AS {quote(CHANGE)} FROM n
-            UNION ALL SELECT *, 'delete' FROM o
+            UNION ALL
+            SELECT * EXCLUDE (__last), 'delete' FROM o
+            WHERE o.__last NOT IN (SELECT __i FROM n)
         )
         SELECT {projection}, {quote(CHANGE)} FROM picked ORDER BY {keys}
     """
