@@ -277,3 +277,22 @@ def test_a_sink_unreachable_at_delivery_fails_it_and_a_later_run_delivers(
     done = deliver(w, sub)
     assert done is not None and done.id == failed.id and done.state == "delivered"
     assert len(sink_rows(pg_sink, "people")) == 10
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("flavour", ["postgresql", "mariadb"])
+def test_a_changed_grant_makes_the_next_delivery_a_full_one(
+    node: Platform, flavour: str, request: pytest.FixtureRequest
+) -> None:
+    dsn = request.getfixturevalue("pg_sink" if flavour == "postgresql" else "maria_sink")
+    w = world(node, rows=12)
+    grant(w, ["id", "city"])
+    sub = subscribe(w, SinkSpec(flavour, dsn=dsn, table="people"))
+    assert deliver(w, sub).kind == "full"  # type: ignore[union-attr]
+    grant(w, ["id", "city", "age"], row_filter="id <= 10")  # replaces the first grant
+    load(w, "upsert", people([2], salt=1))
+    again = deliver(w, sub)
+    assert again is not None and again.state == "delivered", again and again.error
+    assert again.kind == "full" and again.rows == 10
+    rows = sink_rows(dsn, "people")
+    assert len(rows) == 10 and len(rows[0]) == 3  # id, city, age

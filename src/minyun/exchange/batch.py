@@ -486,7 +486,11 @@ def _read(ctx: jobs.JobContext, delivery_id: int, lake: Lake, key: str) -> tuple
         secret = reader_secret(session)
         table = None
         kind = "full"
-        if subscription.mode == DeliveryMode.INCREMENTAL and delivery.from_version is not None:
+        if (
+            subscription.mode == DeliveryMode.INCREMENTAL
+            and delivery.from_version is not None
+            and _same_fields(session, subscription.id, plan)
+        ):
             table = lake.read_changes(
                 plan, secret=secret, since=delivery.from_version, until=delivery.to_version
             )
@@ -501,6 +505,24 @@ def _read(ctx: jobs.JobContext, delivery_id: int, lake: Lake, key: str) -> tuple
         )  # fmt: skip
         delivery.kind = kind
     return Batch(table, kind, tuple(plan.resource.primary_key), key), plan
+
+
+def _same_fields(session: Session, subscription_id: int, plan: AccessPlan) -> bool:
+    """Whether the plan shows the fields the last delivery carried (same names, same
+    treatment). A grant changed since then makes the next delivery a full one: changes
+    cannot be applied to rows of other columns."""
+    last = session.scalars(
+        select(BatchDelivery.manifest)
+        .where(
+            BatchDelivery.subscription_id == subscription_id,
+            BatchDelivery.state == DeliveryState.DELIVERED,
+        )
+        .order_by(BatchDelivery.id.desc())
+        .limit(1)
+    ).first()
+    if not last:
+        return False
+    return bool(last.get("fields") == plan.visible and last.get("masked") == sorted(plan.masked))
 
 
 def _manifest(

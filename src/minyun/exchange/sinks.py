@@ -399,6 +399,18 @@ class DatabaseSink:
             self._write_maria(batch, digest, progress)
         return Receipt(batch.table.num_rows, digest)
 
+    def _replace(self, held: list[str], fields: list[pa.Field], batch: Batch) -> bool:
+        """Whether the table must be rebuilt: it exists with other columns (the grant's fields
+        changed) and the batch is a full one; changes cannot be applied to it at all."""
+        if not held or held == [f.name for f in fields]:
+            return False
+        if batch.kind != "full":
+            raise SinkError(
+                f"table {self.table} has other columns than this delivery's fields",
+                field="table", code="sink-columns",
+            )  # fmt: skip
+        return True
+
     def _columns(self, batch: Batch) -> list[pa.Field]:
         return [f for f in batch.table.schema if f.name != CHANGE]
 
@@ -423,13 +435,20 @@ class DatabaseSink:
         staged = [*fields, pa.field(CHANGE, pa.string())] if changes else fields
         with psycopg.connect(_pg(self.dsn), connect_timeout=CONNECT_TIMEOUT) as conn:
             conn.execute(_ledger_sql("TEXT"))
-            conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
-                    target, sql.SQL(", ").join(defs)
-                )
-            )
+            create = sql.SQL("CREATE TABLE {} ({})").format(target, sql.SQL(", ").join(defs))
+            held = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s "
+                "ORDER BY ordinal_position", (self.table,),
+            )]  # fmt: skip
+            replace = self._replace(held, fields, batch)
+            if not held:
+                conn.execute(create)
             conn.commit()
             with conn.transaction():
+                if replace:  # the granted fields changed: a full delivery rebuilds the table
+                    conn.execute(sql.SQL("DROP TABLE {}").format(target))
+                    conn.execute(create)
                 # Taken in the transaction: a second runner waits here, then finds the row.
                 conn.execute(f"LOCK TABLE {LEDGER} IN SHARE ROW EXCLUSIVE MODE")
                 kept = conn.execute(
@@ -466,6 +485,8 @@ class DatabaseSink:
                     same = sql.SQL(" AND ").join(
                         sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in key
                     )
+                    # Every changed key goes, then the rows that live on come back: two
+                    # set operations (faster here than INSERT … ON CONFLICT DO UPDATE).
                     conn.execute(
                         sql.SQL("DELETE FROM {} t USING {} s WHERE {}").format(target, stage, same)
                     )
@@ -494,6 +515,16 @@ class DatabaseSink:
         try:
             with conn.cursor() as cur:
                 cur.execute(_ledger_sql("VARCHAR(200)"))
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND table_name = %s "
+                    "ORDER BY ordinal_position", (self.table,),
+                )  # fmt: skip
+                held = [str(r[0]) for r in cur.fetchall()]
+                if self._replace(held, fields, batch):
+                    # MariaDB commits a DROP at once; the ledger row still says the delivery is
+                    # not there, so a run that dies after it delivers the whole again.
+                    cur.execute(f"DROP TABLE {q(self.table)}")
                 cur.execute(
                     f"CREATE TABLE IF NOT EXISTS {q(self.table)} ({', '.join(defs)}) "
                     "CHARACTER SET utf8mb4"
