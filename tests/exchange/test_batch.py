@@ -296,3 +296,58 @@ def test_a_changed_grant_makes_the_next_delivery_a_full_one(
     assert again.kind == "full" and again.rows == 10
     rows = sink_rows(dsn, "people")
     assert len(rows) == 10 and len(rows[0]) == 3  # id, city, age
+
+
+@pytest.mark.postgres
+def test_a_killed_delivery_process_is_resumed_with_nothing_lost_or_doubled(
+    tmp_path: Path, pg_sink: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path / "var", jobs_stale_after=1.0)
+    node = Platform.open(settings, run_jobs_here=False)
+    node.migrate()
+    try:
+        w = world(node, rows=50)
+        grant(w, ["id", "city", "age"])
+        sub = subscribe(w, SinkSpec("postgresql", dsn=pg_sink, table="people"), mode="full")
+        with node.factory.begin() as session:
+            made = batch.request_delivery(
+                session, w.consumer, sub, lake_uri=node.lake.uri, var_dir=settings.var_dir
+            )
+            assert made is not None
+            job_id = str(made.job_id)
+        node.dispatcher.take_pending()  # the child process runs it
+        ready = tmp_path / "ready"
+        child = subprocess.Popen(
+            [sys.executable, "-m", "tests.exchange.crash_child", str(settings.var_dir), job_id,
+             str(ready)],
+            cwd=Path(__file__).resolve().parents[2], env={**os.environ},
+        )  # fmt: skip
+        try:
+            for _ in range(300):
+                if ready.exists() or child.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert ready.exists(), "the child never reached the sink"
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+        assert ledger(pg_sink) == []  # killed inside the sink's transaction: nothing there
+        time.sleep(1.5)  # its heartbeat goes stale
+        assert jobs.recover(node.factory, node.dispatcher) == [job_id]
+        jobs.run_pending(node.factory, node.dispatcher)
+        with node.factory() as session:
+            done = session.get(BatchDelivery, made.id)
+            assert done is not None and done.state == "delivered" and done.rows == 50
+        assert [r[0] for r in sink_rows(pg_sink, "people")] == list(range(1, 51))
+        assert len(ledger(pg_sink)) == 1
+        assert len(audit_actions(node, "exchange.deliver")) == 1
+    finally:
+        node.close()

@@ -329,8 +329,9 @@ def request_delivery(
         )  # fmt: skip
         session.add(pending)
         session.flush()
-    pending.state = DeliveryState.QUEUED
-    pending.error = None
+    if pending.state != DeliveryState.RUNNING:  # a running one keeps its job and state
+        pending.state = DeliveryState.QUEUED
+        pending.error = None
     job = jobs.submit(
         session, actor, KIND,
         {"delivery_id": pending.id, "lake_uri": lake_uri, "var_dir": str(var_dir)},
