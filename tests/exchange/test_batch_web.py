@@ -14,7 +14,7 @@ from minyun.core.platform import Platform
 from minyun.exchange import batch, sinks
 from minyun.web.app import create_app
 from tests import factories
-from tests.exchange.batchkit import grant, open_node, world
+from tests.exchange.batchkit import audit_actions, grant, open_node, world
 from tests.query.test_query_api import signed_in
 
 
@@ -38,6 +38,15 @@ def test_subscribe_deliver_download_and_verify_through_the_api(node: Platform) -
             json={"resource": w.code, "sink": {"kind": "ftp"}, "purpose": "社保核验"},
         )  # fmt: skip
         assert bad.status_code == 422 and bad.json()["type"].endswith("/unknown-sink")
+        away = http.post(
+            "/api/v1/subscriptions", headers=bearer,
+            json={"resource": w.code, "purpose": "社保核验", "sink": {
+                "kind": "postgresql", "dsn": "postgresql://u:pw@127.0.0.1:1/x", "table": "t"}},
+        )  # fmt: skip
+        assert away.status_code == 422 and away.json()["type"].endswith("/sink-unreachable")
+        assert "pw" not in away.text
+        denied = audit_actions(node, "exchange.subscribe", "denied")
+        assert len(denied) == 2 and "cannot connect" in (denied[1].detail or "")
         made = http.post(
             "/api/v1/subscriptions", headers=bearer,
             json={"resource": w.code, "mode": "full", "purpose": "社保核验",
