@@ -34,6 +34,9 @@ other core:
   and p99 measured from each request's scheduled send time.
 
 The machine is shared: `exchange.host_load_1m` is the load average when the run began.
+
+Then the batch delivery figures (`exchange.batch_rows_per_s`, `exchange.batch_copy_ratio`):
+see `benchmarks/exchange_batch.py` (MINYUN_BENCH_BATCH_ROWS changed rows, default 1 million).
 """
 
 from __future__ import annotations
@@ -551,8 +554,12 @@ def run() -> dict[str, float]:
             figures |= _measure(database_url, g, p, token.json()["access_token"])
         figures["exchange.table_rows"] = float(ROWS)
         figures["exchange.host_load_1m_end"] = round(os.getloadavg()[0], 2)
-        return figures
     finally:
         shutil.rmtree(var, ignore_errors=True)
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    # Batch delivery (its own databases; see benchmarks/exchange_batch.py).
+    from benchmarks import exchange_batch
+
+    figures |= exchange_batch.run()
+    return figures

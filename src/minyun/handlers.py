@@ -3,6 +3,7 @@
 import minyun.apps.ecocloud.lake
 import minyun.core.serving
 import minyun.demo.province
+import minyun.exchange.batch  # batch deliveries (exchange.batch)
 import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
 import minyun.push.relay

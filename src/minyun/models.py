@@ -17,6 +17,7 @@ from minyun.core.events import Event, EventHead
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
+from minyun.exchange.batch_models import BatchDelivery, BatchSubscription
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
@@ -31,6 +32,8 @@ __all__ = [
     "AuditCheckpoint",
     "AuditRecord",
     "Base",
+    "BatchDelivery",
+    "BatchSubscription",
     "CityHour",
     "DeadLetter",
     "Division",

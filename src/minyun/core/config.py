@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # Hours an uploaded file is kept after its load settled (committed, unchanged, refused
     # or failed); 0 deletes it at once. Uploads hold departments' raw records.
     upload_retention_hours: float = Field(default=0.0, ge=0)
+    # Folders a batch subscription may deliver into (separated by the OS path separator),
+    # each with everything under it; empty: `<var_dir>/outbox` only.
+    exchange_folders: str = ""
 
     @field_validator("database_url")
     @classmethod

@@ -94,12 +94,14 @@ class Lake(LakeWriter):
         version: int | None = None,
         as_of: datetime | None = None,
         limit: int | None = None,
+        ordered: bool = False,
     ) -> pa.Table:
-        """Every row `plan` opens at a version or a time, projected and masked."""
+        """Every row `plan` opens at a version or a time, projected and masked (in
+        primary-key order if `ordered`)."""
         from minyun.core import reading
 
         return reading.read_table(
-            self, plan, secret=secret, version=version, as_of=as_of, limit=limit
+            self, plan, secret=secret, version=version, as_of=as_of, limit=limit, ordered=ordered
         )
 
     def read_rejects(
@@ -124,6 +126,47 @@ class Lake(LakeWriter):
         from minyun.core import reading
 
         return reading.reject_reasons(self, plan, load_id=load_id)
+
+    def change_feed(self, code: str, since: int, until: int) -> pa.Table | None:
+        """The Change Data Feed of versions since+1..until (every column, `_change_type`,
+        `_commit_version`), or None when it does not cover them: a version in the range
+        replaced the table (a full load, a schema change) or the feed is gone (vacuumed)."""
+        try:
+            head = DeltaTable(self.table_uri(code))
+            if head.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
+                return None
+            for entry in head.history(head.version() - since):
+                version = int(entry.get("version", -1))
+                if not since < version <= until:
+                    continue
+                operation = str(entry.get("operation", ""))
+                mode = str((entry.get("operationParameters") or {}).get("mode", ""))
+                if operation.startswith(("CREATE", "REPLACE")) or mode.lower() == "overwrite":
+                    return None
+            schema = self.dataset(code, version=until).schema
+            if self.dataset(code, version=since).schema != schema:
+                return None
+            reader = head.load_cdf(starting_version=since + 1, ending_version=until)
+            changes = pa.table(pa.RecordBatchReader.from_stream(reader))
+        except NotFound:
+            raise
+        except Exception:  # no feed for these versions: the caller reads the whole version
+            return None
+        if any(n not in changes.column_names for n in (*schema.names, "_change_type")):
+            return None
+        data = changes.select(schema.names).cast(schema)  # the feed comes with view types
+        return data.append_column(
+            "_change_type", changes.column("_change_type").cast(pa.string())
+        ).append_column("_commit_version", changes.column("_commit_version").cast(pa.int64()))
+
+    def read_changes(
+        self, plan: AccessPlan, *, secret: bytes, since: int, until: int
+    ) -> pa.Table | None:
+        """The net change of every row `plan` opens between two versions, projected and
+        masked, with `_change` ('upsert' or 'delete'); None when the feed does not cover them."""
+        from minyun.core import reading
+
+        return reading.read_changes(self, plan, secret=secret, since=since, until=until)
 
     def read_rows(self, plan: AccessPlan, *, secret: bytes, **query: Any) -> RowsPage:
         """One page of the rows `plan` opens (fields, filter, sort, limit, cursor, version)."""

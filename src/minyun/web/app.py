@@ -88,6 +88,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
+    from minyun.exchange.batch_api import router as batch_api
+    from minyun.exchange.batch_pages import router as batch_pages
     from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
     from minyun.orgs.api import router as orgs_api
@@ -110,6 +112,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         pages,
         eco_pages,
         exchange_pages,
+        batch_api,
+        batch_pages,
     ):
         app.include_router(router)
 
