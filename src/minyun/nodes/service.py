@@ -706,19 +706,24 @@ def read_remote(
     purpose: str | None = None,
 ) -> RemoteRows:
     """Rows of another node's resource, read on the consumer's behalf; audited on both nodes."""
-    resource = remote_resource(session, actor, node_id, code)
     target = f"{node_id}/{code}"
     if not _may_read_remote(session, actor, READ_ACTION, target):
         # An application still waiting may have been decided since: ask once before refusing.
-        waiting = session.scalars(select(NodeApplication).where(
-            NodeApplication.node_id == resource.node_id, NodeApplication.resource_code == code,
-            NodeApplication.consumer_id == actor.organization_id,
-            NodeApplication.status == ApplicationStatus.SUBMITTED)).all()  # fmt: skip
+        waiting = session.scalars(
+            select(NodeApplication).join(Node, Node.id == NodeApplication.node_id).where(
+                Node.node_id == node_id, Node.status == NodeStatus.ACTIVE,
+                NodeApplication.resource_code == code,
+                NodeApplication.consumer_id == actor.organization_id,
+                NodeApplication.status == ApplicationStatus.SUBMITTED,
+            )
+        ).all()  # fmt: skip
         for application in waiting:
             _refresh(application, link, actor)
         session.flush()
+    # Refused (and audited) before anything about the resource is looked up or revealed.
     authorize(session, actor, READ_ACTION, target=target, target_type="node-resource",
               purpose=purpose)  # fmt: skip
+    resource = remote_resource(session, actor, node_id, code)
     consumer = session.get(Organization, actor.organization_id)
     if consumer is None:  # a reader always has a department (exchange._reader)
         raise Forbidden("only a department reads", code="not-a-department")
