@@ -32,6 +32,7 @@ ACTIONS.update(
         "nodes.delegate": N_("Node request refused"),
     }
 )
+SHARING = {"unconditional": N_("Unconditional"), "conditional": N_("Conditional")}
 wording.sentence(r"node (?P<id>\S+) is already revoked", N_("This node is already revoked."))
 wording.sentence(r"reason is required", N_("Give a reason."))
 
@@ -79,7 +80,7 @@ def city_catalog(
     may_apply = decide(session, actor, "exchange.apply").allowed
     default_end = (datetime.now(CHINA_TIME) + timedelta(days=365)).date().isoformat()
     return render(request, "nodes/catalog.html", resources=found, mine=mine, q=q or "",
-                  may_apply=may_apply, default_end=default_end,
+                  may_apply=may_apply, default_end=default_end, sharing=SHARING,
                   done=request.query_params.get("done"))  # fmt: skip
 
 
