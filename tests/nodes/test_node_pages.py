@@ -34,7 +34,9 @@ def test_the_registry_page_is_for_administrators(platform: Platform) -> None:
     admin = signed_in(app, platform, ["admin"], None)
     page = admin.get("/admin/nodes")
     assert page.status_code == 200
-    assert "福州市节点" in page.text and "福建省节点" in page.text and "下级节点（市级）" in page.text
+    assert (
+        "福州市节点" in page.text and "福建省节点" in page.text and "下级节点（市级）" in page.text
+    )
     assert platform.settings.node_name in page.text  # this node's own id and key to give out
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token is not None

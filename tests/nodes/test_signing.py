@@ -87,3 +87,42 @@ def test_public_keys_are_read_from_base64url_or_pem_only_ed25519() -> None:
     for bad in ("", "abc", "A" * 60, "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----"):
         with pytest.raises(ValueError):
             signing.parse_public(bad)
+
+
+def _answered(body: bytes = b'{"rows":[]}', status: int = 200) -> tuple[dict[str, str], tuple]:  # type: ignore[type-arg]
+    request_headers = signing.sign_request(KEY, "province", method="GET", url=URL, headers=HEADERS)
+    request = ("GET", URL, request_headers)
+    headers = signing.sign_response(KEY, "fuzhou", status=status, body=body, request=request,
+                                    headers={"content-type": "application/json"})  # fmt: skip
+    return headers, request
+
+
+def test_an_answer_is_signed_for_the_request_it_answers() -> None:
+    headers, request = _answered()
+    public = KEY.public_key()
+    signing.verify_response(public, "fuzhou", status=200, headers=headers, body=b'{"rows":[]}',
+                            request=request)  # fmt: skip
+    refusals: list[dict[str, object]] = [
+        {"body": b'{"rows":[{"id":1}]}'},  # another body
+        {"status": 201},  # another status
+        {"key_id": "xiamen"},  # another node's name
+        {"request": ("GET", URL.replace("limit=5", "limit=6"), request[2])},  # another target
+        # The answer to another request (another signature) is not this one's.
+        {
+            "request": (
+                "GET",
+                URL,
+                signing.sign_request(KEY, "province", method="GET", url=URL, headers=HEADERS),
+            )
+        },
+        {"public": Ed25519PrivateKey.generate().public_key()},  # another key
+        {"headers": {k: v for k, v in headers.items() if k.lower() != "signature"}},
+    ]
+    for change in refusals:
+        values: dict[str, object] = {"public": public, "key_id": "fuzhou", "status": 200,
+                                     "headers": headers, "body": b'{"rows":[]}',
+                                     "request": request}  # fmt: skip
+        values.update(change)
+        public_, key_id = values.pop("public"), values.pop("key_id")
+        with pytest.raises(signing.SignatureRefused):
+            signing.verify_response(public_, key_id, **values)  # type: ignore[arg-type]

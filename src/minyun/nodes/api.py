@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from minyun.core.errors import Invalid
 from minyun.core.platform import Platform
 from minyun.core.serving import json_value
-from minyun.nodes import service
+from minyun.nodes import service, signing
 from minyun.nodes.models import Node
 from minyun.nodes.schemas import (
     IdentityRead,
@@ -141,6 +141,14 @@ async def _raw_body(request: Request) -> bytes:
     return await request.body()
 
 
+def _own_url(request: Request, platform: Platform) -> str:
+    """The request's URL as a node addresses it: this node's base URL, the raw path and query."""
+    path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string") or b""
+    url = platform.settings.base_url + path.decode("latin-1")
+    return url + ("?" + query.decode("latin-1") if query else "")
+
+
 def calling_node(
     request: Request,
     session: SessionDep,
@@ -148,11 +156,7 @@ def calling_node(
     body: Annotated[bytes, Depends(_raw_body)],
 ) -> Node:
     """The node that signed this request, checked against the URL this node answers on."""
-    path = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string") or b""
-    url = platform.settings.base_url + path.decode("latin-1")
-    if query:
-        url += "?" + query.decode("latin-1")
+    url = _own_url(request, platform)
     node_pk = service.authenticate(platform.factory, method=request.method, url=url,
                                    headers=dict(request.headers), body=body)  # fmt: skip
     return service.calling_node(session, node_pk)
@@ -171,20 +175,31 @@ def _payload(body: bytes) -> dict[str, Any]:
     return value
 
 
-def _json(value: Any, status_code: int = 200) -> Response:
+def _json(request: Request, platform: Platform, value: Any, status_code: int = 200) -> Response:
+    """A JSON answer signed by this node for the signed request it answers."""
     content = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=json_value)
-    return Response(content.encode(), status_code, media_type="application/json")
+    body = content.encode()
+    headers = signing.sign_response(
+        platform.node_key.private, platform.settings.node_name, status=status_code,
+        headers={"content-type": "application/json"}, body=body,
+        request=(request.method, _own_url(request, platform), dict(request.headers)),
+    )  # fmt: skip
+    return Response(body, status_code, headers=headers)
 
 
 @router.post("/node-link/catalog", include_in_schema=False)
 def receive_catalog(
-    node: CallerDep, session: SessionDep, body: Annotated[bytes, Depends(_raw_body)]
+    request: Request,
+    node: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
+    body: Annotated[bytes, Depends(_raw_body)],
 ) -> Response:
     """A child node's catalog (signed)."""
     resources = _payload(body).get("resources")
     if not isinstance(resources, list):
         raise Invalid("resources is a list", field="resources")
-    return _json({"listed": service.receive_catalog(session, node, resources)})
+    return _json(request, platform, {"listed": service.receive_catalog(session, node, resources)})
 
 
 @router.post("/node-link/applications", include_in_schema=False)
@@ -192,23 +207,28 @@ def receive_application(
     request: Request,
     node: CallerDep,
     session: SessionDep,
+    platform: PlatformDep,
     body: Annotated[bytes, Depends(_raw_body)],
 ) -> Response:
     """A node's department applies for a resource here (signed)."""
     _, person = service.behalf_of(request.headers)
     application = service.receive_application(session, node, _payload(body), on_behalf_of=person)
-    return _json(service.application_answer(session, application), 201)
+    return _json(request, platform, service.application_answer(session, application), 201)
 
 
 @router.get("/node-link/applications/{application_id}", include_in_schema=False)
 def application_state(
-    request: Request, application_id: IdPath, node: CallerDep, session: SessionDep
+    request: Request,
+    application_id: IdPath,
+    node: CallerDep,
+    session: SessionDep,
+    platform: PlatformDep,
 ) -> Response:
     """How a node's department's application stands here (signed)."""
     consumer, person = service.behalf_of(request.headers)
     found = service.application_for_node(session, node, application_id, consumer=consumer,
                                          on_behalf_of=person)  # fmt: skip
-    return _json(service.application_answer(session, found))
+    return _json(request, platform, service.application_answer(session, found))
 
 
 @router.get("/node-link/resources/{code}/rows", include_in_schema=False)
@@ -229,5 +249,5 @@ def serve_rows(
         session, platform.lake, node, consumer=consumer, on_behalf_of=person, code=code,
         fields=fields, filter=filter, limit=limit, purpose=purpose,
     )  # fmt: skip
-    return _json({"rows": page.table.to_pylist(), "fields": page.table.column_names,
+    return _json(request, platform, {"rows": page.table.to_pylist(), "fields": page.table.column_names,
                   "version": page.version, "keys": page.keys})  # fmt: skip

@@ -221,7 +221,17 @@ class Link:
         except ValueError:
             data = {"detail": f"node {node.node_id} answered {answer.status_code} without JSON"}
         if answer.status_code >= 400:
+            # A refusal carries no data: it is relayed as a refusal, signed or not.
             raise PeerRefused(answer.status_code, data if isinstance(data, dict) else {})
+        try:
+            signing.verify_response(
+                signing.parse_public(node.public_key), node.node_id,
+                status=answer.status_code, headers=dict(answer.headers), body=answer.content,
+                request=(method, url, signed),
+            )  # fmt: skip
+        except signing.SignatureRefused as exc:
+            raise Forbidden(f"node {node.node_id}'s answer is refused: {exc}",
+                            code="node-answer-unsigned") from None  # fmt: skip
         return data if isinstance(data, dict) else {"items": data}
 
 

@@ -176,3 +176,70 @@ def verify_request(
         created=datetime.fromtimestamp(created, UTC),
         expires=datetime.fromtimestamp(expires, UTC),
     )
+
+
+# --- answers --------------------------------------------------------------------------------
+
+RESPONSE_TAG = "minyun-node-response"
+# An answer covers its status, its type and body, and the request it answers: that request's
+# method, target and signature (RFC 9421 §2.4), so it cannot be passed off as another's answer.
+RESPONSE_COVERED = ("@status", "content-type", '"@method";req', '"@target-uri";req',
+                    f'"signature";req;key="{LABEL}"')  # fmt: skip
+
+
+@dataclass
+class _Response:
+    status_code: int
+    headers: dict[str, str]
+    request: _Message
+
+
+def _answer(
+    status: int, headers: Mapping[str, str], request: tuple[str, str, Mapping[str, str]]
+) -> _Response:
+    method, url, request_headers = request
+    asked = _Message(method.upper(), url, {k.lower(): v for k, v in request_headers.items()})
+    return _Response(status, {k.lower(): v for k, v in headers.items()}, asked)
+
+
+def sign_response(
+    private: Ed25519PrivateKey,
+    key_id: str,
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    request: tuple[str, str, Mapping[str, str]],
+) -> dict[str, str]:
+    """The answer's headers with its signature, bound to the signed request it answers."""
+    answer = _answer(status, headers, request)
+    created = datetime.now(UTC)
+    HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_Key(private=private)).sign(
+        answer, key_id=key_id, created=created, expires=created + TTL, label=LABEL,
+        tag=RESPONSE_TAG, covered_component_ids=RESPONSE_COVERED, body=body,
+    )  # fmt: skip
+    return answer.headers
+
+
+def verify_response(
+    public: Ed25519PublicKey,
+    key_id: str,
+    *,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    request: tuple[str, str, Mapping[str, str]],
+) -> None:
+    """Nothing if the answer is signed by `key_id`'s key for this request; SignatureRefused."""
+    verifier = HTTPMessageVerifier(
+        signature_algorithm=algorithms.ED25519, key_resolver=_Key(public=public)
+    )
+    try:
+        [result] = verifier.verify(
+            _answer(status, headers, request), max_age=MAX_AGE, expect_tag=RESPONSE_TAG,
+            require_components=RESPONSE_COVERED, body=body,
+        )  # fmt: skip
+    except (HTTPMessageSignaturesException, ValueError) as exc:
+        raise SignatureRefused(str(exc) or type(exc).__name__) from exc
+    if result.parameters.get("keyid") != key_id:
+        raise SignatureRefused(f"the answer is signed by {result.parameters.get('keyid')!r}")
