@@ -17,7 +17,7 @@ from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.nodes import service, signing
-from minyun.nodes.models import NodeResource
+from minyun.nodes.models import NodeApplication, NodeResource
 from minyun.orgs.models import Organization
 from tests import factories
 
@@ -181,3 +181,39 @@ def test_nonces_are_forgotten_once_their_signature_is_dead(node: Platform) -> No
     _authenticate(node, _signed())
     with node.factory() as s:
         assert len(s.scalars(select(NodeNonce)).all()) == 1
+
+
+def test_the_province_reads_only_for_a_department_with_an_approved_application(
+    node: Platform,
+) -> None:
+    _add(node)
+    with node.factory.begin() as s:
+        holder, other = factories.make_org(s), factories.make_org(s)
+        child = service.get_node(s, "fuzhou")
+        for code, status in (("r1", "approved"), ("r2", "submitted")):
+            s.add(NodeApplication(node_id=child.id, resource_code=code, consumer_id=holder.id,
+                                  applicant="user:a", purpose="核验", fields=["id"], remote_id=1,
+                                  status=status))  # fmt: skip
+        ids = holder.id, other.id
+
+    def reader(org_id: int, *roles: str) -> Principal:
+        return Principal(kind="user", name="u", organization_id=org_id, roles=frozenset(roles),
+                         account_kind="staff")  # fmt: skip
+
+    cases = [
+        (reader(ids[0], "consumer"), "fuzhou/r1", True),
+        (reader(ids[0], "consumer"), "fuzhou/r2", False),  # still waiting
+        (reader(ids[0], "consumer"), "xiamen/r1", False),  # another node
+        (reader(ids[0], "approver"), "fuzhou/r1", False),  # no data role
+        (reader(ids[1], "consumer"), "fuzhou/r1", False),  # another department
+        (Principal(kind="client", name="c", organization_id=ids[0],
+                   scopes=frozenset({"resource.read"})), "fuzhou/r1", True),
+        (Principal(kind="client", name="c", organization_id=ids[0],
+                   scopes=frozenset({"org.read"})), "fuzhou/r1", False),
+    ]  # fmt: skip
+    with node.factory() as s:
+        for actor, target, expected in cases:
+            assert service._may_read_remote(s, actor, service.READ_ACTION, target) is expected, (
+                actor, target,
+            )  # fmt: skip
+            assert not service._may_read_remote(s, actor, "nodes.manage", target)

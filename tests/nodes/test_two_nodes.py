@@ -231,6 +231,16 @@ def test_city_and_province_interconnect_as_two_processes(tmp_path: Path) -> None
             exchange.approve_application(s, w.approver, remote_id, fields=["id", "name", "age"],
                                          row_filter="age >= 25")  # fmt: skip
 
+        # The province hears of the decision from the city.
+        mine = api.get("/api/v1/nodes/applications").json()
+        assert [(a["remote_id"], a["status"]) for a in mine] == [(remote_id, "submitted")]
+        r = api.post(f"/api/v1/nodes/applications/{mine[0]['id']}/refresh")
+        assert r.status_code == 200, r.text
+        assert (r.json()["status"], r.json()["granted_fields"]) == (
+            "approved",
+            ["id", "name", "age"],
+        )
+
         # Read through the province: the city's grant shapes the rows.
         r = api.get(rows_url, params={"purpose": "低保资格核验", "limit": 100})
         assert r.status_code == 200, r.text
@@ -275,6 +285,12 @@ def test_city_and_province_interconnect_as_two_processes(tmp_path: Path) -> None
         impostor = {**_signed(province_key, "province", city_rows)}
         impostor["minyun-consumer"] = "fz-public-security"  # covered: the signature breaks
         _problem(httpx.get(city_rows, headers=impostor), 401, "node-signature-invalid")
+
+        # The city's grant is the authority: once revoked there, the province's read is refused.
+        with w.city.platform() as node, node.factory.begin() as s:
+            [grant] = exchange.list_grants(s, w.approver, side="provider")
+            exchange.revoke_grant(s, w.approver, grant.id, reason="用途已结束")
+        _problem(api.get(rows_url, params={"purpose": "低保资格核验"}), 403, "forbidden")
 
         # The city revokes the province: its next call is refused; the province relays it.
         revoked = w.city.cli("nodes", "revoke", "province", "--reason", "密钥泄露")
