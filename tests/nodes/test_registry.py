@@ -140,8 +140,11 @@ def test_a_child_catalog_replaces_what_it_published_before(node: Platform) -> No
         assert s.scalars(select(NodeResource.listed).where(NodeResource.code == "a")).one() is False
         with pytest.raises(Invalid):
             service.receive_catalog(s, child, [_entry("c", sharing_type="none")])
-        with pytest.raises(Invalid):
-            service.receive_catalog(s, child, [{"code": "d"}])
+        for garbage in ([{"code": "d"}], ["d"], [_entry("")], [_entry("f", fields="x")]):
+            with pytest.raises(Invalid):
+                service.receive_catalog(s, child, garbage)
+        # The same code twice is one entry (the last wins).
+        assert service.receive_catalog(s, child, [_entry("g"), _entry("g", name="后者")]) == 1
         # A parent does not publish its catalog downward.
         with pytest.raises(Forbidden):
             service.receive_catalog(s, service.get_node(s, "province"), [_entry("e")])
@@ -217,3 +220,22 @@ def test_the_province_reads_only_for_a_department_with_an_approved_application(
                 actor, target,
             )  # fmt: skip
             assert not service._may_read_remote(s, actor, "nodes.manage", target)
+
+
+def test_a_forwarded_application_with_bad_parts_is_refused(node: Platform) -> None:
+    _add(node)
+    consumer = {"code": "fj-civil", "name": "福建省民政厅", "division_code": "350000",
+                "uscc": factories.make_uscc(9302, "350000")}  # fmt: skip
+    good: dict[str, Any] = {"consumer": consumer, "resource": "r1", "purpose": "核验",
+                            "legal_basis": "《办法》", "fields": ["id"],
+                            "expires_at": "2030-01-01T00:00:00+08:00"}  # fmt: skip
+    for bad in ({"consumer": "fj-civil"}, {"fields": "id"}, {"row_filter": {"x": 1}},
+                {"expires_at": "soon"}, {"consumer": {**consumer, "uscc": "bad"}},
+                {"resource": "no-such-resource"}):  # fmt: skip
+        with pytest.raises(DomainError), node.factory.begin() as s:
+            service.receive_application(s, service.get_node(s, "fuzhou"), {**good, **bad},
+                                        on_behalf_of="user:a")  # fmt: skip
+    with node.factory() as s:
+        assert (
+            s.scalars(select(Organization).where(Organization.code == "fj-civil")).first() is None
+        )

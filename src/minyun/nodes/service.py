@@ -413,7 +413,7 @@ def publish_catalog(session: Session, actor: Principal, link: Link) -> dict[str,
     return sent
 
 
-def receive_catalog(session: Session, node: Node, entries: Sequence[Mapping[str, Any]]) -> int:
+def receive_catalog(session: Session, node: Node, entries: Sequence[Any]) -> int:
     """A child node's catalog replaces what it published before; resources listed."""
     if node.relation != Relation.CHILD:
         raise Forbidden(f"node {node.node_id} is not a child of this node", code="node-relation")
@@ -425,7 +425,7 @@ def receive_catalog(session: Session, node: Node, entries: Sequence[Mapping[str,
         seen.add(values["code"])
         row = kept.get(values["code"])
         if row is None:
-            row = NodeResource(node_id=node.id, code=values["code"])
+            row = kept[values["code"]] = NodeResource(node_id=node.id, code=values["code"])
             session.add(row)
         for name, value in values.items():
             setattr(row, name, value)
@@ -440,7 +440,9 @@ def receive_catalog(session: Session, node: Node, entries: Sequence[Mapping[str,
     return len(seen)
 
 
-def _entry(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _entry(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise Invalid("a catalog entry is an object", field="resources")
     try:
         provider = entry["provider"]
         values = {
@@ -457,6 +459,8 @@ def _entry(entry: Mapping[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     except (KeyError, TypeError) as exc:
         raise Invalid(f"catalog entry: missing {exc}", field="resources") from None
+    if not values["code"] or not values["name"]:
+        raise Invalid("a catalog entry needs a code and a name", field="resources")
     if values["sharing_type"] not in (SharingType.UNCONDITIONAL, SharingType.CONDITIONAL):
         raise Invalid(f"catalog entry {values['code']}: not shared", field="resources")
     return values
@@ -565,12 +569,17 @@ def receive_application(
         expires_at = datetime.fromisoformat(str(payload.get("expires_at") or ""))
     except ValueError:
         raise Invalid("give the end with its time zone", field="expires_at") from None
+    row_filter = payload.get("row_filter")
+    if row_filter is not None and not isinstance(row_filter, str):
+        raise Invalid("row_filter is a filter in the query language", field="row_filter")
+    fields = payload.get("fields")
+    if not isinstance(fields, list):
+        raise Invalid("fields is a list of field names", field="fields")
     return exchange.apply(
         session, actor, resource=str(payload.get("resource") or ""),
         purpose=str(payload.get("purpose") or ""),
         legal_basis=str(payload.get("legal_basis") or ""),
-        fields=[str(f) for f in payload.get("fields") or []],
-        expires_at=expires_at, row_filter=payload.get("row_filter") or None,
+        fields=[str(f) for f in fields], expires_at=expires_at, row_filter=row_filter or None,
     )  # fmt: skip
 
 
