@@ -95,3 +95,29 @@ def test_node_pages_fit_a_phone(platform: Platform, server: str, tmp_path: Path)
                     context.close()
         finally:
             browser.close()
+
+
+def test_the_registry_api(platform: Platform) -> None:
+    app = create_app(platform)
+    origin = {"Origin": platform.settings.base_url}
+    admin = signed_in(app, platform, ["admin"], None)
+    body = {"node_id": "xiamen", "name": "厦门市节点", "division_code": "350200",
+            "public_key": "yvNKjFz-Vbc6BTF3AriCz7C5wJ28E5cbPAEBzYgK4wE",
+            "base_url": "https://xm.example", "relation": "child"}  # fmt: skip
+    made = admin.post("/api/v1/nodes", json=body, headers=origin)
+    assert made.status_code == 201, made.text
+    assert (made.json()["node_id"], made.json()["status"]) == ("xiamen", "active")
+    bad = admin.post("/api/v1/nodes", json={**body, "node_id": "quanzhou", "public_key": "x"},
+                     headers=origin)  # fmt: skip
+    assert bad.status_code == 422 and bad.json()["type"] == "/problems/node-key"
+    assert admin.post("/api/v1/nodes", json=body, headers=origin).status_code == 409
+    consumer = signed_in(app, platform, ["consumer"], None)
+    refused = consumer.post("/api/v1/nodes", json={**body, "node_id": "putian"}, headers=origin)
+    assert refused.status_code == 403
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert [n["node_id"] for n in consumer.get("/api/v1/nodes").json()] == ["xiamen"]
+    me = consumer.get("/api/v1/nodes/self").json()
+    assert me["node_id"] == platform.settings.node_name and len(me["public_key"]) == 43
+    revoked = admin.post("/api/v1/nodes/xiamen/revoke", json={"reason": "撤网"}, headers=origin)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert admin.post("/api/v1/nodes/publish", headers=origin).json() == {"sent": {}}

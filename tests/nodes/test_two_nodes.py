@@ -12,6 +12,7 @@ both nodes.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +155,9 @@ def _setup(tmp_path: Path) -> World:
             consumer = factories.make_org(s, code="fj-civil-affairs", name="福建省民政厅",
                                           uscc=factories.make_uscc(9101, "350000"),
                                           division_code="350000")  # fmt: skip
+            factories.make_user(
+                s, roles=["consumer"], organization_id=consumer.id, username="fj-consumer"
+            )
             made = accounts.create_client(s, SYSTEM, organization_id=consumer.id, name="民政系统",
                                           scopes=["resource.read", "exchange.apply"])  # fmt: skip
             client_id, secret = made.client.client_id, made.secret
@@ -291,6 +295,25 @@ def test_city_and_province_interconnect_as_two_processes(tmp_path: Path) -> None
             [grant] = exchange.list_grants(s, w.approver, side="provider")
             exchange.revoke_grant(s, w.approver, grant.id, reason="用途已结束")
         _problem(api.get(rows_url, params={"purpose": "低保资格核验"}), 403, "forbidden")
+
+        # A consumer applies again on the province's page; the city holds it for its approver.
+        browser = httpx.Client(base_url=w.province.base, timeout=30)
+        login = browser.get("/login").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', login)
+        assert csrf is not None
+        signed = browser.post("/login", data={"username": "fj-consumer", "csrf": csrf.group(1),
+                                              "password": factories.PASSWORD})  # fmt: skip
+        assert signed.status_code == 303, signed.text
+        page = browser.get("/nodes").text
+        assert "福州市常住人口" in page and "福州市节点" in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        form = {"csrf": csrf.group(1), "fields": ["id", "age"], "purpose": "年度核查",
+                "legal_basis": "《社会救助暂行办法》", "end": "2027-06-30"}  # fmt: skip
+        sent = browser.post(f"/nodes/fuzhou/{CODE}/apply", data=form)
+        assert sent.status_code == 303 and sent.headers["location"].startswith("/nodes?done")
+        assert "待审批" in browser.get("/nodes").text or "submitted" in browser.get("/nodes").text
+        browser.close()
 
         # The city revokes the province: its next call is refused; the province relays it.
         revoked = w.city.cli("nodes", "revoke", "province", "--reason", "密钥泄露")
