@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
@@ -184,7 +184,6 @@ class Link:
     key: NodeKey
     transport: httpx.BaseTransport | None = None
     timeout: float = TIMEOUT
-    sent: list[str] = field(default_factory=list)  # request ids, for the tests and the log
 
     def call(
         self,
@@ -215,7 +214,6 @@ class Link:
         except httpx.HTTPError as exc:
             raise Conflict(f"node {node.node_id} did not answer: {type(exc).__name__}",
                            code="node-unreachable") from exc  # fmt: skip
-        self.sent.append(answer.headers.get("x-request-id", ""))
         try:
             data = answer.json()
         except ValueError:
@@ -339,7 +337,7 @@ def node_principal(node: Node, organization: Organization | None = None, *,
         kind="client", name=f"node:{node.node_id}",
         organization_id=organization.id if organization is not None else None,
         scopes=NODE_SCOPES if organization is not None else frozenset(),
-        on_behalf_of=(on_behalf_of or None) and f"{node.node_id}/{on_behalf_of}"[:200],
+        on_behalf_of=f"{node.node_id}/{on_behalf_of}"[:100] if on_behalf_of else None,
     )  # fmt: skip
 
 
