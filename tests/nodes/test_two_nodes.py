@@ -54,6 +54,7 @@ class NodeProc:
     name: str
     var: Path
     port: int
+    database_url: str = ""  # empty: the node's own SQLite file under var
 
     @property
     def base(self) -> str:
@@ -62,14 +63,18 @@ class NodeProc:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MINYUN_")}
-        return env | {
+        env |= {
             "MINYUN_VAR_DIR": str(self.var),
             "MINYUN_BASE_URL": self.base,
             "MINYUN_NODE_NAME": self.name,
         }
+        if self.database_url:
+            env["MINYUN_DATABASE_URL"] = self.database_url
+        return env
 
     def settings(self) -> Settings:
-        return load_settings(var_dir=self.var, base_url=self.base, node_name=self.name)
+        return load_settings(var_dir=self.var, base_url=self.base, node_name=self.name,
+                             database_url=self.database_url)  # fmt: skip
 
     @contextmanager
     def platform(self) -> Iterator[Platform]:
@@ -135,9 +140,9 @@ class World:
     secret: str
 
 
-def _setup(tmp_path: Path) -> World:
-    city = NodeProc("fuzhou", tmp_path / "city", _free_port())
-    province = NodeProc("province", tmp_path / "province", _free_port())
+def _setup(tmp_path: Path, databases: tuple[str, str]) -> World:
+    city = NodeProc("fuzhou", tmp_path / "city", _free_port(), databases[0])
+    province = NodeProc("province", tmp_path / "province", _free_port(), databases[1])
     with city.platform() as node:
         node.migrate()
         with node.factory.begin() as s:
@@ -196,8 +201,21 @@ def _problem(r: httpx.Response, status: int, code: str) -> None:
     assert r.json()["type"] == f"/problems/{code}", r.json()
 
 
-def test_city_and_province_interconnect_as_two_processes(tmp_path: Path) -> None:
-    w = _setup(tmp_path)
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.slow])]
+)
+def databases(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each node's own database: two SQLite files, or two PostgreSQL databases."""
+    if request.param == "sqlite":
+        return "", ""
+    pg = request.getfixturevalue("pg_databases")
+    return pg.create(), pg.create()
+
+
+def test_city_and_province_interconnect_as_two_processes(
+    tmp_path: Path, databases: tuple[str, str]
+) -> None:
+    w = _setup(tmp_path, databases)
     with _serve(w.city, w.province):
         # The city publishes its catalog upward; the province shows it, marked with its node.
         published = w.city.cli("nodes", "publish")
