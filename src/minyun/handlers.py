@@ -6,5 +6,6 @@ import minyun.demo.province
 import minyun.exchange.batch  # batch deliveries (exchange.batch)
 import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
+import minyun.nodes.jobs  # the nodes.publish job and the remote-read check
 import minyun.push.relay
 import minyun.push.webhooks  # noqa: F401

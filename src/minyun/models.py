@@ -20,6 +20,7 @@ from minyun.core.serving import ServingRow, ServingState
 from minyun.exchange.batch_models import BatchDelivery, BatchSubscription
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
+from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganization, NodeResource
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -42,6 +43,11 @@ __all__ = [
     "EventHead",
     "Grant",
     "Job",
+    "Node",
+    "NodeApplication",
+    "NodeNonce",
+    "NodeOrganization",
+    "NodeResource",
     "Organization",
     "PlanEpoch",
     "Reading",

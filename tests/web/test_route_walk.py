@@ -58,6 +58,9 @@ DATA_ROUTES = {
     "/catalog/{code}/versions/{version}/rejects",
     "/catalog/{code}/versions/{version}/rejects.csv",
     "/catalog/{code}/preview",
+    # Nodes: a city's rows read through this node, and the signed route a node reads them by.
+    "/api/v1/nodes/{node_id}/resources/{code}/rows",
+    "/api/v1/node-link/resources/{code}/rows",
 }
 # Routes that change something or end a session: not part of a read walk.
 NOT_READS = {"/logout", "/lang/{locale}"}
@@ -149,6 +152,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "application_id": "1", "grant_id": "1",
         # Batch subscriptions: the consumer department's own only (none here: 404).
         "delivery_id": "1",
+        # Nodes: the registry and the cities' catalog (a node no one registered here).
+        "node_id": "fuzhou",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

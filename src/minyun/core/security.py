@@ -242,6 +242,11 @@ POLICY: dict[str, frozenset[str]] = {
     "exchange.read": frozenset({"*"}),
     "exchange.apply": frozenset({Role.CONSUMER}),
     "exchange.approve": frozenset({Role.APPROVER}),
+    # Nodes (minyun.nodes, 省市互联): administrators keep the registry and publish the catalog
+    # upward; every civil servant sees the nodes and the catalog the cities publish here.
+    # Reading a city's resource through this node is a registered check (nodes.service).
+    "nodes.manage": frozenset({Role.ADMIN}),
+    "nodes.read": frozenset({"*"}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

@@ -92,6 +92,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.exchange.batch_pages import router as batch_pages
     from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
+    from minyun.nodes.api import router as nodes_api
+    from minyun.nodes.pages import router as nodes_pages
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
@@ -114,6 +116,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         exchange_pages,
         batch_api,
         batch_pages,
+        nodes_api,
+        nodes_pages,
     ):
         app.include_router(router)
 

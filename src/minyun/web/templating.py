@@ -225,6 +225,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/", N_("Home"), None),
     ("/catalog", N_("Catalog"), "catalog.read"),
     ("/sharing", N_("Sharing"), "exchange.read"),
+    ("/nodes", N_("City nodes"), "nodes.read"),
     ("/eco", N_("Air quality"), "eco.read"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
