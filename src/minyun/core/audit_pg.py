@@ -59,6 +59,8 @@ _CHECKPOINT = (
 _NO_CHECKPOINT = (None, None, None, None, None)
 # How long a quiet writer keeps the last head's checkpoint row for the next batch.
 IDLE_SECONDS = 0.05
+# The gathering window, as a share of the last batch's time (at most `max_window`).
+WINDOW_SHARE = 0.25
 
 
 class LoopWriter:
@@ -148,7 +150,7 @@ class LoopWriter:
                 if not future.done():
                     future.set_result(first + offset)
             self._recent.append(len(batch))
-            self._window = min(self.owner.max_window, (time.perf_counter() - started) / 4)
+            self._window = min(self.owner.max_window, (time.perf_counter() - started) * WINDOW_SHARE)
 
     async def _idle(self) -> None:
         """Nothing queued: the last head's checkpoint row waits a little for the next
