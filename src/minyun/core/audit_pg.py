@@ -150,7 +150,9 @@ class LoopWriter:
                 if not future.done():
                     future.set_result(first + offset)
             self._recent.append(len(batch))
-            self._window = min(self.owner.max_window, (time.perf_counter() - started) * WINDOW_SHARE)
+            self._window = min(
+                self.owner.max_window, (time.perf_counter() - started) * WINDOW_SHARE
+            )
 
     async def _idle(self) -> None:
         """Nothing queued: the last head's checkpoint row waits a little for the next
