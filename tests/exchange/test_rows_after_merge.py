@@ -1,9 +1,8 @@
 """Found while building batch exchange: the online row query fails on a text filter once a
 merge (an upsert or delete load) has written files of the table (delta-rs writes them with
 `string_view` columns; the filter DuckDB pushes into the Arrow dataset is `string` = and
-pyarrow has no such kernel). Batch deliveries read through `read_table`, which no longer
-pushes filters into the dataset; `read_rows` (the row API) still does. Strict xfail: it
-passes the day `core.reading.read_rows` is fixed, and then this mark must go."""
+pyarrow has no such kernel). The row reader now declares text columns as views
+(`core.reading._text_as_views`)."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ def node(tmp_path: Path) -> Iterator[Platform]:
     made.close()
 
 
-@pytest.mark.xfail(strict=True, reason="read_rows pushes a text filter into string_view files")
 def test_a_text_row_filter_reads_rows_after_an_upsert_load(node: Platform) -> None:
     w = world(node, rows=10)
     grant(w, ["id", "city"], row_filter="city = '福州市'")

@@ -557,12 +557,34 @@ def _dataset(lake: Lake, code: str, version: int) -> ds.Dataset:
         if key in _datasets:
             _datasets.move_to_end(key)
             return _datasets[key]
-    dataset = lake.dataset(code, version=version)
+    dataset = _text_as_views(lake.dataset(code, version=version))
     with _lock:
         _datasets[key] = dataset
         while len(_datasets) > DATASETS_CACHED:
             _datasets.popitem(last=False)
     return dataset
+
+
+def _text_as_views(dataset: ds.Dataset) -> ds.Dataset:
+    """The dataset with its text columns read as `string_view`.
+
+    Files a merge (an upsert or delete load) wrote hold `string_view` columns, the others
+    `string`; a filter DuckDB pushes into a dataset whose schema says `string` failed on the
+    former (pyarrow has no `equal` of string and string_view). Declared as views, a pushed
+    filter works on both, and DuckDB reads views as text like any string.
+    """
+    schema = dataset.schema
+    if not any(pa.types.is_string(f.type) for f in schema):
+        return dataset
+    viewed = pa.schema(
+        [f.with_type(pa.string_view()) if pa.types.is_string(f.type) else f for f in schema],
+        metadata=schema.metadata,
+    )
+    if not isinstance(dataset, ds.FileSystemDataset):
+        return dataset
+    return ds.FileSystemDataset(
+        list(dataset.get_fragments()), viewed, dataset.format, filesystem=dataset.filesystem
+    )
 
 
 def output_schema(lake: Lake, code: str, version: int) -> pa.Schema:
