@@ -12,6 +12,7 @@ from minyun.exchange.schemas import (
     ApplicationRead,
     ApproveIn,
     GrantRead,
+    RateLimitIn,
     ReasonIn,
 )
 from minyun.web.deps import ActorDep, IdPath, SessionDep
@@ -64,7 +65,7 @@ def approve(
     body = body or ApproveIn()
     grant = service.approve_application(
         session, actor, application_id, fields=body.fields, row_filter=body.row_filter,
-        clearance=body.clearance, reason=body.reason,
+        clearance=body.clearance, reason=body.reason, rate_limit=body.rate_limit,
     )  # fmt: skip
     return GrantRead.model_validate(grant)
 
@@ -101,4 +102,11 @@ def grant(grant_id: Id, session: SessionDep, actor: ActorDep) -> GrantRead:
 def revoke(grant_id: Id, body: ReasonIn, session: SessionDep, actor: ActorDep) -> GrantRead:
     """Revoke (the provider's approvers): the consumer's next call is refused."""
     found = service.revoke_grant(session, actor, grant_id, reason=body.reason)
+    return GrantRead.model_validate(found)
+
+
+@router.post("/grants/{grant_id}/rate-limit", response_model=GrantRead)
+def rate_limit(grant_id: Id, body: RateLimitIn, session: SessionDep, actor: ActorDep) -> GrantRead:
+    """Set or lift a grant's calls per minute (the provider's approvers); 429 beyond it."""
+    found = service.set_rate_limit(session, actor, grant_id, rate_limit=body.rate_limit)
     return GrantRead.model_validate(found)

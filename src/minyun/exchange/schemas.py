@@ -30,6 +30,15 @@ class ApproveIn(BaseModel):
     )
     clearance: Clearance = "internal"
     reason: str | None = Field(default=None, max_length=2000)
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="calls per minute; none: unlimited"
+    )
+
+
+class RateLimitIn(BaseModel):
+    rate_limit: int | None = Field(
+        ge=1, le=1_000_000, description="calls per minute; null lifts the limit"
+    )
 
 
 class ReasonIn(BaseModel):
