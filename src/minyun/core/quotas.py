@@ -60,7 +60,7 @@ class GrantQuotas:
             return None
         reset, _ = self._limiter.get_window_stats(item, self.namespace, plan.quota)
         retry = max(1, int(reset - time.time()))
-        detail = f"rate limit of {plan.quota}: {plan.rate_limit} calls per minute"
+        detail = f"over the rate limit of {plan.rate_limit} calls per minute"
         error = TooManyRequests(
             f"{detail}; try again in {retry} s", code="rate-limited", retry_after=retry
         )

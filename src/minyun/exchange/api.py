@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from minyun.exchange import service
+from minyun.exchange import service, usage
 from minyun.exchange.schemas import (
     ApplicationCreate,
     ApplicationRead,
@@ -14,6 +14,8 @@ from minyun.exchange.schemas import (
     GrantRead,
     RateLimitIn,
     ReasonIn,
+    UsageDay,
+    UsageRead,
 )
 from minyun.web.deps import ActorDep, IdPath, SessionDep
 
@@ -110,3 +112,18 @@ def rate_limit(grant_id: Id, body: RateLimitIn, session: SessionDep, actor: Acto
     """Set or lift a grant's calls per minute (the provider's approvers); 429 beyond it."""
     found = service.set_rate_limit(session, actor, grant_id, rate_limit=body.rate_limit)
     return GrantRead.model_validate(found)
+
+
+@router.get("/grants/{grant_id}/usage", response_model=UsageRead)
+def grant_usage(
+    grant_id: Id,
+    session: SessionDep,
+    actor: ActorDep,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> UsageRead:
+    """A grant's calls, rows delivered and denials per day (China time), for both sides."""
+    found = usage.grant_usage(session, actor, grant_id, days=days)
+    return UsageRead(
+        grant=found.grant.id, calls=found.calls, rows=found.rows, denials=found.denials,
+        days=[UsageDay(day=d.day, calls=d.calls, rows=d.rows, denials=d.denials) for d in found.days],
+    )  # fmt: skip

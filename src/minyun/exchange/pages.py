@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 
 from minyun.core.errors import Conflict, Invalid
 from minyun.core.security import Principal, Role, authorize
-from minyun.exchange import service
+from minyun.exchange import online, service, usage
 from minyun.exchange.models import Application
 from minyun.web import wording
-from minyun.web.deps import INT32_MAX, CsrfDep, IdPath, SessionDep
+from minyun.web.deps import INT32_MAX, CsrfDep, IdPath, PlatformDep, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import (
     ACTIONS,
@@ -46,7 +46,15 @@ ACTIONS.update(
         "exchange.reject": N_("Sharing application rejected"),
         "exchange.withdraw": N_("Sharing application withdrawn"),
         "exchange.revoke": N_("Data grant revoked"),
+        "exchange.rate-limit": N_("Grant rate limit set"),
     }
+)
+wording.sentence(
+    r"give a key of 1 to (?P<n>\d+) characters", N_("Give a key of 1 to %(n)s characters.")
+)
+wording.sentence(
+    r"over the rate limit of (?P<n>\d+) calls per minute; try again in (?P<s>\d+) s",
+    N_("Over the grant's limit of %(n)s calls per minute: try again in %(s)s seconds."),
 )
 # The service's refusals, said in the page's language beside their field.
 wording.sentence(r"choose at least one field", N_("Choose at least one field."))
@@ -81,6 +89,7 @@ SHARING_NAMES = {"unconditional": N_("Unconditional"), "conditional": N_("Condit
 LEVEL_NAMES = {"public": N_("Public"), "internal": N_("Internal"), "sensitive": N_("Sensitive"),
                "secret": N_("Secret")}  # fmt: skip
 DEFAULT_TERM = timedelta(days=365)
+USAGE_DAYS = 30
 
 
 def _expires(text: str) -> datetime:
@@ -269,12 +278,30 @@ def _mine_page(
 ) -> HTMLResponse:
     applications = service.list_applications(session, actor, side="consumer", limit=50)
     just: Application | None = next((a for a in applications if a.id == applied), None)
+    held = service.list_grants(session, actor, side="consumer")
+    given = service.list_grants(session, actor, side="provider")
     return render(
-        request, "exchange/mine.html", status_code=status_code,
-        held=service.list_grants(session, actor, side="consumer"),
-        given=service.list_grants(session, actor, side="provider"),
+        request, "exchange/mine.html", status_code=status_code, held=held, given=given,
         applications=applications, just=just, may_revoke=actor.has_role(Role.APPROVER),
         errors=errors or {}, levels=LEVEL_NAMES,
+        usage={g.id: usage.grant_usage(session, actor, g.id, days=USAGE_DAYS)
+               for g in [*held, *given] if g.status == "active"},
+    )  # fmt: skip
+
+
+@router.get("/sharing/grants/{grant_id}")
+def grant_page(
+    request: Request,
+    grant_id: IdPath,
+    session: SessionDep,
+    actor: PageActorDep,
+    days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS)] = USAGE_DAYS,
+) -> HTMLResponse:
+    """One grant, for its holder and its provider: its terms and its use per day (chart)."""
+    found = usage.grant_usage(session, actor, grant_id, days=days)
+    return render(
+        request, "exchange/grant.html", usage=found, chart=found.chart(),
+        levels=LEVEL_NAMES, is_holder=actor.organization_id == found.grant.consumer_id,
     )  # fmt: skip
 
 
@@ -295,3 +322,30 @@ def revoke(
             request, session, actor, errors={grant_id: _errors(exc, "reason")}, status_code=422
         )
     return RedirectResponse("/sharing/mine", 303)
+
+
+@router.get("/sharing/lookup/{code}")
+def lookup_page(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: PageActorDep,
+    key: Annotated[str | None, Query(max_length=online.KEY_MAX)] = None,
+    purpose: Annotated[str | None, Query(max_length=online.PURPOSE_MAX)] = None,
+) -> HTMLResponse:
+    """Look up one record by its key (在线核验), shown as the department's grant allows."""
+    form = online.prepare(session, actor, code)
+    found, errors = None, {}
+    if key is not None:
+        try:
+            with session.begin_nested():
+                found = online.lookup(session, platform.lake, actor, code, key, purpose=purpose)
+        except Invalid as exc:
+            # The key becomes the query's filter: a key the filter refuses is a wrong key.
+            errors = {"purpose" if exc.extra.get("field") == "purpose" else "key": str(exc)}
+    return render(
+        request, "exchange/lookup.html", form=form, found=found, errors=errors,
+        values={"key": key or "", "purpose": purpose or ""},
+        status_code=422 if errors else 200,
+    )  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -120,3 +120,18 @@ _GRANT = (
     "rate_limit", "status", "granted_by", "created_at", "revoked_by", "revoked_at",
     "revoke_reason",
 )  # fmt: skip
+
+
+class UsageDay(BaseModel):
+    day: date
+    calls: int
+    rows: int
+    denials: int
+
+
+class UsageRead(BaseModel):
+    grant: int
+    calls: int
+    rows: int
+    denials: int
+    days: list[UsageDay]

@@ -575,7 +575,9 @@ def grant_verdict(
         reason=f"grant={grant.id}",  # named in the read's audit record
         valid_until=grant.expires_at,
         rate_limit=grant.rate_limit,
-        quota=f"grant:{grant.id}",
+        # The grant's window; its time of issue keeps it apart from a same-numbered grant
+        # of another database sharing the storage (a restored or a test database).
+        quota=f"grant:{grant.id}:{grant.created_at.timestamp():.6f}",
         purpose=grant.purpose,  # a call that names no purpose is recorded with the grant's
     )
 
