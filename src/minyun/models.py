@@ -17,6 +17,7 @@ from minyun.core.events import Event, EventHead
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
+from minyun.demo.market import Enterprise
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
@@ -34,6 +35,7 @@ __all__ = [
     "CityHour",
     "DeadLetter",
     "Division",
+    "Enterprise",
     "Event",
     "EventDeadLetter",
     "EventHead",

@@ -47,6 +47,9 @@ ACTIONS.update(
         "exchange.withdraw": N_("Sharing application withdrawn"),
         "exchange.revoke": N_("Data grant revoked"),
         "exchange.rate-limit": N_("Grant rate limit set"),
+        "market.register": N_("Enterprise registered"),
+        "market.change": N_("Enterprise registration changed"),
+        "market.deregister": N_("Enterprise deregistered"),
     }
 )
 wording.sentence(
