@@ -18,7 +18,7 @@ from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.demo.market import Enterprise
-from minyun.exchange.models import Application, Grant
+from minyun.exchange.models import Application, Grant, ProxyService
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
@@ -43,6 +43,7 @@ __all__ = [
     "Job",
     "Organization",
     "PlanEpoch",
+    "ProxyService",
     "Reading",
     "RelayPosition",
     "Resource",

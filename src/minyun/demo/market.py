@@ -78,14 +78,13 @@ def _registrar(session: Session, actor: Principal) -> Organization:
     if actor.kind == "system" and org is None:
         org = session.scalars(select(Organization).where(Organization.code == "fj-amr")).first()
         allowed = org is not None
-    if not allowed or not (actor.kind == "system" or actor.has_role(Role.STEWARD)):
+    if org is None or not allowed or not (actor.kind == "system" or actor.has_role(Role.STEWARD)):
         error = Forbidden("only the market regulation bureaus' stewards keep the register")
         error.audit = audit.Pending(
             actor=actor, action="market.register", target_type="enterprise",
             outcome=audit.Outcome.DENIED, detail=str(error),
         )  # fmt: skip
         raise error
-    assert org is not None
     return org
 
 

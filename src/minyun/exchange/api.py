@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from minyun.exchange import service, usage
+from minyun.exchange import proxy, service, usage
 from minyun.exchange.schemas import (
     ApplicationCreate,
     ApplicationRead,
@@ -17,7 +20,7 @@ from minyun.exchange.schemas import (
     UsageDay,
     UsageRead,
 )
-from minyun.web.deps import ActorDep, IdPath, SessionDep
+from minyun.web.deps import ActorDep, IdPath, PlatformDep, SessionDep
 
 router = APIRouter(prefix="/api/v1", tags=["exchange"])
 Side = Literal["consumer", "provider"]
@@ -127,3 +130,47 @@ def grant_usage(
         grant=found.grant.id, calls=found.calls, rows=found.rows, denials=found.denials,
         days=[UsageDay(day=d.day, calls=d.calls, rows=d.rows, denials=d.denials) for d in found.days],
     )  # fmt: skip
+
+
+class ProxyServiceIn(BaseModel):
+    endpoint: str = Field(max_length=2000, description="the provider's base URL (http/https)")
+
+
+@router.post("/resources/{code}/proxy-service")
+def register_proxy(
+    code: str, body: ProxyServiceIn, session: SessionDep, platform: PlatformDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Register the provider's own endpoint for a resource (its stewards and clients)."""
+    found = proxy.register(session, actor, code, endpoint=body.endpoint,
+                           allow_private=platform.settings.webhooks_allow_private)  # fmt: skip
+    return {"resource": code, "endpoint": found.endpoint, "active": found.active}
+
+
+@router.get("/proxy/key")
+def proxy_key(platform: PlatformDep) -> dict[str, str]:
+    """The public key providers verify proxied calls with (RFC 9421, Ed25519, tag minyun-proxy)."""
+    return proxy.public_key(platform.node_key)
+
+
+@router.api_route("/resources/{code}/proxy/{path:path}", methods=["GET", "POST"])
+async def proxied(
+    request: Request,
+    code: str,
+    path: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: ActorDep,
+    purpose: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Call the provider's own endpoint through minyun: grant checked, call signed and audited."""
+    body = await request.body()
+    query = "&".join(
+        f"{quote(k)}={quote(v)}" for k, v in request.query_params.multi_items() if k != "purpose"
+    )
+    answer = await run_in_threadpool(
+        proxy.call, session, platform.node_key, actor, code, method=request.method, path=path,
+        query=query, body=body, content_type=request.headers.get("content-type"),
+        purpose=purpose,
+    )  # fmt: skip
+    headers = {**answer.headers, "minyun-proxy-nonce": answer.nonce}
+    return Response(answer.body, status_code=answer.status, headers=headers)

@@ -47,6 +47,8 @@ ACTIONS.update(
         "exchange.withdraw": N_("Sharing application withdrawn"),
         "exchange.revoke": N_("Data grant revoked"),
         "exchange.rate-limit": N_("Grant rate limit set"),
+        "exchange.proxy": N_("Proxy service called"),
+        "exchange.proxy-register": N_("Proxy service registered"),
         "market.register": N_("Enterprise registered"),
         "market.change": N_("Enterprise registration changed"),
         "market.deregister": N_("Enterprise deregistered"),

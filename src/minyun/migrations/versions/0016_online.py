@@ -1,4 +1,4 @@
-"""demo: the market regulation register (enterprises whose changes are events)
+"""online services: the market regulation register (demo), the providers' proxy services
 
 Revision ID: 0016
 Revises: 0014
@@ -40,8 +40,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("uscc"),
     )
     op.create_index("ix_enterprise_register_registrar_id", "enterprise_register", ["registrar_id"])
+    op.create_table(
+        "proxy_services",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("resource_id", sa.Integer(), nullable=False),
+        sa.Column("endpoint", sa.String(length=2000), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_by", sa.String(length=100), nullable=False),
+        _when("created_at", nullable=False),
+        sa.ForeignKeyConstraint(["resource_id"], ["resources.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("resource_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("proxy_services")
     op.drop_index("ix_enterprise_register_registrar_id", table_name="enterprise_register")
     op.drop_table("enterprise_register")
