@@ -92,11 +92,18 @@ def test_apply_approve_fewer_fields_and_look_up_masked(
             expect(page.locator("#field-age")).to_have_count(0)
             expect(page.locator("#field-score")).to_have_count(0)
             shot(page, "sharing-lookup-masked-phone.png", PHONE["width"])
+            # The filtered query on the phone: rows as cards, the name masked.
+            page.click("#to-query")
+            page.fill("#filter", "id <= 3")
+            page.click("#query-form button[type=submit]")
+            expect(page.locator("#rows tbody tr")).to_have_count(3)
+            expect(page.locator("#rows")).to_contain_text("居*****1")
+            shot(page, "sharing-query-phone.png", PHONE["width"])
             # The grant's usage, with its chart, on the phone.
             page.goto(f"{server}/sharing/mine")
             page.click("#held a:has-text('用量')")
             expect(page.locator("#usage-chart canvas")).to_have_count(1)
-            expect(page.locator("#usage-totals")).to_contain_text("1")
+            expect(page.locator("#usage-totals")).to_contain_text("2 次调用 · 4 行已交付")
             shot(page, "sharing-grant-usage-phone.png", PHONE["width"])
         finally:
             browser.close()

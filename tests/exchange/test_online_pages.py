@@ -91,3 +91,18 @@ def test_the_lookup_page_shows_the_record_as_the_grant_allows(platform: Platform
     # A department without a grant is refused, and the refusal is audited.
     other = signed_in(app, node, ["consumer"], None)
     assert other.get(f"/sharing/lookup/{CODE}").status_code in (403, 404)
+
+
+def test_the_query_page_filters_within_the_grant(platform: Platform) -> None:
+    app = create_app(platform)
+    s = setup(platform, TestClient(app))
+    grant(platform, s, ["id", "name", "city"], row_filter="id <= 10")
+    user = signed_in(app, platform, ["consumer"], s.consumer_id)
+    page = user.get(f"/sharing/query/{CODE}", params={"filter": "id >= 8", "sort": "-id"})
+    assert page.status_code == 200, page.text
+    assert page.text.count("<tr>") == 1 + 3  # the head and ids 10, 9, 8
+    assert "居*****0" in page.text and "居民00010" not in page.text
+    refused = user.get(f"/sharing/query/{CODE}", params={"filter": "id = 1 or 1=1 --"})
+    assert refused.status_code == 422 and 'id="filter-error"' in refused.text
+    masked = user.get(f"/sharing/query/{CODE}", params={"filter": "name = '居民00001'"})
+    assert masked.status_code == 422 and 'id="filter-error"' in masked.text

@@ -1,5 +1,8 @@
 """Online services (在线调用) a signed-in user calls from the web, as a client calls the API.
 
+- `query`: the rows matching a filter of the query language (`city = '福州市' and age >= 60`),
+  within the grant's rows, filtered only on fields the reader sees in clear; SQL is refused
+  by the filter parser (`core.filters`), not by string checks.
 - `lookup`: one record by its key (a person by identity number, an enterprise by credit
   code), shown as the reader's access plan allows: the grant's fields, clear up to its
   clearance, masked above it; audited with its purpose, counted on the grant's rate limit.
@@ -88,3 +91,42 @@ def _key_field(primary_key: tuple[str, ...], code: str) -> str:
     if len(primary_key) != 1:
         raise NotFound(f"resource {code} has no single-field key to look up by")
     return primary_key[0]
+
+
+QUERY_ROWS = 50
+
+
+@dataclass(frozen=True)
+class Queried:
+    """A filtered query's first page, as the reader's plan shows it."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    titles: dict[str, str]
+    masked: frozenset[str]
+    version: int | None
+    more: bool
+
+
+def query_page(
+    session: Session,
+    lake: Lake,
+    actor: Principal,
+    code: str,
+    *,
+    filter: str,
+    sort: str | None,
+    purpose: str | None,
+) -> Queried:
+    """Up to QUERY_ROWS rows matching `filter` (required), audited with the purpose."""
+    text = filter.strip()
+    if not text:
+        raise Invalid("give a filter, e.g. city = '福州市'", field="filter")
+    purpose = (purpose or "").strip() or None
+    resource = catalog.access_resource(session, actor, code)
+    plan = catalog.access_data(session, actor, code, policies.READ, purpose=purpose)
+    page = query.query_rows(session, lake, actor, code, filter=text, sort=(sort or "").strip()
+                            or None, limit=QUERY_ROWS, purpose=purpose)  # fmt: skip
+    return Queried(page.table.column_names, page.table.to_pylist(),
+                   field_titles(session, resource), frozenset(plan.masked), page.version,
+                   page.next_cursor is not None)  # fmt: skip

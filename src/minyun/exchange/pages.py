@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from minyun.core.errors import Conflict, Invalid
+from minyun.core.errors import Conflict, Forbidden, Invalid
 from minyun.core.security import Principal, Role, authorize
 from minyun.exchange import online, service, usage
 from minyun.exchange.models import Application
@@ -352,5 +352,34 @@ def lookup_page(
     return render(
         request, "exchange/lookup.html", form=form, found=found, errors=errors,
         values={"key": key or "", "purpose": purpose or ""},
+        status_code=422 if errors else 200,
+    )  # fmt: skip
+
+
+@router.get("/sharing/query/{code}")
+def query_page(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: PageActorDep,
+    filter: Annotated[str | None, Query(max_length=2000)] = None,
+    sort: Annotated[str | None, Query(max_length=200)] = None,
+    purpose: Annotated[str | None, Query(max_length=online.PURPOSE_MAX)] = None,
+) -> HTMLResponse:
+    """Query a resource's rows with a filter (在线查询), as the department's grant allows."""
+    form = online.prepare(session, actor, code)
+    found, errors = None, {}
+    if filter is not None:
+        try:
+            with session.begin_nested():
+                found = online.query_page(session, platform.lake, actor, code, filter=filter,
+                                          sort=sort, purpose=purpose)  # fmt: skip
+        except (Invalid, Forbidden) as exc:
+            where = exc.extra.get("field")
+            errors = {where if where in ("sort", "purpose") else "filter": str(exc)}
+    return render(
+        request, "exchange/query.html", form=form, found=found, errors=errors,
+        values={"filter": filter or "", "sort": sort or "", "purpose": purpose or ""},
         status_code=422 if errors else 200,
     )  # fmt: skip
