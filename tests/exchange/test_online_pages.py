@@ -3,6 +3,7 @@ as the grant shows it, masked fields marked, the lookup audited with its purpose
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -106,3 +107,21 @@ def test_the_query_page_filters_within_the_grant(platform: Platform) -> None:
     assert refused.status_code == 422 and 'id="filter-error"' in refused.text
     masked = user.get(f"/sharing/query/{CODE}", params={"filter": "name = '居民00001'"})
     assert masked.status_code == 422 and 'id="filter-error"' in masked.text
+
+
+def test_the_providers_approver_sets_a_rate_limit_on_the_grant_page(platform: Platform) -> None:
+    app = create_app(platform)
+    s = setup(platform, TestClient(app))
+    grant_id = grant(platform, s, ["id", "city"])
+    approver = signed_in(app, platform, ["approver"], s.provider_id)
+    page = approver.get(f"/sharing/grants/{grant_id}")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None and 'id="limit-form"' in page.text
+    url = f"/sharing/grants/{grant_id}/rate-limit"
+    bad = approver.post(url, data={"rate_limit": "abc", "csrf": token.group(1)})
+    assert bad.status_code == 422 and 'id="rate_limit-error"' in bad.text
+    done = approver.post(url, data={"rate_limit": "120", "csrf": token.group(1)})
+    assert done.status_code == 303
+    assert "每分钟 120 次" in approver.get(f"/sharing/grants/{grant_id}").text
+    holder = signed_in(app, platform, ["consumer"], s.consumer_id)
+    assert 'id="limit-form"' not in holder.get(f"/sharing/grants/{grant_id}").text

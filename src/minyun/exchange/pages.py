@@ -55,6 +55,10 @@ ACTIONS.update(
     }
 )
 wording.sentence(
+    r"a rate limit is (?:1 to (?P<max>\d+)|a whole number of) calls per minute",
+    N_("Give a whole number of calls per minute (empty: no limit)."),
+)
+wording.sentence(
     r"give a key of 1 to (?P<n>\d+) characters", N_("Give a key of 1 to %(n)s characters.")
 )
 wording.sentence(
@@ -303,11 +307,52 @@ def grant_page(
     days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS)] = USAGE_DAYS,
 ) -> HTMLResponse:
     """One grant, for its holder and its provider: its terms and its use per day (chart)."""
+    return _grant_page(request, session, actor, grant_id, days=days)
+
+
+def _grant_page(
+    request: Request,
+    session: Session,
+    actor: Principal,
+    grant_id: int,
+    *,
+    days: int = USAGE_DAYS,
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     found = usage.grant_usage(session, actor, grant_id, days=days)
+    g = found.grant
+    may_limit = actor.has_role(Role.APPROVER) and actor.organization_id == g.resource.provider_id
     return render(
-        request, "exchange/grant.html", usage=found, chart=found.chart(),
-        levels=LEVEL_NAMES, is_holder=actor.organization_id == found.grant.consumer_id,
+        request, "exchange/grant.html", status_code=status_code, usage=found,
+        chart=found.chart(), levels=LEVEL_NAMES, is_holder=actor.organization_id == g.consumer_id,
+        may_limit=may_limit and g.status == "active", errors=errors or {},
+        values=values or {"rate_limit": "" if g.rate_limit is None else str(g.rate_limit)},
     )  # fmt: skip
+
+
+@router.post("/sharing/grants/{grant_id}/rate-limit", dependencies=[CsrfDep])
+def set_rate_limit(
+    request: Request,
+    grant_id: IdPath,
+    session: SessionDep,
+    actor: PageActorDep,
+    rate_limit: Annotated[str, Form(max_length=12)] = "",
+) -> Response:
+    """Set or lift the grant's calls per minute (the provider's approvers)."""
+    text = rate_limit.strip()
+    try:
+        with session.begin_nested():
+            if text and not text.isdigit():
+                raise Invalid("a rate limit is a whole number of calls per minute",
+                              field="rate_limit")  # fmt: skip
+            service.set_rate_limit(session, actor, grant_id,
+                                   rate_limit=int(text) if text else None)  # fmt: skip
+    except (Invalid, Conflict) as exc:
+        return _grant_page(request, session, actor, grant_id, values={"rate_limit": text},
+                           errors={"rate_limit": str(exc)}, status_code=422)  # fmt: skip
+    return RedirectResponse(f"/sharing/grants/{grant_id}", 303)
 
 
 @router.post("/sharing/grants/{grant_id}/revoke", dependencies=[CsrfDep])
