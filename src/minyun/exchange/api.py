@@ -152,7 +152,8 @@ def proxy_key(platform: PlatformDep) -> dict[str, str]:
     return proxy.public_key(platform.node_key)
 
 
-@router.api_route("/resources/{code}/proxy/{path:path}", methods=["GET", "POST"])
+@router.get("/resources/{code}/proxy/{path:path}", operation_id="proxy_get")
+@router.post("/resources/{code}/proxy/{path:path}", operation_id="proxy_post")
 async def proxied(
     request: Request,
     code: str,
