@@ -232,6 +232,12 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         from minyun.demo import resources
 
         resources.publish_resources(ctx, state, folder=lake / "resources", seed=seed)
+    if state.get("resources") and not state.get("sharing"):
+        from minyun.demo import sharing
+
+        with ctx.factory.begin() as session:  # a consumer applies, an approver approves
+            state["sharing"] = sharing.demo_sharing(session)
+        ctx.save_point(state)
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)
