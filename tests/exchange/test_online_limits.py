@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +22,7 @@ from minyun.core.quotas import GrantQuotas
 from minyun.core.security import Principal
 from minyun.exchange import service
 from minyun.web.app import create_app
+from tests.conftest import make_settings
 from tests.exchange.kit import person
 from tests.exchange.test_grant_access import CODE, Setup, grant, rows, setup
 
@@ -149,3 +151,23 @@ def _plan(*, per_minute: int, quota: str = "grant:1") -> AccessPlan:
         policy="grant", clearance="internal", fields=(), rate_limit=per_minute, quota=quota,
         reason=f"grant={quota}",
     )  # fmt: skip
+
+
+def test_a_production_node_counts_in_redis(tmp_path: Path) -> None:
+    """Through the app: the node's windows live in Redis (another worker would see them)."""
+    node = Platform.open(make_settings(tmp_path / "var", rate_limit_uri=REDIS,
+                                       node_name=f"test-{uuid.uuid4().hex[:8]}"))  # fmt: skip
+    node.migrate()
+    try:
+        with TestClient(create_app(node)) as client:
+            s = setup(node, client)
+            grant_id = grant(node, s, ["id", "city"])
+            limit(node, s, grant_id, 2)
+            url = f"/api/v1/resources/{CODE}/rows/7"
+            codes = [client.get(url, headers=s.bearer).status_code for _ in range(3)]
+            assert codes == [200, 200, 429]
+        keys = redis.Redis.from_url(REDIS).keys(f"*{node.settings.node_name}*")
+        assert keys  # the window is in Redis, under this node's name
+        redis.Redis.from_url(REDIS).delete(*keys)
+    finally:
+        node.close()
