@@ -67,6 +67,7 @@ import pyarrow.compute as pc
 from deltalake import write_deltalake
 from sqlalchemy.orm import Session
 
+from benchmarks import events_fanout
 from minyun.accounts import service as accounts
 from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
 from minyun.cli import WORKER_HEALTHCHECK_SECONDS
@@ -553,6 +554,7 @@ def run() -> dict[str, float]:
             token.raise_for_status()
             figures |= _measure(database_url, g, p, token.json()["access_token"])
         figures["exchange.table_rows"] = float(ROWS)
+        figures |= events_fanout.run()  # exchange.events_per_s: benchmarks/events_fanout.py
         figures["exchange.host_load_1m_end"] = round(os.getloadavg()[0], 2)
     finally:
         shutil.rmtree(var, ignore_errors=True)

@@ -19,6 +19,8 @@ from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.exchange.batch_models import BatchDelivery, BatchSubscription
 from minyun.exchange.models import Application, Grant
+from minyun.demo.market import Enterprise
+from minyun.exchange.models import Application, Grant, ProxyService
 from minyun.ingest.models import Version
 from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganization, NodeResource
 from minyun.orgs.models import Division, Organization
@@ -38,6 +40,7 @@ __all__ = [
     "CityHour",
     "DeadLetter",
     "Division",
+    "Enterprise",
     "Event",
     "EventDeadLetter",
     "EventHead",
@@ -50,6 +53,7 @@ __all__ = [
     "NodeResource",
     "Organization",
     "PlanEpoch",
+    "ProxyService",
     "Reading",
     "RelayPosition",
     "Resource",

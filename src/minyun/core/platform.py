@@ -14,6 +14,7 @@ from minyun.core.db import make_engine, make_sessionmaker, migrate
 from minyun.core.jobs import Dispatcher, Limits
 from minyun.core.keys import NodeKey, load_node_key
 from minyun.core.lake import Lake
+from minyun.core.quotas import quotas_for
 from minyun.core.throttle import Throttle, login_throttle
 
 
@@ -48,8 +49,9 @@ class Platform:
         # One per process; its thread starts with the first read it records.
         appender = GroupAppender(engine, node_key=node_key, heads=heads)
         factory = make_sessionmaker(
-            engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads
-        )
+            engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads,
+            quotas=quotas_for(settings.rate_limit_uri, settings.node_name),
+        )  # fmt: skip
         if mode == "inline":
             dispatcher.factory = factory
         throttle = login_throttle(settings.rate_limit_uri, settings.login_attempts_per_minute)

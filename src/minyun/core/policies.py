@@ -92,6 +92,9 @@ class Verdict:
     row_limit: int | None = None
     reason: str = ""
     valid_until: datetime | None = None  # a grant's expiry: a cached plan is stale after it
+    rate_limit: int | None = None  # calls per minute (a grant's), counted under `quota`
+    quota: str | None = None  # the key of the calls' window, e.g. "grant:5"
+    purpose: str | None = None  # the purpose a read has when its caller names none
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class AccessPlan:
     row_limit: int | None = None
     reason: str = ""
     valid_until: datetime | None = None  # after it, a cached copy of the plan must be rebuilt
+    rate_limit: int | None = None  # calls per minute under `quota` (core.quotas)
+    quota: str | None = None
 
     @property
     def code(self) -> str:
@@ -408,10 +413,12 @@ def plan_for(
         clearance=verdict.clearance,
         fields=fields,
         row_filter=row_filter,
-        purpose=purpose,
+        purpose=purpose or verdict.purpose,
         row_limit=verdict.row_limit,
         reason=verdict.reason,
         valid_until=verdict.valid_until,
+        rate_limit=verdict.rate_limit,
+        quota=verdict.quota,
     )
     return plan
 

@@ -222,10 +222,22 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         state["departments"] = departments
         ctx.save_point(state)
     ctx.progress(2, total, "departments and accounts")
+    if not state.get("market") and ctx.params.get("market", True):
+        from minyun.demo import market
+
+        with ctx.factory.begin() as session:  # registrations and their events (一照一码)
+            state["market"] = market.demo_story(session)
+        ctx.save_point(state)
     if not state.get("resources") and ctx.params.get("resources", True):
         from minyun.demo import resources
 
         resources.publish_resources(ctx, state, folder=lake / "resources", seed=seed)
+    if state.get("resources") and not state.get("sharing"):
+        from minyun.demo import sharing
+
+        with ctx.factory.begin() as session:  # a consumer applies, an approver approves
+            state["sharing"] = sharing.demo_sharing(session)
+        ctx.save_point(state)
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)

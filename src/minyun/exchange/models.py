@@ -74,3 +74,18 @@ class Grant(Base):
 
     consumer: Mapped[Organization] = relationship(lazy="joined")
     resource: Mapped[Resource] = relationship(lazy="joined")
+
+
+class ProxyService(Base):
+    """A provider's own HTTP endpoint for a resource, called through minyun (代理服务)."""
+
+    __tablename__ = "proxy_services"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int] = mapped_column(ForeignKey("resources.id"), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(2000))  # the base URL calls are forwarded to
+    active: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+    resource: Mapped[Resource] = relationship(lazy="joined")

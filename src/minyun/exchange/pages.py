@@ -15,12 +15,12 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from minyun.core.errors import Conflict, Invalid
+from minyun.core.errors import Conflict, Forbidden, Invalid
 from minyun.core.security import Principal, Role, authorize
-from minyun.exchange import service
+from minyun.exchange import online, service, usage
 from minyun.exchange.models import Application
 from minyun.web import wording
-from minyun.web.deps import INT32_MAX, CsrfDep, IdPath, SessionDep
+from minyun.web.deps import INT32_MAX, CsrfDep, IdPath, PlatformDep, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import (
     ACTIONS,
@@ -46,7 +46,24 @@ ACTIONS.update(
         "exchange.reject": N_("Sharing application rejected"),
         "exchange.withdraw": N_("Sharing application withdrawn"),
         "exchange.revoke": N_("Data grant revoked"),
+        "exchange.rate-limit": N_("Grant rate limit set"),
+        "exchange.proxy": N_("Proxy service called"),
+        "exchange.proxy-register": N_("Proxy service registered"),
+        "market.register": N_("Enterprise registered"),
+        "market.change": N_("Enterprise registration changed"),
+        "market.deregister": N_("Enterprise deregistered"),
     }
+)
+wording.sentence(
+    r"a rate limit is (?:1 to (?P<max>\d+)|a whole number of) calls per minute",
+    N_("Give a whole number of calls per minute (empty: no limit)."),
+)
+wording.sentence(
+    r"give a key of 1 to (?P<n>\d+) characters", N_("Give a key of 1 to %(n)s characters.")
+)
+wording.sentence(
+    r"over the rate limit of (?P<n>\d+) calls per minute; try again in (?P<s>\d+) s",
+    N_("Over the grant's limit of %(n)s calls per minute: try again in %(s)s seconds."),
 )
 # The service's refusals, said in the page's language beside their field.
 wording.sentence(r"choose at least one field", N_("Choose at least one field."))
@@ -81,6 +98,7 @@ SHARING_NAMES = {"unconditional": N_("Unconditional"), "conditional": N_("Condit
 LEVEL_NAMES = {"public": N_("Public"), "internal": N_("Internal"), "sensitive": N_("Sensitive"),
                "secret": N_("Secret")}  # fmt: skip
 DEFAULT_TERM = timedelta(days=365)
+USAGE_DAYS = 30
 
 
 def _expires(text: str) -> datetime:
@@ -269,13 +287,72 @@ def _mine_page(
 ) -> HTMLResponse:
     applications = service.list_applications(session, actor, side="consumer", limit=50)
     just: Application | None = next((a for a in applications if a.id == applied), None)
+    held = service.list_grants(session, actor, side="consumer")
+    given = service.list_grants(session, actor, side="provider")
     return render(
-        request, "exchange/mine.html", status_code=status_code,
-        held=service.list_grants(session, actor, side="consumer"),
-        given=service.list_grants(session, actor, side="provider"),
+        request, "exchange/mine.html", status_code=status_code, held=held, given=given,
         applications=applications, just=just, may_revoke=actor.has_role(Role.APPROVER),
         errors=errors or {}, levels=LEVEL_NAMES,
+        usage={g.id: usage.grant_usage(session, actor, g.id, days=USAGE_DAYS)
+               for g in [*held, *given] if g.status == "active"},
     )  # fmt: skip
+
+
+@router.get("/sharing/grants/{grant_id}")
+def grant_page(
+    request: Request,
+    grant_id: IdPath,
+    session: SessionDep,
+    actor: PageActorDep,
+    days: Annotated[int, Query(ge=1, le=usage.MAX_DAYS)] = USAGE_DAYS,
+) -> HTMLResponse:
+    """One grant, for its holder and its provider: its terms and its use per day (chart)."""
+    return _grant_page(request, session, actor, grant_id, days=days)
+
+
+def _grant_page(
+    request: Request,
+    session: Session,
+    actor: Principal,
+    grant_id: int,
+    *,
+    days: int = USAGE_DAYS,
+    values: Mapping[str, Any] | None = None,
+    errors: Mapping[str, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    found = usage.grant_usage(session, actor, grant_id, days=days)
+    g = found.grant
+    may_limit = actor.has_role(Role.APPROVER) and actor.organization_id == g.resource.provider_id
+    return render(
+        request, "exchange/grant.html", status_code=status_code, usage=found,
+        chart=found.chart(), levels=LEVEL_NAMES, is_holder=actor.organization_id == g.consumer_id,
+        may_limit=may_limit and g.status == "active", errors=errors or {},
+        values=values or {"rate_limit": "" if g.rate_limit is None else str(g.rate_limit)},
+    )  # fmt: skip
+
+
+@router.post("/sharing/grants/{grant_id}/rate-limit", dependencies=[CsrfDep])
+def set_rate_limit(
+    request: Request,
+    grant_id: IdPath,
+    session: SessionDep,
+    actor: PageActorDep,
+    rate_limit: Annotated[str, Form(max_length=12)] = "",
+) -> Response:
+    """Set or lift the grant's calls per minute (the provider's approvers)."""
+    text = rate_limit.strip()
+    try:
+        with session.begin_nested():
+            if text and not text.isdigit():
+                raise Invalid("a rate limit is a whole number of calls per minute",
+                              field="rate_limit")  # fmt: skip
+            service.set_rate_limit(session, actor, grant_id,
+                                   rate_limit=int(text) if text else None)  # fmt: skip
+    except (Invalid, Conflict) as exc:
+        return _grant_page(request, session, actor, grant_id, values={"rate_limit": text},
+                           errors={"rate_limit": str(exc)}, status_code=422)  # fmt: skip
+    return RedirectResponse(f"/sharing/grants/{grant_id}", 303)
 
 
 @router.post("/sharing/grants/{grant_id}/revoke", dependencies=[CsrfDep])
@@ -295,3 +372,59 @@ def revoke(
             request, session, actor, errors={grant_id: _errors(exc, "reason")}, status_code=422
         )
     return RedirectResponse("/sharing/mine", 303)
+
+
+@router.get("/sharing/lookup/{code}")
+def lookup_page(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: PageActorDep,
+    key: Annotated[str | None, Query(max_length=online.KEY_MAX)] = None,
+    purpose: Annotated[str | None, Query(max_length=online.PURPOSE_MAX)] = None,
+) -> HTMLResponse:
+    """Look up one record by its key (在线核验), shown as the department's grant allows."""
+    form = online.prepare(session, actor, code)
+    found, errors = None, {}
+    if key is not None:
+        try:
+            with session.begin_nested():
+                found = online.lookup(session, platform.lake, actor, code, key, purpose=purpose)
+        except Invalid as exc:
+            # The key becomes the query's filter: a key the filter refuses is a wrong key.
+            errors = {"purpose" if exc.extra.get("field") == "purpose" else "key": str(exc)}
+    return render(
+        request, "exchange/lookup.html", form=form, found=found, errors=errors,
+        values={"key": key or "", "purpose": purpose or ""},
+        status_code=422 if errors else 200,
+    )  # fmt: skip
+
+
+@router.get("/sharing/query/{code}")
+def query_page(
+    request: Request,
+    code: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    actor: PageActorDep,
+    filter: Annotated[str | None, Query(max_length=2000)] = None,
+    sort: Annotated[str | None, Query(max_length=200)] = None,
+    purpose: Annotated[str | None, Query(max_length=online.PURPOSE_MAX)] = None,
+) -> HTMLResponse:
+    """Query a resource's rows with a filter (在线查询), as the department's grant allows."""
+    form = online.prepare(session, actor, code)
+    found, errors = None, {}
+    if filter is not None:
+        try:
+            with session.begin_nested():
+                found = online.query_page(session, platform.lake, actor, code, filter=filter,
+                                          sort=sort, purpose=purpose)  # fmt: skip
+        except (Invalid, Forbidden) as exc:
+            where = exc.extra.get("field")
+            errors = {where if where in ("sort", "purpose") else "filter": str(exc)}
+    return render(
+        request, "exchange/query.html", form=form, found=found, errors=errors,
+        values={"filter": filter or "", "sort": sort or "", "purpose": purpose or ""},
+        status_code=422 if errors else 200,
+    )  # fmt: skip

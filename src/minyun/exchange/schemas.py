@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -30,6 +30,15 @@ class ApproveIn(BaseModel):
     )
     clearance: Clearance = "internal"
     reason: str | None = Field(default=None, max_length=2000)
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="calls per minute; none: unlimited"
+    )
+
+
+class RateLimitIn(BaseModel):
+    rate_limit: int | None = Field(
+        ge=1, le=1_000_000, description="calls per minute; null lifts the limit"
+    )
 
 
 class ReasonIn(BaseModel):
@@ -111,3 +120,18 @@ _GRANT = (
     "rate_limit", "status", "granted_by", "created_at", "revoked_by", "revoked_at",
     "revoke_reason",
 )  # fmt: skip
+
+
+class UsageDay(BaseModel):
+    day: date
+    calls: int
+    rows: int
+    denials: int
+
+
+class UsageRead(BaseModel):
+    grant: int
+    calls: int
+    rows: int
+    denials: int
+    days: list[UsageDay]

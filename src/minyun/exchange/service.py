@@ -41,6 +41,7 @@ DATA_ROLES = frozenset({Role.CONSUMER, Role.STEWARD})
 CLEARANCES = ("public", "internal", "sensitive", "secret")
 DEFAULT_CLEARANCE = "internal"
 MAX_TERM = timedelta(days=3 * 366)
+MAX_RATE_LIMIT = 1_000_000  # calls per minute
 TEXT_LIMIT = 2000
 _KINDS = {"integer": "integer", "number": "number", "string": "string", "boolean": "boolean",
           "date": "date", "datetime": "datetime"}  # fmt: skip
@@ -209,6 +210,7 @@ def approve_application(
     row_filter: str | None = None,
     clearance: str = DEFAULT_CLEARANCE,
     reason: str | None = None,
+    rate_limit: int | None = None,
 ) -> Grant:
     """Approve a submitted application: all its fields or fewer, its rows or fewer (ANDed)."""
     application = _pending(session, actor, application_id, "exchange.approve")
@@ -220,9 +222,36 @@ def approve_application(
     extra = _check_filter(kinds, row_filter, field="row_filter")
     if clearance not in CLEARANCES:
         raise Invalid(f"unknown clearance {clearance!r}", field="clearance")
+    limit = _check_rate_limit(rate_limit)
     _decide(application, actor, ApplicationStatus.APPROVED, reason)
     return _grant(session, actor, application, granted, _narrowed(application.row_filter, extra),
-                  clearance)  # fmt: skip
+                  clearance, rate_limit=limit)  # fmt: skip
+
+
+def set_rate_limit(
+    session: Session, actor: Principal, grant_id: int, *, rate_limit: int | None
+) -> Grant:
+    """Set (or lift, None) an active grant's calls per minute; the next call counts under it."""
+    grant = access_grant(session, actor, grant_id)
+    authorize(session, actor, "exchange.approve", target=str(grant_id), target_type="grant")
+    if not _is_provider_approver(actor, grant.resource.provider_id):
+        raise _refuse(actor, "exchange.rate-limit", str(grant_id), "only the provider's approvers")
+    if grant.status != GrantStatus.ACTIVE:
+        raise Conflict(f"grant {grant_id} is already revoked", code="revoked")
+    before, grant.rate_limit = grant.rate_limit, _check_rate_limit(rate_limit)
+    policies.bump_epoch(session)  # cached plans carry the limit
+    audit.record(
+        session, actor, "exchange.rate-limit", target=str(grant.id), target_type="grant",
+        detail=json.dumps({"before": before, "after": grant.rate_limit}),
+    )  # fmt: skip
+    return grant
+
+
+def _check_rate_limit(value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= MAX_RATE_LIMIT:
+        raise Invalid(f"a rate limit is 1 to {MAX_RATE_LIMIT} calls per minute",
+                      field="rate_limit")  # fmt: skip
+    return value
 
 
 def reject_application(
@@ -298,6 +327,8 @@ def _grant(
     fields: Sequence[str],
     row_filter: str | None,
     clearance: str,
+    *,
+    rate_limit: int | None = None,
 ) -> Grant:
     """The grant of an approved application; it replaces the department's earlier one."""
     earlier = session.scalars(
@@ -316,6 +347,7 @@ def _grant(
         clearance=clearance,
         purpose=application.purpose,
         expires_at=application.expires_at,
+        rate_limit=rate_limit,
         status=GrantStatus.ACTIVE,
         granted_by=actor.label,
     )
@@ -330,7 +362,7 @@ def _grant(
         detail=_detail(application=application.id, resource=application.resource.code,
                        consumer=application.consumer.code, fields=list(fields),
                        row_filter=row_filter, clearance=clearance,
-                       expires_at=grant.expires_at.isoformat(),
+                       expires_at=grant.expires_at.isoformat(), rate_limit=rate_limit,
                        replaced=[g.id for g in earlier]),
     )  # fmt: skip
     return grant
@@ -542,6 +574,11 @@ def grant_verdict(
         row_filter=grant.row_filter,
         reason=f"grant={grant.id}",  # named in the read's audit record
         valid_until=grant.expires_at,
+        rate_limit=grant.rate_limit,
+        # The grant's window; its time of issue keeps it apart from a same-numbered grant
+        # of another database sharing the storage (a restored or a test database).
+        quota=f"grant:{grant.id}:{grant.created_at.timestamp():.6f}",
+        purpose=grant.purpose,  # a call that names no purpose is recorded with the grant's
     )
 
 

@@ -42,6 +42,7 @@ from minyun.core.errors import DomainError, Invalid, NotFound, Unauthenticated
 from minyun.core.filters import RowTest, quote, row_test
 from minyun.core.platform import Platform
 from minyun.core.policies import AccessPlan
+from minyun.core.quotas import quotas_for
 from minyun.core.reading import key_texts, output_schema
 from minyun.core.security import Principal, TokenCache
 from minyun.core.serving import KeyFacts, json_value
@@ -99,6 +100,7 @@ class KeyLookups:
         )
         self.store = serving.fact_store(platform.settings.database_url, platform.factory)
         self.secret = platform.node_key.derive("reader")
+        self.quotas = quotas_for(platform.settings.rate_limit_uri, platform.settings.node_name)
         self._plans: OrderedDict[tuple[Any, ...], _Prepared] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -136,6 +138,8 @@ class KeyLookups:
             return await anyio.to_thread.run_sync(
                 self._from_rows, actor, code, key, prepared, fields, purpose
             )
+        if plan.rate_limit is not None:
+            await self._admit(plan, purpose)
         value = _canonical(key, prepared.key_kind)
         row = facts.row if value is not None else None
         if row is not None and prepared.row_test is not None and not prepared.row_test(row):
@@ -150,7 +154,8 @@ class KeyLookups:
             rows = shown.to_pylist()
         entry = audit.Entry.of(
             actor, policies.READ, target=code, target_type="resource",
-            keys=key_texts([[value]]) if rows else [], count=len(rows), purpose=purpose,
+            keys=key_texts([[value]]) if rows else [], count=len(rows),
+            purpose=purpose or plan.purpose,
             detail=f"version={facts.lake_version}; fields={','.join(wanted)}; policy={plan.policy}"
             + (f"; {plan.reason}" if plan.policy == "grant" and plan.reason else "") + "; index",
         )  # fmt: skip
@@ -237,6 +242,23 @@ class KeyLookups:
         if not rows:
             raise NotFound(f"resource {code} has no row {key}")
         return Found(rows[0], page.version)
+
+    async def _admit(self, plan: AccessPlan, purpose: str | None) -> None:
+        """Count the call on its grant's rate limit; beyond it, 429 and (budgeted) audited."""
+        quotas = self.quotas
+        refusal = (
+            quotas.hit(plan) if quotas.local else await anyio.to_thread.run_sync(quotas.hit, plan)
+        )
+        if refusal is None:
+            return
+        if refusal.record:
+            entry = audit.Entry.of(
+                plan.actor, policies.READ, target=plan.code, target_type="resource",
+                purpose=purpose or plan.purpose, outcome=audit.Outcome.DENIED,
+                detail=refusal.detail,
+            )  # fmt: skip
+            await self.platform.audit_appender.append_async(entry)
+        raise refusal.error
 
     async def _deny(self, actor: Principal, action: str, code: str | None, detail: str) -> None:
         entry = audit.Entry.of(

@@ -21,7 +21,7 @@ import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
-from minyun.core import audit, policies, serving
+from minyun.core import audit, policies, quotas, serving
 from minyun.core.errors import Invalid
 from minyun.core.filters import BoolOp, Node, Test, kind_of, parse_filter, parse_sort
 from minyun.core.lake import Lake
@@ -55,6 +55,7 @@ def query_rows(
 ) -> RowsPage:
     """Rows of a resource as the reader's access plan shows them; audited with the rows' keys."""
     plan = catalog.access_data(session, actor, code, policies.READ, purpose=purpose)
+    quotas.admit(session, plan)  # a grant's rate limit: 429 beyond it, audited
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
     page = None
@@ -73,7 +74,7 @@ def query_rows(
         target_type="resource",
         keys=page.keys,
         count=page.table.num_rows,
-        purpose=purpose,
+        purpose=plan.purpose,  # the caller's, else the grant's
         detail=_describe(plan, page, filter, sort),
     )
     return page
