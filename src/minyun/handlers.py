@@ -5,5 +5,6 @@ import minyun.core.serving
 import minyun.demo.province
 import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
+import minyun.opendata.service  # the open-data release finder and the refresh on new versions
 import minyun.push.relay
 import minyun.push.webhooks  # noqa: F401

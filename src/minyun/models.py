@@ -19,6 +19,7 @@ from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
+from minyun.opendata.models import OpenDataset, OpenVersion
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -39,6 +40,8 @@ __all__ = [
     "EventHead",
     "Grant",
     "Job",
+    "OpenDataset",
+    "OpenVersion",
     "Organization",
     "PlanEpoch",
     "Reading",

@@ -242,6 +242,9 @@ POLICY: dict[str, frozenset[str]] = {
     "exchange.read": frozenset({"*"}),
     "exchange.apply": frozenset({Role.CONSUMER}),
     "exchange.approve": frozenset({Role.APPROVER}),
+    # Open data (minyun.opendata): the providing department's stewards open its resources
+    # (checked again by the service: their own department only).
+    "opendata.release": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 
@@ -360,7 +363,7 @@ def authorize(
                 purpose=purpose,
             )
         plan = policies.plan_for(actor, action, resource, verdict, purpose=purpose)
-        if resource.fields and not plan.visible:
+        if resource.fields and not plan.visible and not plan.aggregated:
             raise _refusal(
                 actor,
                 action,
