@@ -84,3 +84,45 @@ def new_version(session: Session, lake: Lake, resource: Resource, table: pa.Tabl
     write_deltalake(lake.table_uri(resource.code), table, mode="overwrite")
     resource.lake_version = (resource.lake_version or 0) + 1
     session.flush()
+
+
+@dataclass
+class Portal:
+    """Datasets of two publishers, one conditional, and a closed resource, for the API tests."""
+
+    ents: str  # all 30 enterprises, public fields
+    fuzhou: str  # the ten of 福州市
+    sums: str  # capital summed by city (a sensitive field, aggregated)
+    conditional: str
+    closed_code: str  # a resource not open at all
+    ents_key: str
+
+
+def portal(session: Session, lake: Lake) -> Portal:
+    from minyun.opendata import service
+
+    a = open_resource(session, lake)
+    b = open_resource(session, lake, theme="finance", name="注册资本统计")
+    c = open_resource(session, lake, open_type="conditional", sharing_type="conditional")
+    closed = open_resource(session, lake, open_type="none", sharing_type="conditional")
+    public = ["uscc", "name", "city", "established"]
+    ents = service.open_dataset(
+        session, a.steward, a.resource.code, name="ents", title="企业登记信息",
+        description="全省企业登记基本信息", tags=["企业", "登记"], fields=public,
+        frequency="monthly", spatial=["350000"], temporal_start=date(2000, 1, 1),
+    )  # fmt: skip
+    service.open_dataset(
+        session, a.steward, a.resource.code, name="ents-fz", title="福州市企业登记信息",
+        tags=["企业", "福州"], fields=public, row_filter="city = '福州市'", spatial=["350100"],
+    )  # fmt: skip
+    service.open_dataset(
+        session, b.steward, b.resource.code, name="capital-by-city", title="各市注册资本合计",
+        tags=["统计"], fields=["city"], domain="finance", licence="cc0-1.0", min_group=5,
+        aggregates=[{"fn": "sum", "field": "capital", "name": "capital"},
+                    {"fn": "count", "name": "enterprises"}],
+    )  # fmt: skip
+    service.open_dataset(
+        session, c.steward, c.resource.code, name="cond", title="有条件开放的企业名录",
+        fields=public,
+    )  # fmt: skip
+    return Portal("ents", "ents-fz", "capital-by-city", "cond", closed.resource.code, ents.key)

@@ -35,7 +35,7 @@ from minyun.catalog import service as catalog
 from minyun.catalog.models import OpenType, Resource, ResourceStatus
 from minyun.catalog.themes import THEME_BY_CODE, theme_code
 from minyun.core import audit, clock, events, policies, views
-from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound
+from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.core.events import Event
 from minyun.core.filters import parse_filter
 from minyun.core.lake import Lake
@@ -488,7 +488,7 @@ def run_sql(session: Session, lake: Lake, actor: Principal, sql: str) -> SqlAnsw
         try:
             dataset = access_dataset(session, actor, dataset.key)
             plan = read_plan(session, actor, dataset)
-        except (NotFound, Forbidden) as exc:
+        except (NotFound, Forbidden, Unauthenticated) as exc:
             # Same answer for a closed table as for a missing one.
             error = Invalid(f"{name!r} is not an open dataset", field="sql")
             error.audit = exc.audit
