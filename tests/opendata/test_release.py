@@ -194,3 +194,16 @@ def test_open_data_policy_answers_only_reads_of_unconditional_published_resource
         assert policy.evaluate(None, ANON, policies.READ, other) is None  # type: ignore[arg-type]
     assert policy.evaluate(None, ANON, policies.REJECTS, facts) is None  # type: ignore[arg-type]
     assert policies.OpenData().evaluate(None, ANON, policies.READ, facts) is None  # type: ignore[arg-type]
+
+
+def test_a_committed_loads_event_refreshes_the_datasets_in_its_transaction(
+    session: Session, lake: Lake
+) -> None:
+    from minyun.core import events
+
+    o = kit.open_resource(session, lake)
+    ds = _open(session, o)
+    kit.new_version(session, lake, o.resource, kit.enterprises(12))
+    events.publish(session, kind="resource.updated", subject=o.resource.code, data={})
+    assert (ds.version, ds.lake_version) == (2, 1)
+    assert service.search_rows(session, lake, ANON, ds.name).total == 12

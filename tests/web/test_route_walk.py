@@ -147,6 +147,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "subscription_id": "1",
         # Sharing: applications and grants are metadata of the two departments only.
         "application_id": "1", "grant_id": "1",
+        # Open data: datasets by name (none open here: 404), downloads and DCAT by format.
+        "name": "no-such-dataset", "fmt": "csv",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

@@ -246,10 +246,15 @@ def _search_where(
         for v in values:
             if not isinstance(v, str | int | float | bool):
                 raise Invalid(f"filter {name} takes text, numbers or true/false", field="filters")
-        # Compared as text, as CKAN's filters are given (as JSON strings or numbers).
         marks = ", ".join("?" for _ in values)
-        parts.append(f"CAST({quote(name)} AS VARCHAR) IN ({marks})")
-        params += [_text(v) for v in values]
+        typed = _typed(kinds[name], values)
+        if typed is None:
+            # Compared as text, as CKAN's filters are given (as JSON strings or numbers).
+            parts.append(f"CAST({quote(name)} AS VARCHAR) IN ({marks})")
+            params += [_text(v) for v in values]
+        else:  # the column itself: the scan can skip files and row groups
+            parts.append(f"{quote(name)} IN ({marks})")
+            params += typed
     if isinstance(q, str) and q.strip():
         texts = [n for n, k in kinds.items() if k == "string"]
         if texts:
@@ -266,6 +271,20 @@ def _search_where(
             parts.append(f"contains(lower(CAST({quote(name)} AS VARCHAR)), lower(?))")
             params.append(str(term))
     return (" AND ".join(parts) or "TRUE"), params
+
+
+def _typed(kind: str, values: Sequence[Any]) -> list[Any] | None:
+    """The filter values as the column's own type, when each converts exactly; else None."""
+    try:
+        if kind == "string" and all(isinstance(v, str) for v in values):
+            return list(values)
+        if kind == "integer" and not any(isinstance(v, bool | float) for v in values):
+            return [int(v) for v in values]
+        if kind == "date" and all(isinstance(v, str) for v in values):
+            return [date.fromisoformat(v) for v in values]
+    except ValueError:
+        return None
+    return None
 
 
 def _text(value: Any) -> str:

@@ -107,14 +107,23 @@ def _call(
 DataDep = Depends(action_data)
 
 
-@router.api_route("/api/3/action/{action}", methods=["GET", "POST"])
-def action3(
+@router.get("/api/3/action/{action}")
+def action_get(
     action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
     data: dict[str, Any] = DataDep,
 ) -> JSONResponse:  # fmt: skip
     """A CKAN action (status_show, package_list, package_search, package_show,
     organization_list, organization_show, group_list, tag_list, resource_show,
-    datastore_search, datastore_search_sql)."""
+    datastore_search, datastore_search_sql), its arguments as query parameters."""
+    return _call(action, request, session, actor, platform, data)
+
+
+@router.post("/api/3/action/{action}")
+def action_post(
+    action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
+    data: dict[str, Any] = DataDep,
+) -> JSONResponse:  # fmt: skip
+    """A CKAN action, its arguments as a JSON object (or a form)."""
     return _call(action, request, session, actor, platform, data)
 
 

@@ -18,6 +18,7 @@ from minyun.catalog.themes import THEME_BY_CODE
 from minyun.opendata.ckan import FORMATS
 from minyun.opendata.models import OpenDataset
 
+DCAT_VERSION = URIRef("http://www.w3.org/ns/dcat#version")  # DCAT 3; rdflib's DCAT predates it
 FREQ = Namespace("http://publications.europa.eu/resource/authority/frequency/")
 FREQUENCIES = {"realtime": "CONT", "daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY",
                "quarterly": "QUARTERLY", "yearly": "ANNUAL", "irregular": "IRREG"}  # fmt: skip
@@ -51,7 +52,7 @@ def _add_dataset(graph: Graph, dataset: OpenDataset, base: str) -> URIRef:
     graph.add(
         (node, DCTERMS.modified, Literal(dataset.updated_at.isoformat(), datatype=XSD.dateTime))
     )
-    graph.add((node, DCAT.version, Literal(str(dataset.version))))
+    graph.add((node, DCAT_VERSION, Literal(str(dataset.version))))
     for tag in dataset.tags:
         graph.add((node, DCAT.keyword, Literal(tag, lang=zh)))
     theme = URIRef(f"{base}/opendata/domains/{dataset.domain}")

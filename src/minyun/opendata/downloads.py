@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -63,6 +64,8 @@ def csv(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return str(value)
@@ -111,6 +114,8 @@ def xlsx(schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> Iterator[bytes
                 for col, value in enumerate(values.values()):
                     if value is None:
                         continue
+                    if isinstance(value, Decimal):
+                        value = _plain(value)
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         sheet.write_number(row, col, value)
                     else:
