@@ -19,7 +19,7 @@ from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
-from minyun.opendata.models import OpenDataset, OpenVersion
+from minyun.opendata.models import DeveloperKey, OpenDataset, OpenVersion
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -34,6 +34,7 @@ __all__ = [
     "Base",
     "CityHour",
     "DeadLetter",
+    "DeveloperKey",
     "Division",
     "Event",
     "EventDeadLetter",

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from ckanapi import NotFound, RemoteCKAN, SearchQueryError, ValidationError
 
 from minyun.core.platform import Platform
+from tests.conftest import make_settings
 from tests.opendata import kit
 
 pytestmark = pytest.mark.browser  # a served app (uvicorn in a thread)
 
 
-@pytest.fixture
-def site(platform: Platform, server: str) -> tuple[kit.Portal, str]:
-    with platform.factory.begin() as s:
-        made = kit.portal(s, platform.lake)
-    return made, server
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[kit.Portal, str]]:
+    """One served node for the module: the tests only read (their reads are audited)."""
+    from minyun.web.app import create_app
+    from tests.browser import serve
+
+    node = Platform.open(make_settings(tmp_path_factory.mktemp("ckan") / "var"))
+    node.migrate()
+    with node.factory.begin() as s:
+        made = kit.portal(s, node.lake)
+    try:
+        with serve(create_app(node)) as base:
+            yield made, base
+    finally:
+        node.close()
 
 
 def test_ckanapi_reads_the_catalogue(site: tuple[kit.Portal, str]) -> None:

@@ -10,18 +10,22 @@ Search Query Error), so `ckanapi.RemoteCKAN` and CKAN harvesters work unchanged.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from minyun.core.errors import DomainError, Invalid, NotFound, Unauthenticated
-from minyun.opendata import ckan, dcat, downloads, service
+from minyun.core.platform import Platform
+from minyun.core.security import Principal
+from minyun.opendata import ckan, dcat, developers, downloads, service
 from minyun.opendata.models import OpenDataset
 from minyun.web import problems
-from minyun.web.deps import ActorDep, PlatformDep, SessionDep
+from minyun.web.deps import ActorDep, PlatformDep, SessionDep, get_actor
 
 router = APIRouter(tags=["opendata"])
 HELP = "/api/3/action/help_show?name={action}"
@@ -53,7 +57,8 @@ def ckan_error(request: Request, status: int, exc: DomainError) -> Response:
     else:
         error = {"__type": exc.title, "message": message}
     body = {"help": _help(request, action), "success": False, "error": error}
-    return JSONResponse(body, status)
+    headers = {"Retry-After": str(exc.extra["retry_after"])} if "retry_after" in exc.extra else None
+    return JSONResponse(body, status, headers=headers)
 
 
 problems.ERROR_FORMATS["/api/3/action/"] = ckan_error
@@ -90,8 +95,34 @@ async def action_data(request: Request) -> dict[str, Any]:
     return await _data(request)
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who calls an action: a developer key's owner (and the key), a token's client, or nobody."""
+
+    actor: Principal
+    key: str | None = None
+
+
+def ckan_caller(request: Request, session: SessionDep, platform: PlatformDep) -> Caller:
+    """A developer key as CKAN clients send it (`X-CKAN-API-Key`, or `Authorization` without
+    a scheme), counted against its limit; else the usual bearer token or anonymous."""
+    raw = request.headers.get("x-ckan-api-key", "")
+    authorization = request.headers.get("authorization", "")
+    if not raw and authorization and " " not in authorization.strip():
+        raw = authorization
+    if raw:
+        use = developers.use_key(session, raw)
+        developers.count_call(platform.settings.rate_limit_uri, use)
+        return Caller(use.actor, use.prefix)
+    return Caller(get_actor(request, session, platform))
+
+
+CallerDep = Annotated[Caller, Depends(ckan_caller)]
+DataDep = Depends(action_data)
+
+
 def _call(
-    action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
+    action: str, request: Request, session: Session, caller: Caller, platform: Platform,
     data: dict[str, Any],
 ) -> JSONResponse:  # fmt: skip
     handler = ckan.ACTIONS.get(action)
@@ -99,40 +130,38 @@ def _call(
         body = {"help": _help(request, action), "success": False,
                 "error": {"__type": "Bad request", "message": f"Action name not known: {action}"}}  # fmt: skip
         return JSONResponse(body, 400)
-    call = ckan.Call(session, platform.lake, actor, data, platform.settings.base_url.rstrip("/"))
+    call = ckan.Call(session, platform.lake, caller.actor, data,
+                     platform.settings.base_url.rstrip("/"), caller.key)  # fmt: skip
     result = handler(call)
     return JSONResponse({"help": _help(request, action), "success": True, "result": result})
 
 
-DataDep = Depends(action_data)
-
-
 @router.get("/api/3/action/{action}")
 def action_get(
-    action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
+    action: str, request: Request, session: SessionDep, caller: CallerDep, platform: PlatformDep,
     data: dict[str, Any] = DataDep,
 ) -> JSONResponse:  # fmt: skip
     """A CKAN action (status_show, package_list, package_search, package_show,
     organization_list, organization_show, group_list, tag_list, resource_show,
     datastore_search, datastore_search_sql), its arguments as query parameters."""
-    return _call(action, request, session, actor, platform, data)
+    return _call(action, request, session, caller, platform, data)
 
 
 @router.post("/api/3/action/{action}")
 def action_post(
-    action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
+    action: str, request: Request, session: SessionDep, caller: CallerDep, platform: PlatformDep,
     data: dict[str, Any] = DataDep,
 ) -> JSONResponse:  # fmt: skip
     """A CKAN action, its arguments as a JSON object (or a form)."""
-    return _call(action, request, session, actor, platform, data)
+    return _call(action, request, session, caller, platform, data)
 
 
 @router.api_route("/api/action/{action}", methods=["GET", "POST"], include_in_schema=False)
 def action(
-    action: str, request: Request, session: SessionDep, actor: ActorDep, platform: PlatformDep,
+    action: str, request: Request, session: SessionDep, caller: CallerDep, platform: PlatformDep,
     data: dict[str, Any] = DataDep,
 ) -> JSONResponse:  # fmt: skip
-    return _call(action, request, session, actor, platform, data)
+    return _call(action, request, session, caller, platform, data)
 
 
 @router.get("/opendata/datasets/{name}/download.{fmt}")

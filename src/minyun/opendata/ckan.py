@@ -66,6 +66,7 @@ class Call:
     actor: Principal
     data: Mapping[str, Any]
     base_url: str
+    key: str | None = None  # the developer key's prefix, when one was sent
 
 
 # --- shapes ------------------------------------------------------------------------------------
@@ -546,7 +547,7 @@ def datastore_search(call: Call) -> dict[str, Any]:
         rows = service.search_rows(
             call.session, call.lake, call.actor, service.dataset_ident(resource_id),
             filters=filters, q=q, fields=_list_arg(data, "fields"), sort=_sort_arg(data.get("sort")),
-            limit=limit, offset=offset, total=include_total,
+            limit=limit, offset=offset, total=include_total, key=call.key,
         )  # fmt: skip
     except NotFound:
         raise NotFound(f'Resource "{resource_id}" was not found.') from None
@@ -568,7 +569,7 @@ def datastore_search(call: Call) -> dict[str, Any]:
 def datastore_search_sql(call: Call) -> dict[str, Any]:
     """A read-only SELECT over open datasets (named by id, name or a distribution id)."""
     sql = _required(call.data, "sql")
-    answer = service.run_sql(call.session, call.lake, call.actor, sql)
+    answer = service.run_sql(call.session, call.lake, call.actor, sql, key=call.key)
     from minyun.core.filters import kind_of
 
     kinds = {f.name: kind_of(f.type) for f in answer.table.schema}

@@ -84,3 +84,28 @@ class OpenVersion(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+
+class KeyState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class DeveloperKey(Base):
+    """A developer's API key for the open data API: its owner, rate limit and state.
+
+    Only a SHA-256 of the secret is kept (the secret is 24 random bytes: no guessing to slow
+    down); the key is shown once, when it is made.
+    """
+
+    __tablename__ = "open_api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    per_minute: Mapped[int] = mapped_column(Integer, default=600)
+    state: Mapped[str] = mapped_column(String(12), default=KeyState.ACTIVE)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)

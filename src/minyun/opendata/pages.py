@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func, select
 
 from minyun.catalog.themes import THEME_BY_CODE, THEMES
-from minyun.core.errors import Forbidden, Unauthenticated
-from minyun.opendata import ckan, service
+from minyun.core.errors import Conflict, Forbidden, Invalid, Unauthenticated
+from minyun.opendata import ckan, developers, service
 from minyun.opendata.models import OpenDataset
 from minyun.orgs.models import Organization
-from minyun.web.deps import PlatformDep, SessionDep
+from minyun.web.deps import CsrfDep, PlatformDep, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import PageActorDep, render
 
@@ -127,6 +127,7 @@ def dataset(
         request, "opendata/dataset.html", d=found, preview=preview, refused=refused, count=count,
         rows=ckan.records(preview.table) if preview else [], base=base,
         chart=_chart(preview) if preview else None, versions=service.versions(session, found),
+        usage=_usage_json(developers.dataset_usage(session, found)),
         theme=THEME_BY_CODE.get(found.domain), frequencies=FREQUENCY_NAMES,
         licences=service.LICENCES, formats=ckan.FORMATS,
     )  # fmt: skip
@@ -149,3 +150,47 @@ def _chart(preview: service.Rows) -> str | None:
     ]
     return json.dumps({"labels": [str(v) for v in labels], "values": values, "name": numbers[0]},
                       ensure_ascii=False)  # fmt: skip
+
+
+def _usage_json(usage: developers.Usage) -> str:
+    return json.dumps({"days": usage.days, "api": usage.api, "downloads": usage.downloads})
+
+
+@router.get("/opendata/developer")
+def developer(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """A developer's API keys (signed-in accounts): make, revoke, and each key's usage."""
+    return _developer_page(request, session, actor)
+
+
+def _developer_page(
+    request: Request, session: Any, actor: Any, *, secret: str | None = None,
+    error: str | None = None, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    if not actor.authenticated or actor.kind != "user":
+        return render(request, "opendata/developer.html", keys=[], usage={}, secret=None,
+                      error=None, signed_in_user=False)  # fmt: skip
+    keys = developers.list_keys(session, actor)
+    usage = {k.prefix: _usage_json(developers.key_usage(session, actor, k.prefix)) for k in keys}
+    return render(request, "opendata/developer.html", keys=keys, usage=usage, secret=secret,
+                  error=error, signed_in_user=True, status_code=status_code)  # fmt: skip
+
+
+@router.post("/opendata/developer/keys", dependencies=[CsrfDep])
+def create_key(
+    request: Request, session: SessionDep, actor: PageActorDep,
+    name: Annotated[str, Form(max_length=100)] = "",
+) -> Response:  # fmt: skip
+    """Make a key; its secret is shown on this answer only."""
+    try:
+        with session.begin_nested():
+            _key, secret = developers.create_key(session, actor, name=name)
+    except (Invalid, Conflict) as exc:
+        return _developer_page(request, session, actor, error=str(exc), status_code=422)
+    return _developer_page(request, session, actor, secret=secret)
+
+
+@router.post("/opendata/developer/keys/{prefix}/revoke", dependencies=[CsrfDep])
+def revoke_key(request: Request, prefix: str, session: SessionDep, actor: PageActorDep) -> Response:
+    """Revoke a key: its next call is refused."""
+    developers.revoke_key(session, actor, prefix)
+    return _developer_page(request, session, actor)

@@ -390,9 +390,12 @@ def _audit_read(
     what: str,
     count: int | None,
     detail: str = "",
+    key: str | None = None,
 ) -> None:
     parts = [f"dataset={dataset.name}", f"version={dataset.version}",
              f"lake_version={dataset.lake_version}", f"policy={plan.policy}", what]  # fmt: skip
+    if key:
+        parts.append(f"key={key}")
     if detail:
         parts.append(detail)
     audit.record_read(
@@ -424,6 +427,7 @@ def search_rows(
     limit: int = 100,
     offset: int = 0,
     total: bool = True,
+    key: str | None = None,
 ) -> Rows:
     """Rows of an open dataset as its view and the reader's plan show them; audited."""
     dataset = access_dataset(session, actor, ident)
@@ -435,7 +439,7 @@ def search_rows(
     what = "datastore_search"
     if filters:
         what += f" filters={json.dumps(filters, ensure_ascii=False)[:500]}"
-    _audit_read(session, actor, plan, dataset, what=what, count=found.table.num_rows)
+    _audit_read(session, actor, plan, dataset, what=what, count=found.table.num_rows, key=key)
     return Rows(dataset, found.table, found.total, found.columns)
 
 
@@ -476,7 +480,9 @@ class SqlAnswer:
     datasets: list[OpenDataset]
 
 
-def run_sql(session: Session, lake: Lake, actor: Principal, sql: str) -> SqlAnswer:
+def run_sql(
+    session: Session, lake: Lake, actor: Principal, sql: str, *, key: str | None = None
+) -> SqlAnswer:
     """A read-only SELECT over open datasets (named by id, name or a distribution's id)."""
     names = views.referenced(sql)
     tables: dict[str, views.SqlTable] = {}
@@ -498,7 +504,7 @@ def run_sql(session: Session, lake: Lake, actor: Principal, sql: str) -> SqlAnsw
     answer = views.run_sql(lake, sql, tables)
     for dataset, plan in used:
         _audit_read(session, actor, plan, dataset, what="datastore_search_sql",
-                    count=answer.table.num_rows, detail=f"sql={sql[:500]}")  # fmt: skip
+                    count=answer.table.num_rows, detail=f"sql={sql[:500]}", key=key)  # fmt: skip
     return SqlAnswer(answer.table, answer.truncated, [d for d, _ in used])
 
 

@@ -1,4 +1,4 @@
-"""opendata: open datasets and their versions
+"""opendata: open datasets, their versions, developer keys
 
 Revision ID: 0018
 Revises: 0014
@@ -78,8 +78,25 @@ def upgrade() -> None:
         sa.UniqueConstraint("dataset_id", "number"),
     )
     op.create_index("ix_open_dataset_versions_dataset_id", "open_dataset_versions", ["dataset_id"])
+    op.create_table(
+        "open_api_keys",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("prefix", sa.String(length=16), nullable=False),
+        sa.Column("secret_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("per_minute", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=12), nullable=False),
+        _when("created_at", nullable=False),
+        _when("revoked_at"),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("prefix"),
+    )
+    op.create_index("ix_open_api_keys_user_id", "open_api_keys", ["user_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("open_api_keys")
     op.drop_table("open_dataset_versions")
     op.drop_table("open_datasets")

@@ -21,6 +21,33 @@
     window.addEventListener("resize", function () { chart.resize(); });
   }
 
+  function usage() {
+    if (typeof echarts === "undefined") {
+      return;
+    }
+    document.querySelectorAll(".od-usage").forEach(function (box) {
+      var source = document.getElementById(box.getAttribute("data-usage"));
+      if (!source) {
+        return;
+      }
+      var data = JSON.parse(source.textContent);
+      box.hidden = false;
+      var chart = echarts.init(box);
+      chart.setOption({
+        tooltip: { trigger: "axis" },
+        legend: { top: 0 },
+        grid: { left: 8, right: 16, top: 32, bottom: 8, containLabel: true },
+        xAxis: { type: "category", data: data.days.map(function (d) { return d.slice(5); }) },
+        yAxis: { type: "value", minInterval: 1 },
+        series: [
+          { name: "API", type: "bar", stack: "calls", data: data.api },
+          { name: "下载", type: "bar", stack: "calls", data: data.downloads },
+        ],
+      });
+      window.addEventListener("resize", function () { chart.resize(); });
+    });
+  }
+
   function copying() {
     document.querySelectorAll(".od-copy").forEach(function (button) {
       button.addEventListener("click", function () {
@@ -32,5 +59,5 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { draw(); copying(); });
+  document.addEventListener("DOMContentLoaded", function () { draw(); usage(); copying(); });
 })();
