@@ -1,6 +1,7 @@
 """Open data: datastore_search, datastore_search_sql and a streamed CSV download over HTTP.
 
-Setup: an embedded node (SQLite control plane, local lake) in a temporary folder, one open
+Setup: a node on a throwaway PostgreSQL database (127.0.0.1, dropped at the end; the
+audit log's group commit as in production) and a local lake in a temporary folder, one open
 resource of MINYUN_BENCH_OPEN_ROWS rows (default 10 million: id, name, city, category,
 date, value, count, amount) committed to the lake in batches, opened as one dataset of its
 public fields. The product is served by uvicorn (`minyun.web.asgi:app`, one process) and
@@ -33,12 +34,14 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 import httpx
 import numpy as np
+import psycopg
 import pyarrow as pa
 
 from minyun.catalog import service as catalog
@@ -52,6 +55,7 @@ from minyun.opendata import service
 from minyun.opendata.demo import _schema
 from minyun.orgs import service as orgs
 
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROWS = int(os.environ.get("MINYUN_BENCH_OPEN_ROWS", "10000000"))
 BATCH = 1_000_000
 CLIENTS = int(os.environ.get("MINYUN_BENCH_OPEN_CLIENTS", "8"))
@@ -72,7 +76,7 @@ def _batches(rows: int) -> Iterator[pa.RecordBatch]:
         n = min(BATCH, rows - start)
         rng = np.random.default_rng(start)
         idx = np.arange(start, start + n)
-        yield pa.RecordBatch.from_pydict({
+        table = pa.table({
             "id": pa.array(np.char.add("r", idx.astype(str))),
             "name": pa.array(np.char.add("开放数据记录", idx.astype(str))),
             "city": pa.array(CITIES[rng.integers(0, 9, n)]),
@@ -83,11 +87,12 @@ def _batches(rows: int) -> Iterator[pa.RecordBatch]:
             "count": pa.array(rng.integers(1, 500, n)),
             "amount": pa.array(np.round(rng.gamma(2.0, 5000.0, n), 2)),
         })  # fmt: skip
+        yield from table.combine_chunks().to_batches()
 
 
-def _setup(var: Path) -> Path:
+def _setup(var: Path, database_url: str) -> Path:
     """The node with the open dataset; the folder of its Delta table (for the baseline)."""
-    node = Platform.open(load_settings(var_dir=var), run_jobs_here=False)
+    node = Platform.open(load_settings(var_dir=var, database_url=database_url), run_jobs_here=False)
     node.migrate()
     try:
         with node.factory.begin() as s:
@@ -128,10 +133,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(var: Path, log: Path) -> Iterator[tuple[str, int]]:
+def _serving(var: Path, database_url: str, log: Path) -> Iterator[tuple[str, int]]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINYUN_")}
     env["MINYUN_VAR_DIR"] = str(var)
+    env["MINYUN_DATABASE_URL"] = database_url
     command = [sys.executable, "-m", "uvicorn", "minyun.web.asgi:app", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -210,10 +216,15 @@ def _pct(values: list[float], p: float) -> float:
 
 def run() -> dict[str, float]:
     work = Path(tempfile.mkdtemp(prefix="minyun-bench-open-"))
-    out: dict[str, float] = {"opendata.rows": float(ROWS), "opendata.clients": float(CLIENTS)}
+    out: dict[str, float] = {"opendata.rows": float(ROWS), "opendata.clients": float(CLIENTS),
+                             "opendata.host_load_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    name = f"minyun_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    database_url = ADMIN.rsplit("/", 1)[0] + f"/{name}"
     try:
-        table_dir = _setup(work / "var")
-        with _serving(work / "var", work / "server.log") as (base, pid):
+        table_dir = _setup(work / "var", database_url)
+        with _serving(work / "var", database_url, work / "server.log") as (base, pid):
             speed, size = _download(base)
             out["opendata.download_mb_per_s"] = speed
             out["opendata.download_mb"] = size / 2**20
@@ -268,4 +279,6 @@ def run() -> dict[str, float]:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return out

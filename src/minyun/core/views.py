@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -161,11 +162,58 @@ def relation(plan: AccessPlan, view: View, columns: Mapping[str, str], source: s
     return sql
 
 
-def _columns(lake: Lake, plan: AccessPlan, version: int) -> tuple[Any, dict[str, str]]:
+@dataclass(frozen=True)
+class Scan:
+    """How a query reads a resource's version: DuckDB's own Parquet reader over the version's
+    files when the table allows it (no deletion vectors, column mapping or partitions), else
+    the Arrow dataset of the version (registered on the cursor)."""
+
+    files: tuple[str, ...] | None
+    dataset: Any
+    columns: dict[str, str]
+
+    def source(self, con: duckdb.DuckDBPyConnection, name: str) -> str:
+        """The FROM item of the rows (registering the Arrow dataset as `name` if needed)."""
+        if self.files is not None:
+            paths = ", ".join(literal(f) for f in self.files)
+            return f"read_parquet([{paths}], union_by_name = true)"
+        con.register(name, self.dataset)
+        return quote(name)
+
+
+_files: OrderedDict[tuple[str, int], tuple[str, ...] | None] = OrderedDict()
+_files_lock = threading.Lock()
+_PLAIN_READERS = frozenset({"timestampNtz"})
+
+
+def _version_files(lake: Lake, code: str, version: int) -> tuple[str, ...] | None:
+    """The Parquet files of a committed version (it never changes: cached), or None when they
+    cannot be read as plain Parquet."""
+    key = (lake.table_uri(code), version)
+    with _files_lock:
+        if key in _files:
+            _files.move_to_end(key)
+            return _files[key]
+    table = lake.table(code, version=version)
+    features = set(table.protocol().reader_features or ())
+    local = "://" not in lake.uri or lake.uri.startswith("file://")
+    plain = local and not table.metadata().partition_columns and features <= _PLAIN_READERS
+    files = tuple(table.file_uris()) if plain else None
+    if files is not None and not files:
+        files = None  # an empty table: read_parquet takes no empty list
+    with _files_lock:
+        _files[key] = files
+        while len(_files) > 64:
+            _files.popitem(last=False)
+    return files
+
+
+def _scan(lake: Lake, plan: AccessPlan, version: int) -> Scan:
     from minyun.core.reading import _dataset
 
     dataset = _dataset(lake, plan.code, version)
-    return dataset, {f.name: kind_of(f.type) for f in dataset.schema}
+    columns = {f.name: kind_of(f.type) for f in dataset.schema}
+    return Scan(_version_files(lake, plan.code, version), dataset, columns)
 
 
 @dataclass(frozen=True)
@@ -177,11 +225,11 @@ class SearchResult:
 
 def schema(lake: Lake, plan: AccessPlan, view: View, *, version: int) -> pa.Schema:
     """The Arrow schema of the view's rows at `version`."""
-    dataset, columns = _columns(lake, plan, version)
+    scan = _scan(lake, plan, version)
     con = _engine().cursor()
     try:
-        con.register("t", dataset)
-        return con.sql(relation(plan, view, columns, "t") + " LIMIT 0").to_arrow_table().schema
+        body = relation(plan, view, scan.columns, scan.source(con, "t"))
+        return con.sql(body + " LIMIT 0").to_arrow_table().schema
     finally:
         con.close()
 
@@ -206,11 +254,10 @@ def search(
         raise Invalid(f"limit must be between 0 and {MAX_SEARCH_LIMIT}", field="limit")
     if offset < 0:
         raise Invalid("offset must not be negative", field="offset")
-    dataset, columns = _columns(lake, plan, version)
+    scan = _scan(lake, plan, version)
     con = _engine().cursor()
     try:
-        con.register("t", dataset)
-        base = relation(plan, view, columns, "t")
+        base = relation(plan, view, scan.columns, scan.source(con, "t"))
         kinds = {
             f.name: kind_of(f.type) for f in con.sql(base + " LIMIT 0").to_arrow_table().schema
         }
@@ -297,11 +344,11 @@ def stream(
     lake: Lake, plan: AccessPlan, view: View, *, version: int, batch_rows: int = 65_536
 ) -> Iterator[pa.RecordBatch]:
     """The view's rows as record batches, read as they are sent (a download of any size)."""
-    dataset, columns = _columns(lake, plan, version)
+    scan = _scan(lake, plan, version)
     con = _engine().cursor()
     try:
-        con.register("t", dataset)
-        reader = con.sql(relation(plan, view, columns, "t")).fetch_record_batch(batch_rows)
+        body = relation(plan, view, scan.columns, scan.source(con, "t"))
+        reader = con.sql(body).fetch_record_batch(batch_rows)
         yield from reader
     finally:
         con.close()
@@ -309,13 +356,11 @@ def stream(
 
 def count(lake: Lake, plan: AccessPlan, view: View, *, version: int) -> int:
     """How many rows the view has at `version`."""
-    dataset, columns = _columns(lake, plan, version)
+    scan = _scan(lake, plan, version)
     con = _engine().cursor()
     try:
-        con.register("t", dataset)
-        found = con.execute(
-            f"SELECT count(*) FROM ({relation(plan, view, columns, 't')})"
-        ).fetchone()
+        body = relation(plan, view, scan.columns, scan.source(con, "t"))
+        found = con.execute(f"SELECT count(*) FROM ({body})").fetchone()
         return int(found[0]) if found else 0
     finally:
         con.close()
@@ -404,24 +449,25 @@ def run_sql(
 ) -> SqlResult:
     """A read-only query over open views (the names of `tables`); anything else is refused.
 
-    The query runs in a DuckDB database with no file access and a locked configuration;
-    each named table is a temporary view over its resource's rows with the reader's plan and
-    the dataset's view applied; the resource's raw rows sit under a random name the query
-    cannot name (the check above allows only `tables`' names).
+    The query runs in a DuckDB database of its own that may read only the Parquet files of the
+    named views' versions (`allowed_paths`), nothing else, with its configuration locked; each
+    named table is a temporary view over its resource's rows with the reader's plan and the
+    dataset's view applied. The check above lets the query name only `tables`' names, so the
+    files themselves are out of its reach (no read_parquet, no quoted paths).
     """
     names = referenced(sql)
     for name in names:
         if name not in tables:
             raise Invalid(f"{name!r} is not an open dataset", field="sql")
-    con = _sql_engine().cursor()
+    scans = {name: _scan(lake, tables[name].plan, tables[name].version) for name in names}
+    readable = sorted({f for scan in scans.values() for f in scan.files or ()})
+    con = _sql_engine(readable)
     timer = threading.Timer(timeout_s, con.interrupt)
     try:
         for name in names:
-            entry = tables[name]
-            dataset, columns = _columns(lake, entry.plan, entry.version)
-            source = f"__src_{secrets.token_hex(8)}"
-            con.register(source, dataset)
-            body = relation(entry.plan, entry.view, columns, source)
+            entry, scan = tables[name], scans[name]
+            source = scan.source(con, f"__src_{secrets.token_hex(8)}")
+            body = relation(entry.plan, entry.view, scan.columns, source)
             con.execute(f"CREATE TEMP VIEW {quote(name)} AS {body}")
         timer.start()
         try:
@@ -445,10 +491,12 @@ def _engine() -> duckdb.DuckDBPyConnection:
     return duckdb.connect(":memory:")
 
 
-@lru_cache(maxsize=1)
-def _sql_engine() -> duckdb.DuckDBPyConnection:
-    # Readers' own SQL runs here: no file or network access, settings locked.
-    return duckdb.connect(
-        ":memory:",
-        config={"enable_external_access": False, "lock_configuration": True},
-    )
+def _sql_engine(readable: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """A database of its own for one reader's SQL: no file but `readable` (the Parquet files of
+    the views it names), no network, settings locked."""
+    con = duckdb.connect(":memory:")
+    if readable:
+        con.execute(f"SET allowed_paths = [{', '.join(literal(f) for f in readable)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
