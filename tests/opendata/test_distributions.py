@@ -77,6 +77,13 @@ def test_downloads_in_every_format(http: tuple[TestClient, kit.Portal]) -> None:
     values = list(book.active.values)
     assert values[0] == ("city", "capital", "enterprises") and len(values) == 4
 
+    from minyun.opendata import service
+
+    service.XLSX_ROWS, saved = 20, service.XLSX_ROWS
+    try:  # a sheet too small for the rows: refused before the first byte
+        assert client.get("/opendata/datasets/ents/download.xlsx").status_code == 422
+    finally:
+        service.XLSX_ROWS = saved
     assert client.get("/opendata/datasets/ents/download.exe").status_code == 404
     assert client.get("/opendata/datasets/cond/download.csv").status_code == 401
     assert client.get("/opendata/datasets/nothing/download.csv").status_code == 404

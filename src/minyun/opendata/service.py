@@ -44,6 +44,7 @@ from minyun.core.security import Principal
 from minyun.opendata.models import DatasetState, Frequency, OpenDataset, OpenVersion
 
 PURPOSE = "open data"
+XLSX_ROWS = 1_048_575  # an Excel sheet's rows under its header
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,99}$")
 LICENCES = {
     "cc-by-4.0": "Creative Commons Attribution 4.0",
@@ -468,6 +469,11 @@ def open_download(
     plan = read_plan(session, actor, dataset)
     view = view_of(dataset)
     schema = views.schema(lake, plan, view, version=dataset.lake_version)
+    if fmt == "xlsx" and views.count(lake, plan, view, version=dataset.lake_version) > XLSX_ROWS:
+        # Refused before the first byte: a sheet that cannot hold the rows is no download.
+        raise Invalid(
+            "more rows than an Excel sheet holds: download CSV or Parquet", field="format"
+        )
     _audit_read(session, actor, plan, dataset, what=f"download format={fmt}", count=None)
     batches = views.stream(lake, plan, view, version=dataset.lake_version)
     return Download(dataset, batches, schema)
