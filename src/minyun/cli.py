@@ -114,6 +114,7 @@ def demo(
         "seed": seed,
         "var_dir": str(node.settings.var_dir),
         "lake_uri": node.settings.lake_uri,
+        "open_big_rows": 1_000_000,  # the demo's one open dataset with a million rows
     }
     key = f"demo.load:{seed}:{persons}:{enterprises}"
     with unit_of_work(node.factory) as session:

@@ -23,6 +23,7 @@ from minyun.demo.market import Enterprise
 from minyun.exchange.models import Application, Grant, ProxyService
 from minyun.ingest.models import Version
 from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganization, NodeResource
+from minyun.opendata.models import DeveloperKey, OpenDataset, OpenVersion
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -39,6 +40,7 @@ __all__ = [
     "BatchSubscription",
     "CityHour",
     "DeadLetter",
+    "DeveloperKey",
     "Division",
     "Enterprise",
     "Event",
@@ -51,6 +53,8 @@ __all__ = [
     "NodeNonce",
     "NodeOrganization",
     "NodeResource",
+    "OpenDataset",
+    "OpenVersion",
     "Organization",
     "PlanEpoch",
     "ProxyService",

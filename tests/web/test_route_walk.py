@@ -154,6 +154,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "delivery_id": "1",
         # Nodes: the registry and the cities' catalog (a node no one registered here).
         "node_id": "fuzhou",
+        # Open data: datasets by name (none open here: 404), downloads and DCAT by format.
+        "name": "no-such-dataset", "fmt": "csv",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

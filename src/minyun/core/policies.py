@@ -54,6 +54,9 @@ class Treatment(StrEnum):
     CLEAR = "clear"
     MASK = "mask"
     DROP = "drop"
+    # Usable only inside an aggregate of an open dataset's view (count, sum, avg over groups
+    # of a minimum size); never selected as a value by any reader.
+    AGGREGATE = "aggregate"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class Verdict:
     rate_limit: int | None = None  # calls per minute (a grant's), counted under `quota`
     quota: str | None = None  # the key of the calls' window, e.g. "grant:5"
     purpose: str | None = None  # the purpose a read has when its caller names none
+    aggregate: frozenset[str] = frozenset()  # fields above the clearance usable in aggregates
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,12 @@ class AccessPlan:
     @property
     def visible(self) -> list[str]:
         """The fields the reader receives (in clear or masked), in schema order."""
-        return [f.name for f in self.fields if f.treatment is not Treatment.DROP]
+        return [f.name for f in self.fields if f.treatment in (Treatment.CLEAR, Treatment.MASK)]
+
+    @property
+    def aggregated(self) -> frozenset[str]:
+        """The fields the reader may use only inside an aggregate (open data views)."""
+        return frozenset(f.name for f in self.fields if f.treatment is Treatment.AGGREGATE)
 
     @property
     def clear(self) -> frozenset[str]:
@@ -352,7 +361,69 @@ class Registry:
 
 
 GRANTS = Registry("grant")  # the sharing issue registers approved grants here
-OPEN_DATA = Registry("open-data")  # the open data issue registers open datasets here
+
+
+@dataclass(frozen=True)
+class OpenRelease:
+    """What the released open datasets of a resource open, together (`minyun.opendata`).
+
+    `fields` are shown in clear (the release check let only public ones through),
+    `aggregate` only inside an aggregate of a view, `row_filter` is the union of the views'
+    row filters (None: some view opens every row).
+    """
+
+    datasets: tuple[str, ...]
+    fields: frozenset[str]
+    aggregate: frozenset[str] = frozenset()
+    row_filter: str | None = None
+
+
+ReleaseFinder = Callable[[Session, DataResource], OpenRelease | None]
+
+
+@dataclass
+class OpenData:
+    """Open data (公共数据开放): anyone, anonymous visitors too, reads what a release opened.
+
+    Only `resource.read` of a published resource whose open type is unconditional, and only
+    what its released open datasets open; the clearance is `public`, so a field above it
+    reaches nobody in clear, whatever a release says (it is dropped, or usable only in an
+    aggregate). Conditionally open resources are read through an approved application's grant
+    (`GRANTS`); a resource not open is never answered here.
+    """
+
+    name: str = "open-data"
+    clearance: str = "public"
+    finders: list[ReleaseFinder] = field(default_factory=list)
+
+    def register(self, finder: ReleaseFinder) -> ReleaseFinder:
+        self.finders.append(finder)
+        return finder
+
+    def evaluate(
+        self, session: Session, actor: Principal, action: str, resource: DataResource
+    ) -> Verdict | None:
+        if (
+            action != READ
+            or resource.status != "published"
+            or resource.open_type != "unconditional"
+        ):
+            return None
+        for finder in self.finders:
+            release = finder(session, resource)
+            if release is not None and release.datasets:
+                return Verdict(
+                    self.name,
+                    self.clearance,
+                    fields=release.fields,
+                    row_filter=release.row_filter,
+                    aggregate=release.aggregate,
+                    reason=f"open dataset {','.join(release.datasets)}",
+                )
+        return None
+
+
+OPEN_DATA = OpenData()  # minyun.opendata registers the finder of released open datasets
 
 POLICIES: tuple[Policy, ...] = (
     System(),
@@ -377,14 +448,20 @@ def evaluate(
 
 
 def field_plans(resource: DataResource, verdict: Verdict) -> tuple[FieldPlan, ...]:
-    """Each field's treatment: clear up to the clearance, masked above it, else dropped."""
+    """Each field's treatment: clear up to the clearance, masked above it, else dropped.
+
+    A field the verdict opens for aggregates only (open data views) is usable in them alone.
+    """
     ceiling = level(verdict.clearance)
     plans = []
     for f in resource.fields:
-        if verdict.fields is not None and f.name not in verdict.fields:
-            treatment = Treatment.DROP
-        elif level(f.sensitivity) <= ceiling:
+        granted = verdict.fields is None or f.name in verdict.fields
+        if granted and level(f.sensitivity) <= ceiling:
             treatment = Treatment.CLEAR
+        elif f.name in verdict.aggregate:
+            treatment = Treatment.AGGREGATE
+        elif not granted:
+            treatment = Treatment.DROP
         elif f.mask is not None:
             treatment = Treatment.MASK
         else:
@@ -500,4 +577,5 @@ def describe(plan: AccessPlan) -> dict[str, Any]:
         "clear": sorted(plan.clear),
         "masked": sorted(plan.masked),
         "dropped": sorted(f.name for f in plan.fields if f.treatment is Treatment.DROP),
+        "aggregated": sorted(plan.aggregated),
     }

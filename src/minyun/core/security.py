@@ -247,6 +247,9 @@ POLICY: dict[str, frozenset[str]] = {
     # Reading a city's resource through this node is a registered check (nodes.service).
     "nodes.manage": frozenset({Role.ADMIN}),
     "nodes.read": frozenset({"*"}),
+    # Open data (minyun.opendata): the providing department's stewards open its resources
+    # (checked again by the service: their own department only).
+    "opendata.release": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 
@@ -365,7 +368,7 @@ def authorize(
                 purpose=purpose,
             )
         plan = policies.plan_for(actor, action, resource, verdict, purpose=purpose)
-        if resource.fields and not plan.visible:
+        if resource.fields and not plan.visible and not plan.aggregated:
             raise _refusal(
                 actor,
                 action,

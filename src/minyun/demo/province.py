@@ -238,6 +238,17 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         with ctx.factory.begin() as session:  # a consumer applies, an approver approves
             state["sharing"] = sharing.demo_sharing(session)
         ctx.save_point(state)
+    if not state.get("opendata") and ctx.params.get("opendata", True):
+        from minyun.core.lake import Lake
+        from minyun.opendata import demo as open_demo
+
+        with ctx.factory.begin() as session:
+            state["opendata"] = open_demo.load(
+                session, Lake(ctx.params["lake_uri"]), seed=seed,
+                big_rows=int(ctx.params.get("open_big_rows", 20_000)),
+            )  # fmt: skip
+        ctx.save_point(state)
+        ctx.progress(2, None, f"open datasets: {state['opendata']}")
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)

@@ -94,6 +94,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.ingest.api import router as ingest_api
     from minyun.nodes.api import router as nodes_api
     from minyun.nodes.pages import router as nodes_pages
+    from minyun.opendata.api import router as opendata_api
+    from minyun.opendata.pages import router as opendata_pages
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
@@ -118,6 +120,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         batch_pages,
         nodes_api,
         nodes_pages,
+        opendata_api,
+        opendata_pages,
     ):
         app.include_router(router)
 

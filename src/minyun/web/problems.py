@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -31,6 +32,9 @@ STATUS: dict[type[DomainError], int] = {
     ConfigError: 500,
 }
 MEDIA_TYPE = "application/problem+json"
+# Other APIs' error formats by path prefix, checked before problem+json: the CKAN-compatible
+# Action API answers in CKAN's envelope (minyun.opendata.api).
+ERROR_FORMATS: dict[str, Callable[[Request, int, DomainError], Response]] = {}
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +72,9 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, DomainError):
         raise TypeError(f"domain_error handles DomainError, not {type(exc).__name__}")
     status = status_of(exc)
+    for prefix, answer in ERROR_FORMATS.items():
+        if request.url.path.startswith(prefix):
+            return answer(request, status, exc)
     if wants_html(request):
         from minyun.web.pages import error_page
 

@@ -231,6 +231,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),
     ("/admin", N_("Administration"), "user.manage"),
+    ("/opendata", N_("Open data"), None),
 ]
 
 
