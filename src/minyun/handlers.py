@@ -5,5 +5,6 @@ import minyun.core.serving
 import minyun.demo.province
 import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
+import minyun.licences.service  # licences.issue, queued by resource.updated
 import minyun.push.relay
 import minyun.push.webhooks  # noqa: F401

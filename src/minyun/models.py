@@ -19,6 +19,7 @@ from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
 from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
+from minyun.licences.models import IssuerKey, Licence, LicenceType, LicenceUse, StatusList
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -38,7 +39,11 @@ __all__ = [
     "EventDeadLetter",
     "EventHead",
     "Grant",
+    "IssuerKey",
     "Job",
+    "Licence",
+    "LicenceType",
+    "LicenceUse",
     "Organization",
     "PlanEpoch",
     "Reading",
@@ -48,6 +53,7 @@ __all__ = [
     "ServingRow",
     "ServingState",
     "Station",
+    "StatusList",
     "Subscription",
     "User",
     "Version",

@@ -48,8 +48,9 @@ class Platform:
         # One per process; its thread starts with the first read it records.
         appender = GroupAppender(engine, node_key=node_key, heads=heads)
         factory = make_sessionmaker(
-            engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads
-        )
+            engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads,
+            settings=settings,
+        )  # fmt: skip
         if mode == "inline":
             dispatcher.factory = factory
         throttle = login_throttle(settings.rate_limit_uri, settings.login_attempts_per_minute)
