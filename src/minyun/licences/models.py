@@ -70,12 +70,15 @@ class IssuerKey(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     generation: Mapped[int] = mapped_column(Integer)
-    kid: Mapped[str] = mapped_column(String(64), unique=True)
+    kid: Mapped[str] = mapped_column(String(64))  # the fragment of its DID URL: key-<generation>
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(12), default=KeyStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_licence_issuer_keys_org_generation", "organization_id",
+                            "generation", unique=True),)  # fmt: skip
 
 
 class StatusList(Base):

@@ -346,6 +346,15 @@ def get_type(session: Session, code: str) -> LicenceType:
     return found
 
 
+def _locked_type(session: Session, code: str) -> LicenceType:
+    found = session.scalars(
+        select(LicenceType).where(LicenceType.code == code).with_for_update()
+    ).first()
+    if found is None:
+        raise NotFound(f"no licence type {code}")
+    return found
+
+
 def list_types(session: Session) -> list[LicenceType]:
     """Every licence type (public: what kinds of licence exist and who issues them)."""
     return list(session.scalars(select(LicenceType).order_by(LicenceType.code)))
@@ -423,7 +432,7 @@ def issue(factory: Any, lake: Lake, type_code: str, *, progress: Any = None) -> 
         if progress is not None:
             progress(min(start + BATCH, rows.num_rows), rows.num_rows, f"{type_code}")
     with factory.begin() as session:
-        kind = get_type(session, type_code)
+        kind = _locked_type(session, type_code)
         if changes.complete:
             _revoke_missing(session, kind, seen, tally)
         kind.source_version = changes.version
@@ -442,7 +451,9 @@ def _apply(
     tally: Tally,
     seen: set[str],
 ) -> None:
-    kind = get_type(session, type_code)
+    # The type's row lock makes concurrent runs take turns batch by batch: each reads the
+    # current licences after the other's batch committed, so a row is never issued twice.
+    kind = _locked_type(session, type_code)
     source_keys = _key_texts(batch, keys)
     seen.update(source_keys)
     gone = _gone(batch, kind)

@@ -36,7 +36,12 @@ def upgrade() -> None:
             name=op.f("fk_licence_issuer_keys_organization_id_organizations"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_licence_issuer_keys")),
-        sa.UniqueConstraint("kid", name=op.f("uq_licence_issuer_keys_kid")),
+    )
+    op.create_index(
+        "ix_licence_issuer_keys_org_generation",
+        "licence_issuer_keys",
+        ["organization_id", "generation"],
+        unique=True,
     )
     op.create_index(
         op.f("ix_licence_issuer_keys_organization_id"),
@@ -178,4 +183,5 @@ def downgrade() -> None:
     op.drop_index("ix_licence_status_lists_org_purpose", table_name="licence_status_lists")
     op.drop_table("licence_status_lists")
     op.drop_index(op.f("ix_licence_issuer_keys_organization_id"), table_name="licence_issuer_keys")
+    op.drop_index("ix_licence_issuer_keys_org_generation", table_name="licence_issuer_keys")
     op.drop_table("licence_issuer_keys")
