@@ -32,12 +32,18 @@ def test_the_demo_defines_at_least_twenty_kinds_of_its_departments_resources() -
         assert kind.spec().issuer == kind.resource.provider
 
 
-def test_the_demo_citizen_and_enterprise_get_licences(sqlite_node: Platform, tmp_path: Path) -> None:
+def test_the_demo_citizen_and_enterprise_get_licences(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
     node = sqlite_node
     with unit_of_work(node.factory) as session:
         province.load_departments(session)
         province.load_accounts(session, node.settings.var_dir)
-    sources = ("police-population-basic", "amr-enterprise-registration", "amr-food-business-licences")
+    sources = (
+        "police-population-basic",
+        "amr-enterprise-registration",
+        "amr-food-business-licences",
+    )
     for kind in demo.TYPES:
         if kind.source not in sources:
             continue

@@ -194,11 +194,10 @@ def load(
     factory: sessionmaker[Session], lake: Lake, folder: Path, settings: Any, *, seed: int = 2026
 ) -> dict[str, Any]:
     """Define the types, add the demo holders' rows, and issue every type's licences."""
+    from minyun.catalog import service as catalog
     from minyun.core import jobs
     from minyun.ingest import service as ingest
     from minyun.ingest.models import LoadMode
-
-    from minyun.catalog import service as catalog
 
     with factory.begin() as session:
         types = define_types(session)
