@@ -917,8 +917,11 @@ class TypeStats:
     uses: int
 
 
-def statistics(session: Session) -> list[TypeStats]:
-    """Issued, live, revoked and uses per type (the seed's 'generated / shared' counts)."""
+def statistics(session: Session, actor: Principal) -> list[TypeStats]:
+    """Issued, live, revoked and uses per type (the seed's 'generated / shared' counts);
+    civil servants only."""
+    if policies.audience(actor) != "internal":
+        raise Forbidden("licence statistics are for civil servants")
     counts = dict(
         ((t, s), n)
         for t, s, n in session.execute(

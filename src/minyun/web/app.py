@@ -90,6 +90,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
+    from minyun.licences.api import router as licences_api
+    from minyun.licences.pages import router as licences_pages
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
@@ -110,6 +112,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         pages,
         eco_pages,
         exchange_pages,
+        licences_api,
+        licences_pages,
     ):
         app.include_router(router)
 

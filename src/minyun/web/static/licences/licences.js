@@ -1,0 +1,25 @@
+// The statistics chart of the e-licence page: issued, live, revoked and uses per kind.
+(function () {
+  function draw(el) {
+    var data = JSON.parse(document.getElementById(el.dataset.chart).textContent);
+    if (!window.echarts || !data.types.length) return;
+    var chart = window.echarts.init(el);
+    chart.setOption({
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 8, right: 8, bottom: 8, top: 32, containLabel: true },
+      xAxis: { type: "value" },
+      yAxis: { type: "category", data: data.types, axisLabel: { width: 110, overflow: "truncate" } },
+      series: [
+        { name: "签发", type: "bar", data: data.issued },
+        { name: "有效", type: "bar", data: data.live },
+        { name: "注销", type: "bar", data: data.revoked },
+        { name: "使用", type: "bar", data: data.uses }
+      ]
+    });
+    window.addEventListener("resize", function () { chart.resize(); });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".licence-chart").forEach(draw);
+  });
+})();
