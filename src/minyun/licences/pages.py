@@ -4,6 +4,7 @@ verifier, and the issuers' statistics. Every page calls `minyun.licences.service
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import segno
@@ -25,17 +26,20 @@ router = APIRouter(include_in_schema=False)
 LicenceId = Annotated[str, Path(max_length=40)]
 
 NAV.append(("/licences", N_("E-licences"), None))
+# A licence's states and a verification's outcomes (their own words: "revoked" is the
+# sharing grants' label elsewhere).
+STATES = {
+    "live": N_("Valid"),
+    "valid": N_("Valid"),
+    "revoked": N_("Revoked"),
+    "suspended": N_("Suspended"),
+    "superseded": N_("Superseded"),
+    "expired": N_("Expired"),
+    "forged": N_("Forged or not ours"),
+    "unknown": N_("Status unknown"),
+}
+USES = {"fetch": N_("Fetched by a department"), "verify": N_("Checked by a verifier")}
 LABELS.update(
-    live=N_("Valid"),
-    valid=N_("Valid"),
-    suspended=N_("Suspended"),
-    superseded=N_("Superseded"),
-    expired=N_("Expired"),
-    forged=N_("Forged or not ours"),
-    unknown=N_("Status unknown"),
-    person=N_("Person"),
-    fetch=N_("Fetched by a department"),
-    verify=N_("Verified"),
     **{"licences.issue": N_("Licence issuance"), "licence-type": N_("Licence type"),
        "licence": N_("Licence"), "holder": N_("Holder")},
 )  # fmt: skip
@@ -58,7 +62,8 @@ wording.sentence(r"give a credential or the text of its QR code",
                  N_("Paste a credential or the text of its QR code."))  # fmt: skip
 wording.sentence(r"signature, dates and status check",
                  N_("The signature, the dates and the status all check out."))  # fmt: skip
-wording.sentence(r"its issuer (?P<what>\w+) it", N_("Its issuer has %(what)s it."))
+wording.sentence(r"its issuer revoked it", N_("Its issuer has revoked it."))
+wording.sentence(r"its issuer suspended it", N_("Its issuer has suspended it."))
 wording.sentence(r"expired on (?P<when>\S+)", N_("It expired on %(when)s."))
 wording.sentence(r"the credential is not valid yet", N_("It is not valid yet."))
 wording.sentence(r"not a compact JWS credential", N_("This is not a credential of ours."))
@@ -89,7 +94,13 @@ def home(request: Request, session: SessionDep, actor: PageActorDep) -> Response
         return RedirectResponse("/licences/verify", status_code=303)
     if service.holder_id(session, actor) is not None:
         held = service.my_licences(session, actor)
-        return render(request, "licences/wallet.html", licences=held, state_of=service.state_of)
+        return render(
+            request,
+            "licences/wallet.html",
+            licences=held,
+            state_of=service.state_of,
+            states=STATES,
+        )
     stats = service.statistics(session, actor)
     chart = {
         "types": [s.name for s in stats],
@@ -104,7 +115,9 @@ def home(request: Request, session: SessionDep, actor: PageActorDep) -> Response
 @router.get("/licences/verify", response_class=HTMLResponse)
 def verify_form(request: Request, actor: PageActorDep) -> Response:
     """The public verifier: paste a credential or the text a scanner read from its QR code."""
-    return render(request, "licences/verify.html", result=None, payload="", error=None)
+    return render(
+        request, "licences/verify.html", result=None, payload="", error=None, states=STATES
+    )
 
 
 @router.post("/licences/verify", response_class=HTMLResponse, dependencies=[CsrfDep])
@@ -119,10 +132,10 @@ def verify(
         result = service.verify(session, actor, credential)
     except Invalid as exc:
         return render(request, "licences/verify.html", result=None, payload=credential,
-                      error=str(exc), status_code=422)  # fmt: skip
+                      error=str(exc), status_code=422, states=STATES)  # fmt: skip
     claims = result.credential or vc.peek(credential) or {}
     return render(request, "licences/verify.html", result=result, claims=_claims(claims),
-                  payload="", error=None)  # fmt: skip
+                  payload="", error=None, states=STATES)  # fmt: skip
 
 
 def _claims(credential: dict[str, Any]) -> dict[str, Any]:
@@ -132,9 +145,16 @@ def _claims(credential: dict[str, Any]) -> dict[str, Any]:
         "name": credential.get("name"),
         "issuer": issuer.get("name") if isinstance(issuer, dict) else issuer,
         "number": subject.get("licenceNumber") if isinstance(subject, dict) else None,
-        "valid_from": credential.get("validFrom"),
-        "valid_until": credential.get("validUntil"),
+        "valid_from": _time(credential.get("validFrom")),
+        "valid_until": _time(credential.get("validUntil")),
     }
+
+
+def _time(text: Any) -> datetime | None:
+    try:
+        return vc.parse_iso(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 @router.get("/licences/{licence_id}", response_class=HTMLResponse)
@@ -160,7 +180,7 @@ def _licence_page(
         request, "licences/licence.html", licence=found, state=service.state_of(found),
         view=Markup(service.render(found)),
         qr=qr_svg(found.credential) if found.credential else None, uses=uses,
-        may_change=policies.manages(actor, found.type.issuer_id), error=error,
+        may_change=policies.manages(actor, found.type.issuer_id), error=error, states=STATES, use_kinds=USES,
         status_code=status_code,
     )  # fmt: skip
 
