@@ -23,6 +23,7 @@ from minyun.core.security import Principal
 from minyun.core.uow import unit_of_work
 from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
+from minyun.licences.cli import licence_app
 from minyun.orgs.cli import org_app
 from minyun.push.cli import events_app
 
@@ -43,6 +44,7 @@ app.add_typer(resource_app, name="resource")
 app.add_typer(org_app, name="org")
 app.add_typer(client_app, name="client")
 app.add_typer(events_app, name="events")
+app.add_typer(licence_app, name="licence")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)
