@@ -42,7 +42,6 @@ def test_the_demo_citizen_and_enterprise_get_licences(
     sources = (
         "police-population-basic",
         "amr-enterprise-registration",
-        "amr-food-business-licences",
     )
     for kind in demo.TYPES:
         if kind.source not in sources:
@@ -58,7 +57,7 @@ def test_the_demo_citizen_and_enterprise_get_licences(
             catalog.publish_resource(session, SYSTEM, resource.code)
         loadkit.load(node, SYSTEM, resource.code, write_data(resource, tmp_path / "data"))
     result = demo.load(node.factory, node.lake, tmp_path / "licences", node.settings)
-    assert result["licence_types"] == 3
+    assert result["licence_types"] == 2
     with node.factory() as session:
         users = {u.username: u for u in session.scalars(select(User))}
         held = {
@@ -67,4 +66,4 @@ def test_the_demo_citizen_and_enterprise_get_licences(
             for holder in (users["citizen"].ric, users["enterprise"].uscc)
         }  # fmt: skip
     assert held[users["citizen"].ric] == ["resident-id"]
-    assert held[users["enterprise"].uscc] == ["business-licence", "food-business"]
+    assert held[users["enterprise"].uscc] == ["business-licence"]

@@ -46,7 +46,8 @@ def test_licences_follow_creates_changes_and_deregistrations(
         assert renamed.data["name"] == "改名后有限公司"
 
 
-def test_a_whole_table_reload_revokes_rows_that_left(node: Platform, tmp_path: Path) -> None:
+def test_a_whole_table_reload_revokes_rows_that_left(sqlite_node: Platform, tmp_path: Path) -> None:
+    node = sqlite_node
     code, steward, org = kit.registrations(node)
     kit.load(node, steward, code, tmp_path, [kit.row(n) for n in range(1, 4)])
     kit.define(node, steward, org, code)
@@ -56,7 +57,10 @@ def test_a_whole_table_reload_revokes_rows_that_left(node: Platform, tmp_path: P
     assert (tally.revoked, tally.unchanged, tally.issued) == (1, 2, 0)
 
 
-def test_issued_credentials_verify_and_revocation_shows(node: Platform, tmp_path: Path) -> None:
+def test_issued_credentials_verify_and_revocation_shows(
+    sqlite_node: Platform, tmp_path: Path
+) -> None:
+    node = sqlite_node
     code, steward, org = kit.registrations(node)
     kit.load(node, steward, code, tmp_path, [kit.row(1)])
     kit.define(node, steward, org, code)

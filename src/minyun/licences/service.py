@@ -348,7 +348,7 @@ def get_type(session: Session, code: str) -> LicenceType:
 
 def _locked_type(session: Session, code: str) -> LicenceType:
     found = session.scalars(
-        select(LicenceType).where(LicenceType.code == code).with_for_update()
+        select(LicenceType).where(LicenceType.code == code).with_for_update(of=LicenceType)
     ).first()
     if found is None:
         raise NotFound(f"no licence type {code}")
