@@ -87,3 +87,23 @@ def verify(
     console.print(f"{result.outcome}: {result.reason}", highlight=False)
     if result.outcome != "valid":
         raise typer.Exit(1)
+
+
+@licence_app.command("rotate-key")
+def rotate_key(org: Annotated[str, typer.Argument(help="the issuing organisation's code")]) -> None:
+    """Give an issuer a new signing key; licences signed with the old one keep verifying."""
+    with transaction() as session:
+        made = service.rotate_key(session, CLI, org)
+        console.print(f"{org}: now signing with {made.kid}", highlight=False)
+
+
+@licence_app.command("retire-key")
+def retire_key(
+    org: Annotated[str, typer.Argument(help="the issuing organisation's code")],
+    kid: Annotated[str, typer.Argument(help="the key's id, e.g. key-1")],
+    reason: Annotated[str, typer.Option(help="why (a compromised key)")],
+) -> None:
+    """Withdraw a key: every licence it signed is refused from now on."""
+    with transaction() as session:
+        service.retire_key(session, CLI, org, kid, reason=reason)
+        console.print(f"{org}: {kid} retired", highlight=False)

@@ -179,9 +179,10 @@ def holder_rows(session: Session, *, seed: int = 2026) -> dict[str, pa.Table]:
         for name in ("name",):
             if name in first and user is not None:
                 first[name] = user.display_name
-        for key in resource.primary_key:
-            if key != column and isinstance(first[key], str):
-                first[key] = f"{first[key][:-6]}DEMO01"
+        if column not in resource.primary_key:  # a row of its own, not the sample's first
+            for key in resource.primary_key:
+                if isinstance(first[key], str):
+                    first[key] = f"{first[key][:-6]}999999"
         if "status" in first and code == "amr-enterprise-registration":
             first["status"] = "存续"
         if "expiry_date" in first:

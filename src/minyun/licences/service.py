@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,10 +112,17 @@ def _active_key(session: Session, org: Organization) -> IssuerKey:
     )
     fragment = f"key-{generation}"
     jwk = vc.public_jwk(_private(session, org.id, generation), f"{did_of(session, org)}#{fragment}")
-    key = IssuerKey(organization_id=org.id, generation=generation, kid=fragment, public_jwk=jwk)
-    session.add(key)
-    session.flush()
-    return key
+    try:
+        with session.begin_nested():
+            session.add(IssuerKey(organization_id=org.id, generation=generation, kid=fragment,
+                                  public_jwk=jwk))  # fmt: skip
+    except IntegrityError:
+        pass  # made at the same moment by another issuance: use that one
+    return session.scalars(
+        select(IssuerKey).where(
+            IssuerKey.organization_id == org.id, IssuerKey.status == KeyStatus.ACTIVE
+        )
+    ).one()
 
 
 @lru_cache(maxsize=64)
@@ -187,9 +194,15 @@ def _status_list(session: Session, org_id: int, purpose: str, *, lock: bool = Fa
     )
     found = session.scalars(query.with_for_update() if lock else query).first()
     if found is None:
-        found = StatusList(organization_id=org_id, purpose=purpose, bits=vc.empty_bits())
-        session.add(found)
-        session.flush()
+        # Two issuances of one issuer may both make its list: the second takes the first's.
+        try:
+            with session.begin_nested():
+                session.add(
+                    StatusList(organization_id=org_id, purpose=purpose, bits=vc.empty_bits())
+                )
+        except IntegrityError:
+            pass
+        found = session.scalars(query.with_for_update() if lock else query).one()
     return found
 
 
@@ -488,19 +501,22 @@ def _apply(
         return
     first = _allocate(session, kind.issuer_id, len(to_issue))
     signer = signer_for(session, kind.issuer)
+    rows: list[dict[str, Any]] = []
     for offset, (key, data, digest, live) in enumerate(to_issue):
-        new = _new_licence(session, kind, signer, key, data, digest, first + offset, version)
+        row = _new_licence(session, kind, signer, key, data, digest, first + offset, version)
         if live is not None:
             _end(live, LicenceStatus.SUPERSEDED, "re-issued after its source row changed")
-            live.replaced_by = new.id
+            live.replaced_by = row["id"]
             _set_status_later(session, kind, live)
             tally.reissued += 1
         else:
             tally.issued += 1
-        session.add(new)
+        rows.append(row)
     _flush_statuses(session, kind)
     try:
+        # The superseded ones leave the current set before their successors enter it.
         session.flush()
+        session.execute(insert(Licence), rows)
     except IntegrityError as exc:
         raise Conflict(f"another issuance of {type_code} ran at the same time; run again") from exc
 
@@ -593,7 +609,8 @@ def _new_licence(
     digest: str,
     index: int,
     version: int | None,
-) -> Licence:
+) -> dict[str, Any]:
+    """A new licence's row: its signed credential, number, holder and validity."""
     now = clock.now()
     licence_id = str(uuid.uuid4())
     start, end = _validity(kind, data, now)
@@ -601,13 +618,13 @@ def _new_licence(
     number = number or f"{kind.code}-{key.replace(chr(31), '-')}"
     holder = str(data.get(kind.holder_field) or "")
     credential = _credential(session, kind, licence_id, number, data, start, end, index, now)
-    return Licence(
-        id=licence_id, type_id=kind.id, holder_id=holder,
-        holder_name=str(data.get(kind.holder_name_field) or "") or None if kind.holder_name_field else None,
+    name = str(data.get(kind.holder_name_field) or "") if kind.holder_name_field else ""
+    return dict(
+        id=licence_id, type_id=kind.id, holder_id=holder, holder_name=name or None,
         number=number[:100], source_key=key[:200], digest=digest, data=data,
-        status=LicenceStatus.LIVE, status_index=index, kid=signer.kid.split("#")[-1],
+        status=str(LicenceStatus.LIVE), status_index=index, kid=signer.kid.split("#")[-1],
         credential=signer.sign(credential), valid_from=start, valid_until=end, issued_at=now,
-        source_version=version,
+        source_version=version, ended_at=None, end_reason=None, replaced_by=None,
     )  # fmt: skip
 
 
