@@ -43,6 +43,8 @@ def _resident_permits(node: Any, tmp_path: Path) -> tuple[Any, str]:
         citizen = factories.make_user(session, kind=AccountKind.CITIZEN, organization_id=None,
                                       ric=loadkit.ric(1), display_name="林小闽")  # fmt: skip
         username = citizen.username
+        factories.make_user(session, username="issuer-steward", roles=["steward"],
+                            organization_id=org.id)  # fmt: skip
     service.issue(node.factory, node.lake, "residence-permit")
     return steward, username
 
@@ -103,5 +105,16 @@ def test_a_citizen_shows_a_licence_and_a_verifier_sees_valid_then_revoked(tmp_pa
                 expect(phone.locator("#state")).to_have_text("已吊销")
                 expect(phone.locator("#uses")).to_contain_text("核验方核验")
                 shot(phone, "licences-licence-revoked-phone.png", PHONE["width"])
+
+                desk = browser.new_context(viewport=PHONE, is_mobile=True).new_page()
+                desk.goto(f"{base}/login")
+                desk.fill("#username", "issuer-steward")
+                desk.fill("#password", factories.PASSWORD)
+                desk.click("form.stack button[type=submit]")
+                desk.wait_for_url(f"{base}/")
+                desk.goto(f"{base}/licences")
+                expect(desk.locator("#stats")).to_contain_text("居住证")
+                expect(desk.locator(".licence-chart canvas")).to_have_count(1)
+                shot(desk, "licences-stats-phone.png", PHONE["width"])
             finally:
                 browser.close()
