@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.uow import unit_of_work
 from minyun.ingest.models import LoadMode
@@ -31,7 +32,11 @@ def test_licences_follow_creates_changes_and_deregistrations(
     assert (first.issued, first.revoked) == (5, 0)
     changed = [kit.row(1, name="改名后有限公司"), kit.row(2, status="注销"), kit.row(6)]
     kit.load(node, steward, code, tmp_path, changed, mode=LoadMode.UPSERT)
-    second = kit.issue(node)
+    # The load queued the type's issuance in its own transaction: running it follows the load.
+    with node.factory() as session:
+        queued = session.scalars(select(jobs.Job).where(jobs.Job.kind == service.KIND)).all()
+    assert [(j.params, j.state) for j in queued] == [({"type": "business-licence"}, "queued")]
+    second = service.Tally(**jobs.run(node.factory, queued[0].id).result)
     assert (second.issued, second.reissued, second.revoked, second.read) == (1, 1, 1, 3)
     kit.load(node, steward, code, tmp_path, [kit.row(3)], mode=LoadMode.DELETE)
     third = kit.issue(node)

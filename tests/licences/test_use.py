@@ -173,6 +173,15 @@ def test_api_cli_and_did_documents(issued: tuple[Platform, str, Principal, objec
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert http.get("/api/v1/licences/mine").status_code in (401, 403)
     assert http.get("/api/v1/licence-types").json()[0]["code"] == "business-licence"
+    spec = {"name": "营业执照（副本）", "issuer": org.code, "holder_kind": "enterprise",
+            "schema": kit.TYPE_SCHEMA, "source": _code, "holder_field": "uscc"}  # fmt: skip
+    assert http.put("/api/v1/licence-types/copy", json=spec).status_code == 401
+    _client, bearer = factories.api_client_token(http, node, org.id, ["resource.read"])
+    made = http.put("/api/v1/licence-types/copy", json=spec, headers=bearer)
+    assert made.status_code == 200, made.text
+    wrong = http.put("/api/v1/licence-types/copy", json={**spec, "holder_field": "name"},
+                     headers=bearer)  # fmt: skip
+    assert wrong.status_code == 422 and wrong.json()["field"] == "holder_field"
     monkeypatch.setenv("MINYUN_VAR_DIR", str(node.settings.var_dir))
     from minyun.cli import app
 

@@ -161,6 +161,38 @@ def types(session: SessionDep) -> list[TypeRead]:
     ]  # fmt: skip
 
 
+class TypeDefine(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    issuer: str = Field(min_length=1, max_length=64)
+    holder_kind: Literal["person", "enterprise"]
+    schema_: dict[str, Any] = Field(alias="schema")
+    source: str | None = Field(default=None, max_length=100)
+    holder_field: str = Field(min_length=1, max_length=64)
+    holder_name_field: str | None = Field(default=None, max_length=64)
+    number_field: str | None = Field(default=None, max_length=64)
+    validity: dict[str, Any] = Field(default_factory=dict)
+    template: str = Field(default="", max_length=20_000)
+
+
+@router.put("/api/v1/licence-types/{code}", response_model=TypeRead)
+def define_type(
+    code: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")],
+    body: TypeDefine,
+    session: SessionDep,
+    actor: ActorDep,
+) -> TypeRead:
+    """Define or change a licence type (the issuing department's stewards or an admin)."""
+    made = service.define_type(session, actor, service.TypeSpec(
+        code=code, name=body.name, issuer=body.issuer, holder_kind=body.holder_kind,
+        schema=body.schema_, source=body.source, holder_field=body.holder_field,
+        holder_name_field=body.holder_name_field, number_field=body.number_field,
+        validity=body.validity, template=body.template,
+    ))  # fmt: skip
+    return TypeRead(code=made.code, name=made.name, issuer=body.issuer,
+                    holder_kind=made.holder_kind, source=made.source,
+                    fields=[f["name"] for f in made.schema.get("fields", [])])  # fmt: skip
+
+
 @router.post("/api/v1/licence-types/{code}/issue", status_code=202)
 def issue(
     code: Annotated[str, Path(max_length=64)], session: SessionDep, actor: ActorDep

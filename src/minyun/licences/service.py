@@ -38,7 +38,7 @@ from minyun.accounts.models import AccountKind, User
 from minyun.catalog import service as catalog
 from minyun.core import audit, clock, events, jobs, policies
 from minyun.core.config import Settings, get_settings
-from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound
+from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.core.keys import NodeKey
 from minyun.core.lake import Lake
 from minyun.core.reading import reader_secret
@@ -178,10 +178,21 @@ def did_document(session: Session, org_code: str) -> dict[str, Any]:
     return vc.did_document(did_of(session, org), [(k.kid, k.public_jwk) for k in keys])
 
 
+def _refused(
+    actor: Principal, action: str, reason: str, *, target: str | None = None
+) -> DomainError:
+    """Forbidden (Unauthenticated for an anonymous visitor) carrying its audit entry."""
+    error: DomainError = Forbidden(reason) if actor.authenticated else Unauthenticated(reason)
+    error.audit = audit.Pending(actor=actor, action=action, target=target, outcome=audit.Outcome.DENIED,
+                                detail=reason)  # fmt: skip
+    return error
+
+
 def _managed_org(session: Session, actor: Principal, org_code: str) -> Organization:
     org = orgs.get_organization(session, org_code)
     if not policies.manages(actor, org.id):
-        raise Forbidden(f"only {org_code}'s stewards manage its licences")
+        raise _refused(actor, "licence.manage", f"only {org_code}'s stewards manage its licences",
+                       target=org_code)  # fmt: skip
     return org
 
 
@@ -394,7 +405,8 @@ def submit_issuance(session: Session, actor: Principal, type_code: str) -> jobs.
     """Queue the issuance job of a type (its issuer's stewards or an admin)."""
     found = get_type(session, type_code)
     if not policies.manages(actor, found.issuer_id):
-        raise Forbidden(f"only the issuer issues {type_code}")
+        raise _refused(actor, "licence.issue", f"only the issuer issues {type_code}",
+                       target=type_code)  # fmt: skip
     return jobs.submit(session, actor, KIND, {"type": type_code}, organization_id=found.issuer_id)
 
 
@@ -741,7 +753,8 @@ def my_licences(session: Session, actor: Principal) -> list[Licence]:
     """The signed-in holder's licences, current first."""
     holder = holder_id(session, actor)
     if holder is None:
-        raise Forbidden("licences are shown to their holders: sign in as a citizen or enterprise")
+        raise _refused(actor, "licence.read",
+                       "licences are shown to their holders: sign in as a citizen or enterprise")  # fmt: skip
     found = _licences_of(session, holder)
     audit.record_read(session, actor, "licence.read", target=holder, target_type="holder",
                       count=len(found), purpose="holder's own licences")  # fmt: skip
@@ -794,7 +807,8 @@ def holder_licences(
     sees the department among those who looked.
     """
     if policies.audience(actor) != "internal":
-        raise Forbidden("departments fetch licences; holders see their own")
+        raise _refused(actor, "licence.fetch", "departments fetch licences; holders see their own",
+                       target=holder)  # fmt: skip
     if not purpose.strip():
         raise Invalid("give the purpose", field="purpose")
     found: list[tuple[Licence, bool]] = []
@@ -938,7 +952,7 @@ def statistics(session: Session, actor: Principal) -> list[TypeStats]:
     """Issued, live, revoked and uses per type (the seed's 'generated / shared' counts);
     civil servants only."""
     if policies.audience(actor) != "internal":
-        raise Forbidden("licence statistics are for civil servants")
+        raise _refused(actor, "licence.statistics", "licence statistics are for civil servants")
     counts = dict(
         ((t, s), n)
         for t, s, n in session.execute(
@@ -970,7 +984,8 @@ def statistics(session: Session, actor: Principal) -> list[TypeStats]:
 def find_licences(session: Session, actor: Principal, holder: str) -> list[Licence]:
     """A holder's licences for the CLI and an admin (minyun itself or administrators only)."""
     if not (actor.kind == "system" or "admin" in actor.roles):
-        raise Forbidden("only administrators list another holder's licences")
+        raise _refused(actor, "licence.read", "only administrators list another holder's licences",
+                       target=holder)  # fmt: skip
     found = _licences_of(session, holder)
     audit.record_read(session, actor, "licence.read", target=holder, target_type="holder",
                       count=len(found), purpose="administration")  # fmt: skip
