@@ -31,3 +31,13 @@ def sqlite_node(tmp_path: Path) -> Iterator[Platform]:
     platform.migrate()
     yield platform
     platform.close()
+
+
+@pytest.fixture
+def pg_node(tmp_path: Path, pg_databases: PostgresDatabases) -> Iterator[Platform]:
+    """A node on a fresh PostgreSQL database (concurrency the embedded SQLite serialises)."""
+    overrides = {"database_url": pg_databases.create()}
+    platform = Platform.open(make_settings(tmp_path / "var", **overrides), run_jobs_here=False)
+    platform.migrate()
+    yield platform
+    platform.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from minyun.core import jobs
@@ -83,3 +85,30 @@ def test_issued_credentials_verify_and_revocation_shows(
     with unit_of_work(node.factory) as session:
         result = service.verify(session, steward, token)
         assert result.outcome == "revoked", result.reason
+
+
+@pytest.mark.postgres
+def test_two_issuances_at_once_take_turns_and_issue_each_row_once(
+    pg_node: Platform, tmp_path: Path
+) -> None:
+    node = pg_node
+    code, steward, org = kit.registrations(node)
+    kit.load(node, steward, code, tmp_path, [kit.row(n) for n in range(1, 41)])
+    kit.define(node, steward, org, code)
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(kit.issue(node))
+        except Exception as exc:  # the assertion below shows it
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    tallies = [r for r in results if isinstance(r, service.Tally)]
+    assert len(tallies) == 2, results
+    assert sorted(t.issued for t in tallies) == [0, 40]
+    assert _by_status(node) == {"live": 40}
