@@ -168,6 +168,11 @@ def test_api_cli_and_did_documents(issued: tuple[Platform, str, Principal, objec
     assert status.headers["content-type"].startswith("application/vc+jwt")
     assert "max-age" in status.headers["cache-control"]
     assert http.get("/licences/status/no-such-org/revocation").status_code == 404
+    # An offline counter downloads the trust bundle once and verifies without the network.
+    bundle = http.get("/licences/trust-bundle").json()
+    token = _licence(node, kit.row(1)["uscc"]).credential
+    assert vc.Verifier.offline(bundle).verify(token).outcome == "valid"
+    assert vc.Verifier.offline(bundle).verify(token[:-4] + "AAAA").outcome == "forged"
     refused = http.post("/api/v1/licences/verify", json={"credential": ""})
     assert refused.status_code == 422
     assert refused.headers["content-type"].startswith("application/problem+json")

@@ -94,6 +94,13 @@ def status_list(
     return Response(token, media_type=vc.MEDIA_TYPE, headers={"Cache-Control": f"max-age={ttl}"})
 
 
+@router.get("/licences/trust-bundle")
+def trust_bundle(session: SessionDep) -> JSONResponse:
+    """Every issuer's DID document and signed status lists: an offline counter's download."""
+    ttl = int(vc.STATUS_TTL.total_seconds())
+    return JSONResponse(service.trust_bundle(session), headers={"Cache-Control": f"max-age={ttl}"})
+
+
 @router.post("/api/v1/licences/verify", response_model=VerifyOut)
 def verify(body: VerifyIn, session: SessionDep, actor: ActorDep) -> VerifyOut:
     """Verify a credential or QR payload: valid, revoked, suspended, expired, forged, unknown."""

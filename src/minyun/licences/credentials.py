@@ -239,6 +239,20 @@ class Verifier:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     lists: dict[str, tuple[bytes, datetime, str]] = field(default_factory=dict)
 
+    @classmethod
+    def offline(
+        cls, bundle: Mapping[str, Any], *, clock: Callable[[], datetime] | None = None
+    ) -> Verifier:
+        """A verifier for a counter without a network: the issuers' DID documents and the
+        signed status lists of a trust bundle (`/licences/trust-bundle`), taken once."""
+        keys = {
+            str(method["id"]): TrustedKey(dict(method["publicKeyJwk"]))
+            for document in bundle.get("issuers", [])
+            for method in document.get("verificationMethod", [])
+        }
+        lists = dict(bundle.get("status_lists", {}))
+        return cls(keys, fetch=lists.get, clock=clock or (lambda: datetime.now(UTC)))
+
     def verify(self, token: str) -> Verification:
         """Valid, revoked, suspended, expired, forged or unknown, with the reason."""
         checked = self._checked(token.strip())

@@ -890,6 +890,26 @@ def verifier(session: Session) -> vc.Verifier:
     return vc.Verifier(trusted_keys(session), fetch=fetch, clock=clock.now)
 
 
+def trust_bundle(session: Session) -> dict[str, Any]:
+    """What an offline verifier needs: every issuer's DID document and signed status lists."""
+    issuers: list[dict[str, Any]] = []
+    lists: dict[str, str] = {}
+    org_ids = session.scalars(select(IssuerKey.organization_id).distinct()).all()
+    for org in session.scalars(select(Organization).where(Organization.id.in_(org_ids))):
+        try:
+            issuers.append(did_document(session, org.code))
+        except NotFound:
+            continue
+        for purpose in vc.PURPOSES:
+            try:
+                lists[list_url(session, org, purpose)] = status_list_token(
+                    session, org.code, purpose
+                )
+            except NotFound:
+                continue
+    return {"issuers": issuers, "status_lists": lists, "ttl": int(vc.STATUS_TTL.total_seconds())}
+
+
 def verify(session: Session, actor: Principal, payload: str) -> vc.Verification:
     """Check a credential or QR payload: valid, revoked, suspended, expired, forged, unknown."""
     text = payload.strip()
