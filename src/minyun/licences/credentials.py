@@ -308,6 +308,8 @@ class Verifier:
             credential = json.loads(payload)
         except (JoseError, ValueError):
             return Verification(Outcome.FORGED, "the signature does not match", kid=kid)
+        if not isinstance(credential, dict):
+            return Verification(Outcome.FORGED, "not a credential", kid=kid)
         issuer = credential.get("issuer")
         issuer_id = issuer.get("id") if isinstance(issuer, dict) else issuer
         if issuer_id != kid.split("#")[0]:

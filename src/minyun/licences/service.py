@@ -336,14 +336,19 @@ def _check_validity(validity: dict[str, Any], names: set[str], columns: set[str]
     if unknown:
         raise Invalid(f"unknown validity rule {sorted(unknown)[0]!r}", field="validity")
     for key in ("valid_from", "valid_until"):
-        if validity.get(key) is not None and validity[key] not in names:
+        if validity.get(key) is not None and (
+            not isinstance(validity[key], str) or validity[key] not in names
+        ):
             raise Invalid(f"{key} names no field of the schema", field="validity")
     years = validity.get("years")
     if years is not None and (not isinstance(years, int) or not 0 < years <= 100):
         raise Invalid("years must be a whole number from 1 to 100", field="validity")
     revoke = validity.get("revoke_when") or {}
     if not isinstance(revoke, dict) or any(
-        k not in columns or not isinstance(v, list) for k, v in revoke.items()
+        k not in columns
+        or not isinstance(v, list)
+        or not all(isinstance(x, str | int) and not isinstance(x, bool) for x in v)
+        for k, v in revoke.items()
     ):
         raise Invalid("revoke_when maps source columns to lists of values", field="validity")
     return validity
@@ -537,7 +542,10 @@ def _gone(batch: pa.Table, kind: LicenceType) -> list[bool]:
     flags = batch.column("_gone").combine_chunks()
     for name, values in ((kind.validity or {}).get("revoke_when") or {}).items():
         if name in batch.column_names:
-            hit = pc.is_in(batch.column(name).cast(pa.string()), pa.array(values, pa.string()))
+            hit = pc.is_in(
+                batch.column(name).cast(pa.string()),
+                pa.array([str(v) for v in values], pa.string()),
+            )
             flags = pc.or_(flags, pc.fill_null(hit, False))
     return [bool(v) for v in flags.to_pylist()]
 
