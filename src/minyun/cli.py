@@ -25,6 +25,7 @@ from minyun.exchange.batch_cli import exchange_app
 from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
 from minyun.nodes.cli import nodes_app
+from minyun.licences.cli import licence_app
 from minyun.orgs.cli import org_app
 from minyun.push.cli import events_app
 
@@ -47,6 +48,7 @@ app.add_typer(client_app, name="client")
 app.add_typer(events_app, name="events")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(nodes_app, name="nodes")
+app.add_typer(licence_app, name="licence")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)

@@ -24,6 +24,7 @@ from minyun.exchange.models import Application, Grant, ProxyService
 from minyun.ingest.models import Version
 from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganization, NodeResource
 from minyun.opendata.models import DeveloperKey, OpenDataset, OpenVersion
+from minyun.licences.models import IssuerKey, Licence, LicenceType, LicenceUse, StatusList
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -47,6 +48,7 @@ __all__ = [
     "EventDeadLetter",
     "EventHead",
     "Grant",
+    "IssuerKey",
     "Job",
     "Node",
     "NodeApplication",
@@ -55,6 +57,9 @@ __all__ = [
     "NodeResource",
     "OpenDataset",
     "OpenVersion",
+    "Licence",
+    "LicenceType",
+    "LicenceUse",
     "Organization",
     "PlanEpoch",
     "ProxyService",
@@ -65,6 +70,7 @@ __all__ = [
     "ServingRow",
     "ServingState",
     "Station",
+    "StatusList",
     "Subscription",
     "User",
     "Version",

@@ -32,6 +32,7 @@ from minyun.core.lake_write import (
 __all__ = ["CDF", "REJECTS_SCHEMA", "DataFile", "Lake", "LoadCommit", "LoadRecord", "load_folder"]
 
 if TYPE_CHECKING:
+    from minyun.core.changes import Changes
     from minyun.core.policies import AccessPlan
     from minyun.core.reading import RowsPage
 
@@ -173,3 +174,12 @@ class Lake(LakeWriter):
         from minyun.core import reading
 
         return reading.read_rows(self, plan, secret=secret, **query)
+
+    def read_changes(
+        self, plan: AccessPlan, *, secret: bytes, since: int | None, until: int | None = None
+    ) -> Changes:
+        """The newest image of each key `plan` opens that changed after version `since`
+        (the Change Data Feed, or the whole table when it does not cover them)."""
+        from minyun.core import changes
+
+        return changes.read_changes(self, plan, secret=secret, since=since, until=until)

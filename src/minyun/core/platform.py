@@ -51,6 +51,7 @@ class Platform:
         factory = make_sessionmaker(
             engine, node_key=node_key, jobs=dispatcher, audit_appender=appender, audit_heads=heads,
             quotas=quotas_for(settings.rate_limit_uri, settings.node_name),
+            settings=settings,
         )  # fmt: skip
         if mode == "inline":
             dispatcher.factory = factory

@@ -249,6 +249,16 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
             )  # fmt: skip
         ctx.save_point(state)
         ctx.progress(2, None, f"open datasets: {state['opendata']}")
+    if not state.get("licences") and ctx.params.get("resources", True):
+        from minyun.core.config import load_settings
+        from minyun.core.lake import Lake
+        from minyun.licences import demo as licences_demo
+
+        settings = load_settings(var_dir=var_dir, lake_uri=ctx.params["lake_uri"])
+        state["licences"] = licences_demo.load(
+            ctx.factory, Lake(ctx.params["lake_uri"]), lake / "licences", settings, seed=seed
+        )
+        ctx.save_point(state)
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)

@@ -96,6 +96,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.nodes.pages import router as nodes_pages
     from minyun.opendata.api import router as opendata_api
     from minyun.opendata.pages import router as opendata_pages
+    from minyun.licences.api import router as licences_api
+    from minyun.licences.pages import router as licences_pages
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
@@ -122,6 +124,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         nodes_pages,
         opendata_api,
         opendata_pages,
+        licences_api,
+        licences_pages,
     ):
         app.include_router(router)
 
