@@ -157,7 +157,8 @@ def check_description(text: str) -> str:
 def check_attributes(service: GridService, given: dict[str, list[str]]) -> dict[str, Any]:
     """The answers to the service's attributes, checked against its definition."""
     defined = {a["code"]: a for a in service.attributes}
-    unknown = sorted(set(given) - set(defined))
+    # An unknown attribute sent empty is what a generic form sends: ignored, not refused.
+    unknown = sorted(c for c, v in given.items() if c not in defined and any(x.strip() for x in v))
     if unknown:
         raise Invalid(f"unknown attribute {unknown[0]}", field=f"attribute[{unknown[0]}]",
                       code="unknown-attribute")  # fmt: skip
@@ -581,3 +582,44 @@ def _step(
                 at=clock.now())  # fmt: skip
     report.steps.append(step)
     return step
+
+
+def find_requests(
+    session: Session,
+    *,
+    ids: Sequence[int] = (),
+    service_codes: Sequence[str] = (),
+    start: datetime | None = None,
+    end: datetime | None = None,
+    statuses: Sequence[str] = (),
+    limit: int = 1000,
+    default_days: int = 90,
+) -> list[Report]:
+    """Open311 GET requests: by ids (then nothing else counts), else by the filters; newest
+    first; without dates, the last `default_days` days."""
+    query = select(Report).order_by(Report.requested_at.desc(), Report.id.desc()).limit(limit)
+    if ids:
+        return list(session.scalars(query.where(Report.id.in_(list(ids)))))
+    unknown = sorted(set(statuses) - {"open", "closed"})
+    if unknown:
+        raise Invalid(f"status {unknown[0]} is not open or closed", field="status")
+    if service_codes:
+        query = query.where(Report.service_code.in_(list(service_codes)))
+    if start is None and end is None:
+        start = clock.now() - timedelta(days=default_days)
+    if start is not None:
+        query = query.where(Report.requested_at >= start)
+    if end is not None:
+        query = query.where(Report.requested_at <= end)
+    if set(statuses) == {"closed"}:
+        query = query.where(Report.state == ReportState.CLOSED)
+    elif set(statuses) == {"open"}:
+        query = query.where(Report.state != ReportState.CLOSED)
+    return list(session.scalars(query))
+
+
+def find_by_token(session: Session, token: str) -> Report:
+    report = session.scalars(select(Report).where(Report.token == token)).first()
+    if report is None:
+        raise NotFound(f"token {token} not found", code="unknown-token")
+    return report
