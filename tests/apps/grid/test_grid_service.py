@@ -9,7 +9,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from minyun.apps.grid import geo, layout, photos, service
+from minyun.apps.grid import geo, layout, photos, service, stats
 from minyun.apps.grid.models import Area, Report, ReportState, Task, TaskState
 from minyun.apps.grid.photos import PhotoStore
 from minyun.apps.grid.service import NewReport
@@ -106,6 +106,18 @@ def test_fire_lane_report_reaches_three_departments_and_closes(
     assert kinds.count("accepted") == 3 and kinds.count("closed") == 3 and kinds[-1] == "resolved"
     assert [p.kind for p in report.photos] == ["report", "result", "result", "result"]
     assert all((store.root / p.key).exists() for p in report.photos)
+    numbers = stats.summary(gulou, SYSTEM)
+    assert (numbers.reports, numbers.closed_reports) == (1, 1)
+    [category] = numbers.by_category
+    assert (category.name, category.tasks, category.closed, category.overdue) == (
+        "占用消防通道",
+        3,
+        3,
+        0,
+    )
+    assert category.arrive_minutes is not None and category.close_minutes is not None
+    assert {r.name for r in numbers.by_street} == {"东街街道"}
+    assert len(numbers.by_department) == 3
     last = events.read_after(gulou, head, limit=20)
     assert last[-1].kind == "grid.report.closed"
     actions = set(
