@@ -87,6 +87,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.apps.grid.api import router as grid_open311
+    from minyun.apps.grid.pages import router as grid_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.pages import router as exchange_pages
@@ -112,6 +113,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         eco_pages,
         exchange_pages,
         grid_open311,
+        grid_pages,
     ):
         app.include_router(router)
 

@@ -226,6 +226,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/catalog", N_("Catalog"), "catalog.read"),
     ("/sharing", N_("Sharing"), "exchange.read"),
     ("/eco", N_("Air quality"), "eco.read"),
+    ("/grid", N_("Grid"), "grid.read"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),

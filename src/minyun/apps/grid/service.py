@@ -340,7 +340,7 @@ def reroute(
 ) -> Report:
     """The street office (or the grid centre, or an admin) adds and withdraws departments."""
     report = _get_report(session, report_id)
-    if not _routes(session, actor, report):
+    if not may_reroute(session, actor, report):
         raise NotFound(f"no report {report_id}", code="unknown-report")
     if report.state == ReportState.CLOSED:
         raise Conflict(f"report {report_id} is closed", code="report-closed")
@@ -375,7 +375,7 @@ def reroute(
     return report
 
 
-def _routes(session: Session, actor: Principal, report: Report) -> bool:
+def may_reroute(session: Session, actor: Principal, report: Report) -> bool:
     """Whether the actor may reroute: the report's street office, the grid centre, an admin."""
     if actor.kind == "system" or actor.has_role(Role.ADMIN):
         return True
@@ -623,3 +623,28 @@ def find_by_token(session: Session, token: str) -> Report:
     if report is None:
         raise NotFound(f"token {token} not found", code="unknown-token")
     return report
+
+
+def place_names(session: Session, report: Report) -> dict[str, str]:
+    """The names of the report's street, community and grid."""
+    codes = [c for c in (report.street_code, report.community_code, report.grid_code) if c]
+    found = dict(session.execute(select(Area.code, Area.name).where(Area.code.in_(codes))).all())
+    return {
+        "street": found.get(report.street_code or "", ""),
+        "community": found.get(report.community_code or "", ""),
+        "grid": found.get(report.grid_code or "", ""),
+    }
+
+
+def outlines(session: Session) -> dict[str, Any]:
+    """The streets and grids as one GeoJSON FeatureCollection (for the map)."""
+    rows = session.execute(
+        select(Area.code, Area.name, Area.level, Area.geometry)
+        .where(Area.level.in_([AreaLevel.STREET, AreaLevel.GRID]))
+        .order_by(Area.level.desc(), Area.code)
+    ).all()  # fmt: skip
+    return {
+        "type": "FeatureCollection",
+        "features": [{"type": "Feature", "geometry": g,
+                      "properties": {"code": c, "name": n, "level": lv}} for c, n, lv, g in rows],
+    }  # fmt: skip
