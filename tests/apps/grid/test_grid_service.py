@@ -95,6 +95,7 @@ def test_fire_lane_report_reaches_three_departments_and_closes(
     routed_events = events.read_after(gulou, head, limit=10)
     assert [e.kind for e in routed_events] == ["grid.report.routed"]
     assert sorted(routed_events[0].data["departments"]) == ["gl-fire", "gl-housing", "gl-traffic"]
+    assert stats.summary(gulou, SYSTEM).by_category[0].arrive_minutes is None  # nobody there yet
     for task in list(report.tasks):
         dept = officer(gulou, _code_of(gulou, task.org_id))
         service.accept_task(gulou, dept, task.id)

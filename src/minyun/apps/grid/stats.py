@@ -46,6 +46,14 @@ class Summary:
     since: datetime
 
 
+_TIME = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema([("org", pa.int64()), ("state", pa.string()), ("routed", _TIME),
+                    ("accepted", _TIME), ("closed", _TIME), ("arrive_by", _TIME),
+                    ("close_by", _TIME), ("service", pa.string()), ("street", pa.string()),
+                    ("grid", pa.string())])  # fmt: skip
+COLUMNS = SCHEMA.names
+
+
 def _minutes(end: pa.Array, start: pa.Array) -> pa.Array:
     return pc.divide(pc.cast(pc.subtract(end, start), pa.int64()), 60_000_000.0)
 
@@ -66,12 +74,7 @@ def summary(session: Session, actor: Principal, *, days: int = 30) -> Summary:
         session.execute(select(Report.state).where(Report.requested_at >= since)).scalars().all()
     )
     names = _names(session)
-    columns = ["org", "state", "routed", "accepted", "closed", "arrive_by", "close_by",
-               "service", "street", "grid"]  # fmt: skip
-    table = pa.table(
-        {c: [r[i] for r in rows] for i, c in enumerate(columns)}
-        if rows else {c: pa.array([], pa.string()) for c in columns}
-    )  # fmt: skip
+    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(COLUMNS)}, schema=SCHEMA)
     if rows:
         table = _measures(table, now)
     closed = sum(1 for s in counts if s == ReportState.CLOSED)

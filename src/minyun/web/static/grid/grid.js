@@ -60,13 +60,18 @@
       onEachFeature: function (f, layer) {
         layer.bindTooltip(document.createTextNode(f.properties.name), { permanent: true, direction: "center", className: "grid-label" });
       }
-    }).addTo(map);
+    });
+    // The view first: a permanent tooltip needs a map that already has one.
+    if (streets.getLayers().length) map.fitBounds(streets.getBounds(), { padding: [8, 8] });
+    else map.setView([26.09, 119.29], 13);
+    streets.addTo(map);
     L.geoJSON(found.areas, {
       filter: function (f) { return f.properties.level === "grid"; },
       style: { color: "#7a8ea3", weight: 0.6, fill: false, dashArray: "2 3" }
     }).addTo(map);
     found.reports.forEach(function (r) {
-      var marker = L.circleMarker([r.lat, r.long], { radius: 7, color: "#fff", weight: 1.5, fillColor: COLOURS[r.state] || "#555", fillOpacity: 0.95 });
+      var marker = L.circleMarker([r.lat, r.long], { radius: 9, color: "#fff", weight: 2, fillColor: COLOURS[r.state] || "#555", fillOpacity: 0.95,
+        className: r.state === "closed" ? "grid-report-closed" : "grid-report-open" });
       var tip = document.createElement("div");
       var link = document.createElement("a");
       link.href = "/grid/reports/" + r.id;
@@ -77,7 +82,6 @@
       marker.bindPopup(tip);
       marker.addTo(map);
     });
-    if (streets.getLayers().length) map.fitBounds(streets.getBounds(), { padding: [8, 8] });
   }
 
   function chart() {
