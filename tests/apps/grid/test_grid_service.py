@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
@@ -54,6 +55,17 @@ def test_photo_location_is_read_and_stripped() -> None:
     assert b"TestCam" not in done.jpeg and b"GPS" not in done.jpeg
     thumb = Image.open(__import__("io").BytesIO(done.thumb))
     assert max(thumb.size) <= photos.THUMB_SIDE
+
+
+def test_a_turned_photo_is_stored_upright_and_a_comment_is_dropped() -> None:
+    image = Image.new("RGB", (300, 100), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to view
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif, comment=b"secret note")
+    done = photos.process(out.getvalue())
+    assert (done.width, done.height) == (100, 300)
+    assert b"secret note" not in done.jpeg and b"secret note" not in done.thumb
 
 
 @pytest.mark.parametrize(
@@ -124,7 +136,7 @@ def test_fire_lane_report_reaches_three_departments_and_closes(
     actions = set(
         gulou.scalars(select(AuditRecord.action).where(AuditRecord.object_id == str(report.id)))
     )
-    assert {"grid.report", "grid.route", "grid.accept", "grid.close"} <= actions
+    assert {"grid.report", "grid.accept", "grid.close"} <= actions
 
 
 def _code_of(session: Session, org_id: int) -> str:

@@ -24,6 +24,7 @@ MAX_SIDE = 2048  # the stored copy's longest side
 THUMB_SIDE = 320
 FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 GPS_IFD = 0x8825
+ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,24 @@ def process(data: bytes) -> Processed:
                     "the photo has too many pixels", field="media", code="photo-too-large"
                 )
             lat, long = _gps(image)
-            image = ImageOps.exif_transpose(image)
+            if image.width > MAX_SIDE or image.height > MAX_SIDE:
+                image.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced scale
             image.load()
+            turned = image.getexif().get(ORIENTATION, 1) not in (1, None)
+            upright = ImageOps.exif_transpose(image) if turned else image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
             Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:  # fmt: skip
         raise Invalid(
             "the photo is not a readable image", field="media", code="photo-type"
         ) from exc
-    rgb = image.convert("RGB")
-    rgb.thumbnail((MAX_SIDE, MAX_SIDE))
-    thumb = rgb.copy()
-    thumb.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    # Nothing of the upload's metadata (EXIF, comments, ICC, XMP) may reach the stored copy.
+    upright.info = {}
+    rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
+    if rgb.width > MAX_SIDE or rgb.height > MAX_SIDE:
+        rgb.thumbnail((MAX_SIDE, MAX_SIDE), reducing_gap=2.0)
+    scale = THUMB_SIDE / max(rgb.width, rgb.height)
+    thumb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+                       Image.Resampling.BILINEAR, reducing_gap=2.0) if scale < 1 else rgb  # fmt: skip
     return Processed(_jpeg(rgb, 85), _jpeg(thumb, 75), rgb.width, rgb.height, lat, long)
 
 

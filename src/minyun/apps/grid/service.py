@@ -238,9 +238,11 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
     for item in processed:
         add_photo(session, store, report, item, kind="report")
     _step(session, actor, report, "reported", service.name)
+    tasks = route(session, actor, report, service)
+    # One record for the filing and its routing: the departments are in it.
+    codes = ",".join(sorted(str(t.org_id) for t in tasks))
     audit.record(session, actor, "grid.report", target=str(report.id), target_type="grid-report",
-                 detail=f"{service.code} at {place.grid_code}")  # fmt: skip
-    route(session, actor, report, service)
+                 detail=f"{service.code} at {place.grid_code} to orgs {codes}")  # fmt: skip
     return report
 
 
@@ -302,7 +304,7 @@ def route(session: Session, actor: Principal, report: Report, service: GridServi
     if not departments:
         centre = _org(session, catalog.GRID_CENTRE)
         departments = [centre] if centre else []
-    tasks = [_add_task(session, actor, report, service, org) for org in departments]
+    tasks = [_add_task(session, actor, report, service, org, audited=False) for org in departments]
     events.publish(session, kind="grid.report.routed", subject=f"grid-report:{report.id}",
                    data={"report": report.id, "service": service.code, "grid": report.grid_code,
                          "street": report.street_code, "departments": [o.code for o in departments],
@@ -311,8 +313,9 @@ def route(session: Session, actor: Principal, report: Report, service: GridServi
 
 
 def _add_task(
-    session: Session, actor: Principal, report: Report, service: GridService, org: Organization
-) -> Task:
+    session: Session, actor: Principal, report: Report, service: GridService, org: Organization,
+    *, audited: bool = True,
+) -> Task:  # fmt: skip
     now = clock.now()
     task = Task(org_id=org.id, state=TaskState.ROUTED, routed_at=now,
                 arrive_by=now + timedelta(minutes=service.arrive_minutes),
@@ -320,8 +323,9 @@ def _add_task(
     report.tasks.append(task)
     session.flush()
     _step(session, actor, report, "routed", org.name, org_id=org.id)
-    audit.record(session, actor, "grid.route", target=str(report.id), target_type="grid-report",
-                 detail=f"to {org.code}")  # fmt: skip
+    if audited:
+        audit.record(session, actor, "grid.route", target=str(report.id),
+                     target_type="grid-report", detail=f"to {org.code}")  # fmt: skip
     return task
 
 
