@@ -6,8 +6,10 @@ Every call in XML and JSON; the documents carry the fields of the specification'
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -16,14 +18,16 @@ import pytest
 from sqlalchemy import func, select
 
 from minyun.apps.grid import apikeys, service
-from minyun.apps.grid.models import Report
+from minyun.apps.grid.models import ApiKey, Report
 from minyun.core.platform import Platform
 from minyun.web.app import create_app
 from tests.apps.grid.conftest import DONGJIEKOU, SYSTEM, jpeg
 from tests.browser import serve
+from tests.conftest import make_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "data" / "open311"
 ROOT = "/open311/v2"
+_keys = itertools.count(1)
 
 
 def example_keys(name: str) -> set[str]:
@@ -32,14 +36,32 @@ def example_keys(name: str) -> set[str]:
     return set(re.findall(r'"(\w+)"\s*:', text))
 
 
-@pytest.fixture
-def node(platform: Platform) -> Iterator[tuple[str, str]]:
-    """A served node with Gulou set up and one api_key: (base URL, key)."""
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, str]]:
+    """One served node for the module, Gulou set up (tests stay apart by their own reports)."""
+    platform = Platform.open(make_settings(tmp_path_factory.mktemp("open311") / "var"))
+    platform.migrate()
     with platform.factory.begin() as session:
         service.load_gulou(session, SYSTEM)
-        key = apikeys.create_key(session, SYSTEM, "fixmystreet-test").key
-    with serve(create_app(platform)) as base:
-        yield base, key
+    try:
+        with serve(create_app(platform)) as base:
+            yield platform, base
+    finally:
+        platform.close()
+
+
+@pytest.fixture
+def platform(served: tuple[Platform, str]) -> Platform:
+    return served[0]
+
+
+@pytest.fixture
+def node(served: tuple[Platform, str]) -> tuple[str, str]:
+    """The served node and a fresh api_key of its own: (base URL, key)."""
+    platform, base = served
+    with platform.factory.begin() as session:
+        key = apikeys.create_key(session, SYSTEM, f"client-{next(_keys)}").key
+    return base, key
 
 
 def xml(response: httpx.Response) -> ET.Element:
@@ -125,33 +147,41 @@ def test_post_then_get_the_request_by_id_and_token(node: tuple[str, str]) -> Non
 
 def test_get_requests_with_every_filter(node: tuple[str, str]) -> None:
     base, key = node
+    since = datetime.now(UTC)
     first = post(base, "json", api_key=key, **FIRE_LANE).json()[0]["service_request_id"]
     garbage = {k: v for k, v in FIRE_LANE.items() if k != "attribute[BLOCKING]"}
     second = post(base, "json", api_key=key, **{**garbage, "service_code": "garbage"}).json()[0][
         "service_request_id"
     ]
     url = f"{base}{ROOT}/requests.json"
+    mine = {"start_date": since.isoformat()}
+
+    def ids(**params: str) -> list[int]:
+        return [r["service_request_id"] for r in httpx.get(url, params={**mine, **params}).json()]
+
     everything = httpx.get(url).json()
-    assert [r["service_request_id"] for r in everything] == [second, first]
+    assert [r["service_request_id"] for r in everything][:2] == [second, first]  # newest first
     assert set(everything[0]) == example_keys("service-requests")
-    assert [
-        r["service_request_id"] for r in httpx.get(url, params={"service_code": "garbage"}).json()
-    ] == [second]
-    assert len(httpx.get(url, params={"service_code": "garbage,fire-lane"}).json()) == 2
-    ids = httpx.get(
-        url, params={"service_request_id": f"{first}", "service_code": "garbage"}
-    ).json()
-    assert [r["service_request_id"] for r in ids] == [first]  # ids override the other filters
-    assert httpx.get(url, params={"status": "closed"}).json() == []
-    assert len(httpx.get(url, params={"status": "open,closed"}).json()) == 2
+    assert ids() == [second, first]
+    assert ids(service_code="garbage") == [second]
+    assert ids(service_code="garbage,fire-lane") == [second, first]
+    both = httpx.get(url, params={"service_request_id": f"{first}", "service_code": "garbage"})
+    assert [r["service_request_id"] for r in both.json()] == [first]  # ids override the rest
+    assert ids(status="closed") == []
+    assert ids(status="open,closed") == [second, first]
+    assert ids(status="open") == [second, first]
     assert httpx.get(url, params={"start_date": "2099-01-01T00:00:00Z"}).json() == []
     assert httpx.get(url, params={"end_date": "2000-01-01T00:00:00+08:00"}).json() == []
-    window = {"start_date": "2000-01-01T00:00:00Z", "end_date": "2099-01-01T00:00:00Z"}
-    assert len(httpx.get(url, params=window).json()) == 2
-    root = xml(httpx.get(f"{base}{ROOT}/requests.xml", params={"status": "open"}))
-    assert len(root.findall("request")) == 2
+    assert ids(end_date="2099-01-01T00:00:00Z") == [second, first]
+    root = xml(httpx.get(f"{base}{ROOT}/requests.xml", params={**mine, "status": "open"}))
+    assert [int(e.findtext("service_request_id") or 0) for e in root.findall("request")] == [
+        second,
+        first,
+    ]
     bad = httpx.get(url, params={"start_date": "yesterday"})
     assert bad.status_code == 400 and bad.json()[0]["code"] == 400
+    unknown = httpx.get(url, params={"status": "lost"})
+    assert unknown.status_code == 400
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -159,6 +189,8 @@ def test_errors_are_the_spec_error_list(
     node: tuple[str, str], fmt: str, platform: Platform
 ) -> None:
     base, key = node
+    with platform.factory() as session:
+        before = session.scalar(select(func.count()).select_from(Report))
 
     def errors(response: httpx.Response) -> list[tuple[int, str]]:
         if fmt == "json":
@@ -194,13 +226,15 @@ def test_errors_are_the_spec_error_list(
         == "Invalid api_key received -- can't proceed with create_request."
     )
     with platform.factory() as session:
-        assert session.scalar(select(func.count()).select_from(Report)) == 0
+        assert session.scalar(select(func.count()).select_from(Report)) == before
 
 
 def test_a_photo_is_attached_stripped_and_a_revoked_key_is_refused(
     node: tuple[str, str], platform: Platform
 ) -> None:
     base, key = node
+    with platform.factory() as session:
+        name = session.scalars(select(ApiKey.name).order_by(ApiKey.id.desc())).first()
     created = httpx.post(f"{base}{ROOT}/requests.json", data={**FIRE_LANE, "api_key": key},
                          files={"media": ("p.jpg", jpeg(gps=DONGJIEKOU), "image/jpeg")})  # fmt: skip
     assert created.status_code == 200, created.text
@@ -213,16 +247,15 @@ def test_a_photo_is_attached_stripped_and_a_revoked_key_is_refused(
                            files={"media": ("p.jpg", b"<svg/>", "image/jpeg")})  # fmt: skip
     assert not_image.status_code == 400
     with platform.factory.begin() as session:
-        apikeys.revoke_key(session, SYSTEM, "fixmystreet-test")
+        apikeys.revoke_key(session, SYSTEM, str(name))
     assert post(base, "json", api_key=key, **FIRE_LANE).status_code == 403
 
 
-def test_a_key_over_its_rate_is_told_to_wait(platform: Platform) -> None:
+def test_a_key_over_its_rate_is_told_to_wait(served: tuple[Platform, str]) -> None:
+    platform, base = served
     with platform.factory.begin() as session:
-        service.load_gulou(session, SYSTEM)
         key = apikeys.create_key(session, SYSTEM, "slow-client", rate_limit="2/minute").key
-    with serve(create_app(platform)) as base:
-        answers = [post(base, "json", api_key=key, **FIRE_LANE).status_code for _ in range(3)]
-        assert answers == [200, 200, 429]
-        late = post(base, "json", api_key=key, **FIRE_LANE)
-        assert late.status_code == 429 and int(late.headers["retry-after"]) > 0
+    answers = [post(base, "json", api_key=key, **FIRE_LANE).status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    late = post(base, "json", api_key=key, **FIRE_LANE)
+    assert late.status_code == 429 and int(late.headers["retry-after"]) > 0
