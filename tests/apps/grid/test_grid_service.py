@@ -16,7 +16,7 @@ from minyun.apps.grid.photos import PhotoStore
 from minyun.apps.grid.service import NewReport
 from minyun.core import clock, events
 from minyun.core.audit import AuditRecord
-from minyun.core.errors import Conflict, Invalid, NotFound, Unauthenticated
+from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.core.security import Principal
 from tests.apps.grid.conftest import DONGJIEKOU, SYSTEM, jpeg, officer
 
@@ -224,3 +224,19 @@ def test_location_comes_from_the_photo_when_none_is_given(
     area = gulou.get(Area, report.street_code)
     assert area is not None and area.name == "鼓西街道"
     assert report.photos[0].had_location
+
+
+def test_departments_read_the_report_events_and_citizens_do_not(
+    gulou: Session, store: PhotoStore
+) -> None:
+    from minyun.push.service import read_events
+
+    head = events.head(gulou)
+    service.file_report(gulou, officer(gulou, "gl-st-004"), store,
+                        NewReport("garbage", "垃圾", *DONGJIEKOU))  # fmt: skip
+    page = read_events(gulou, officer(gulou, "gl-urban"), after=head)
+    assert [e.kind for e in page.events] == ["grid.report.routed"]
+    assert page.events[0].data["departments"] == ["gl-urban"]
+    citizen = Principal(kind="user", name="citizen", user_id=None, account_kind="citizen")
+    with pytest.raises(Forbidden):
+        read_events(gulou, citizen, after=head)
