@@ -105,6 +105,8 @@ def test_report_with_photo_reaches_three_departments_who_close_it(
     assert timeline.text.count("grid-step-closed") == 3 and "grid-step-resolved" in timeline.text
     assert "福州市鼓楼区消防救援大队" in timeline.text and "已清理通道" in timeline.text
     assert timeline.text.count(".thumb.jpg") == 4
+    photo_page = re.search(r'href="(/grid/photos/\d+)"', timeline.text)
+    assert photo_page and citizen.get(photo_page.group(1)).status_code == 200
     assert citizen.get("/grid").status_code in (401, 403)  # statistics are for civil servants
 
     officer = signed_in(app, "officer-gl-fire")

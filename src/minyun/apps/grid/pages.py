@@ -275,3 +275,12 @@ def keys_page(request: Request, platform: PlatformDep) -> HTMLResponse:
     return render(
         request, "grid/keys.html", root=platform.settings.base_url.rstrip("/") + "/open311/v2"
     )
+
+
+@router.get("/grid/photos/{photo_id}")
+def photo_page(
+    request: Request, photo_id: IdPath, session: SessionDep, actor: PageActorDep
+) -> HTMLResponse:
+    """One photo at the screen's width (the stored copy: no location, no camera data)."""
+    found = service.get_photo(session, actor, photo_id)
+    return render(request, "grid/photo.html", photo=found)
