@@ -134,3 +134,34 @@ def test_a_refused_report_comes_back_with_what_was_typed(platform: Platform, app
         assert session.scalar(select(func.count()).select_from(Report)) == 0
         assert session.scalar(select(func.count()).select_from(Task)) == 0
     assert browser(app).get("/grid/report").status_code == 303  # sign in first
+
+
+def test_the_street_office_reroutes_from_the_report_page(platform: Platform, app: FastAPI) -> None:
+    with platform.factory.begin() as session:
+        office = factories.make_user(
+            session, username="jiedao1", organization=org(session, "gl-st-004")
+        )
+        service.assign_worker(session, SYSTEM, "35010200400101", office.id)
+        other = factories.make_user(
+            session, username="jiedao2", organization=org(session, "gl-st-001")
+        )
+        del other
+    clerk = signed_in(app, "jiedao1")
+    form = clerk.get("/grid/report")
+    filed = clerk.post("/grid/report", data={"csrf": csrf_of(form), "service_code": "garbage",
+                                             "lat": "26.0800", "long": "119.2960"})  # fmt: skip
+    assert filed.status_code == 303
+    page = clerk.get(filed.headers["location"])
+    assert "reroute-form" in page.text and "网格员" in page.text
+    report_id = filed.headers["location"].rsplit("/", 1)[1]
+    moved = clerk.post(f"/grid/reports/{report_id}/reroute",
+                       data={"csrf": csrf_of(page), "add": "gl-housing", "remove": "gl-urban"})  # fmt: skip
+    assert moved.status_code == 303
+    after = clerk.get(filed.headers["location"]).text
+    assert "grid-step-withdrawn" in after and "住房和城乡建设局" in after
+    stranger = signed_in(app, "jiedao2")
+    seen = stranger.get(filed.headers["location"])
+    assert "reroute-form" not in seen.text
+    refused = stranger.post(f"/grid/reports/{report_id}/reroute",
+                            data={"csrf": csrf_of(seen), "add": "gl-fire"})  # fmt: skip
+    assert refused.status_code == 404  # another street's office: as if the report were not there

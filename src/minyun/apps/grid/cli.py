@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -37,15 +38,26 @@ def setup() -> None:
 
 
 @grid_app.command("escalate")
-def escalate() -> None:
+def escalate(
+    follow: Annotated[
+        bool, typer.Option(help="Keep checking the SLA clocks until Ctrl-C.")
+    ] = False,
+    every: Annotated[float, typer.Option(min=1, help="Seconds between checks with --follow.")] = 60,
+) -> None:
     """Move overdue tasks up (street office, then the district grid centre)."""
     node = _platform()
     try:
-        with unit_of_work(node.factory) as session:
-            moved = service.escalate_overdue(session, ADMIN)
+        while True:
+            with unit_of_work(node.factory) as session:
+                moved = service.escalate_overdue(session, ADMIN)
+            typer.echo(f"{moved} tasks escalated")
+            if not follow:
+                break
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
     finally:
         node.close()
-    typer.echo(f"{moved} tasks escalated")
 
 
 @key_app.command("create")

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from minyun.accounts.models import User
 from minyun.apps.grid import catalog, geo, layout
 from minyun.apps.grid.models import (
     Area,
@@ -633,10 +634,13 @@ def place_names(session: Session, report: Report) -> dict[str, str]:
     """The names of the report's street, community and grid."""
     codes = [c for c in (report.street_code, report.community_code, report.grid_code) if c]
     found = dict(session.execute(select(Area.code, Area.name).where(Area.code.in_(codes))).all())
+    grid = session.get(Area, report.grid_code) if report.grid_code else None
+    worker = session.get(User, grid.worker_user_id) if grid and grid.worker_user_id else None
     return {
         "street": found.get(report.street_code or "", ""),
         "community": found.get(report.community_code or "", ""),
         "grid": found.get(report.grid_code or "", ""),
+        "worker": worker.display_name if worker else "",
     }
 
 
