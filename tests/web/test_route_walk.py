@@ -147,6 +147,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "subscription_id": "1",
         # Sharing: applications and grants are metadata of the two departments only.
         "application_id": "1", "grant_id": "1",
+        # Grid governance: Open311 documents (public by the spec) and the grid pages.
+        "fmt": "json", "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"
