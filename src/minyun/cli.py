@@ -14,6 +14,7 @@ from rich.table import Table
 import minyun.handlers  # noqa: F401 - every job kind can run from the CLI
 from minyun.accounts.cli import client_app, register_user_commands
 from minyun.apps.ecocloud.cli import eco_app
+from minyun.apps.grid.cli import grid_app
 from minyun.catalog.cli import resource_app
 from minyun.core import jobs
 from minyun.core.config import Settings, load_settings
@@ -49,6 +50,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(licence_app, name="licence")
+app.add_typer(grid_app, name="grid", help="Grid governance (网格化治理): grids, Open311 keys.")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)

@@ -46,7 +46,8 @@ def test_demo_province_has_departments_accounts_and_valid_people(tmp_path: Path)
     job = _submit_and_run(node, _params(node, 5_000, 800))
     assert job.state == JobState.SUCCEEDED, job.error
     with node.factory() as s:
-        assert s.scalar(select(func.count()).select_from(Organization)) == 48
+        # 48, and Gulou's 5 departments and 10 street offices (apps.grid)
+        assert s.scalar(select(func.count()).select_from(Organization)) == 48 + 15
         roles = {u.username: u.roles for u in s.scalars(select(User))}
     assert roles["steward"] == ["steward"] and roles["auditor"] == ["auditor"]
     assert {"citizen", "enterprise", "admin", "approver", "consumer"} <= set(roles)

@@ -156,6 +156,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "node_id": "fuzhou",
         # Open data: datasets by name (none open here: 404), downloads and DCAT by format.
         "name": "no-such-dataset", "fmt": "csv",
+        # Grid governance: Open311 documents (public by the spec) and the grid pages.
+        "fmt": "json", "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

@@ -28,6 +28,13 @@ KINDS = frozenset(
         "enterprise.changed",
         "enterprise.deregistered",
         "resource.updated",
+        # Grid governance (apps.grid): a report's way through the departments.
+        "grid.report.routed",
+        "grid.report.rerouted",
+        "grid.task.accepted",
+        "grid.task.closed",
+        "grid.task.escalated",
+        "grid.report.closed",
     }
 )
 # Called in the publishing transaction with each new event (webhook deliveries queue their

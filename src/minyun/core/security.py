@@ -251,6 +251,11 @@ POLICY: dict[str, frozenset[str]] = {
     # (checked again by the service: their own department only).
     "opendata.release": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
+    # Grid governance (apps.grid): civil servants follow reports and work their department's
+    # tasks (its own only, checked by the service); admins set up grids, keys and SLA runs.
+    "grid.read": frozenset({"*"}),
+    "grid.work": frozenset({"*"}),
+    "grid.manage": frozenset({Role.ADMIN}),
 }
 
 # Open to everyone, anonymous visitors too: what each reader sees is narrowed by its audience

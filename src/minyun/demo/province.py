@@ -262,6 +262,13 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)
+    if not state.get("grid") and ctx.params.get("grid", True):
+        from minyun.apps.grid import demo as grid_demo  # Gulou's grids (apps.grid)
+
+        with ctx.factory.begin() as session:
+            grid_demo.load(session, var_dir, lake_uri=ctx.params["lake_uri"])
+        state["grid"] = True
+        ctx.save_point(state)
     batch = min(100_000, PART_ROWS)
     persons = _write_parts(
         ctx, state, "persons", lake / "persons", n_persons, offset=2, total=total,

@@ -86,6 +86,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.admin.api import router as admin_api
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
+    from minyun.apps.grid.api import router as grid_open311
+    from minyun.apps.grid.pages import router as grid_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.batch_api import router as batch_api
@@ -126,6 +128,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         opendata_pages,
         licences_api,
         licences_pages,
+        grid_open311,
+        grid_pages,
     ):
         app.include_router(router)
 

@@ -227,6 +227,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/sharing", N_("Sharing"), "exchange.read"),
     ("/nodes", N_("City nodes"), "nodes.read"),
     ("/eco", N_("Air quality"), "eco.read"),
+    ("/grid", N_("Grid"), "grid.read"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),

@@ -1,0 +1,286 @@
+"""Grid pages: the phone-first report form, a report's timeline, the department worklist,
+the map and the statistics. Each route calls the grid service once and renders."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from minyun.apps.grid import catalog, open311, photos, service, stats
+from minyun.apps.grid.models import Report, TaskState
+from minyun.apps.grid.photos import PhotoStore
+from minyun.apps.grid.service import NewReport
+from minyun.core.errors import Conflict, Invalid, NotFound
+from minyun.core.security import Principal, decide
+from minyun.orgs.models import Organization
+from minyun.web.deps import CsrfDep, IdPath, PlatformDep, SessionDep
+from minyun.web.i18n import N_
+from minyun.web.templating import PageActorDep, render
+from minyun.web.wording import sentence
+
+router = APIRouter(include_in_schema=False)
+
+# The service's refusals as the pages say them (see minyun.web.wording).
+for _pattern, _message in (
+    (r"attribute (?P<code>\w+) is required", N_("Please answer: %(code)s")),
+    (r"the photo has (?P<size>\d+) bytes, more than (?P<limit>\d+)",
+     N_("The photo is too large (%(size)s bytes; at most %(limit)s)")),
+    (r"unknown department (?P<code>.*)", N_("Unknown department %(code)s")),
+    (r"(?P<code>\S+) does not work on this report", N_("%(code)s does not work on this report")),
+    (r"task (?P<id>\d+) is (?P<state>\w+); .*",
+     N_("This task has already moved on: reload the page to see where it stands.")),
+):  # fmt: skip
+    sentence(_pattern, _message)
+GRID_MESSAGES = [
+    N_("a location is required: lat and long"),
+    N_("the location is outside Fujian province"),
+    N_("no grid of this node covers the location"),
+    N_("description may not contain markup"),
+    N_("the photo is not a readable image"),
+    N_("the photo is not a JPEG, PNG or WebP image"),
+    N_("the photo has too many pixels"),
+    N_("the photo is empty"),
+    N_("say what was done"),
+    N_("a photo of the result is required"),
+    N_("name a department to add or withdraw"),
+    N_("sign in to report an issue"),
+]
+STEP_LABELS = {
+    "reported": N_("Reported"),
+    "routed": N_("Sent to"),
+    "accepted": N_("On the way"),
+    "closed": N_("Done"),
+    "resolved": N_("Resolved"),
+    "withdrawn": N_("Withdrawn from"),
+    "escalated": N_("Escalated"),
+    "note": N_("Note"),
+}
+STATE_LABELS = {
+    "routed": N_("Routed"),
+    "in_progress": N_("In progress"),
+    "closed": N_("Closed"),
+    "accepted": N_("Accepted"),
+    "withdrawn": N_("Withdrawn"),
+}
+
+
+def _store(request: Request) -> PhotoStore:
+    return PhotoStore(request.app.state.platform.settings.lake_uri)
+
+
+def _form_page(
+    request: Request, session: Session, actor: Principal, *, error: Invalid | NotFound | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:  # fmt: skip
+    return render(
+        request,
+        "grid/report.html",
+        status_code=422 if error is not None else 200,
+        services=service.list_services(session),
+        error={"field": error.extra.get("field"), "message": str(error)} if error else None,
+        values=values or {},
+        signed_in_user=actor.authenticated,
+    )
+
+
+@router.get("/grid/report")
+def report_form(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """Report an issue: category, photo, place, a few words — one thumb on a phone."""
+    if not actor.authenticated:
+        return RedirectResponse("/login?next=/grid/report", 303)  # type: ignore[return-value]
+    return _form_page(request, session, actor)
+
+
+@router.post("/grid/report", dependencies=[CsrfDep])
+async def report_post(request: Request, session: SessionDep, actor: PageActorDep) -> Response:
+    """File the report; on a refusal the form comes back with what was typed."""
+    form = await request.form()
+    fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    uploads = [await v.read() for k, v in form.multi_items()
+              if k == "photo" and isinstance(v, StarletteUpload) and v.filename]  # fmt: skip
+    attributes = open311.attributes_of(form.multi_items())
+
+    def file() -> Response:
+        try:
+            new = NewReport(
+                service_code=fields.get("service_code", ""),
+                description=fields.get("description", ""),
+                lat=_number(fields.get("lat", ""), "lat"),
+                long=_number(fields.get("long", ""), "long"),
+                attributes=attributes,
+                photos=uploads,
+            )
+            with session.begin_nested():
+                report = service.file_report(session, actor, _store(request), new)
+        except (Invalid, NotFound) as exc:
+            return _form_page(request, session, actor, error=exc,
+                              values={**fields, "attributes": attributes})  # fmt: skip
+        return RedirectResponse(f"/grid/reports/{report.id}", 303)
+
+    return await run_in_threadpool(file)
+
+
+def _number(value: str, field: str) -> float | None:
+    if not value.strip():
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise Invalid(f"{field} is not a number", field=field) from None
+
+
+@router.get("/grid/reports")
+def reports(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """The viewer's reports (a citizen's own; every report for civil servants)."""
+    found = service.list_reports(session, actor)
+    return render(request, "grid/reports.html", reports=found, **_names(session, found),
+                  state_labels=STATE_LABELS)  # fmt: skip
+
+
+def _names(session: Session, reports: list[Report]) -> dict[str, Any]:
+    services = {s.code: s.name for s in service.list_services(session)}
+    org_ids = {t.org_id for r in reports for t in r.tasks} | {
+        s.org_id for r in reports for s in r.steps if s.org_id
+    }
+    orgs = dict(session.query(Organization.id, Organization.name)
+                .filter(Organization.id.in_(org_ids)).all()) if org_ids else {}  # fmt: skip
+    return {"service_names": services, "org_names": orgs}
+
+
+@router.get("/grid/reports/{report_id}")
+def report_page(
+    request: Request, report_id: IdPath, session: SessionDep, actor: PageActorDep
+) -> HTMLResponse:
+    """A report's timeline, photos and departments; the viewer's own next step."""
+    return _report_page(request, session, actor, report_id)
+
+
+def _report_page(
+    request: Request, session: Session, actor: Principal, report_id: int, *,
+    error: Invalid | Conflict | None = None, form: str | None = None,
+) -> HTMLResponse:  # fmt: skip
+    found = service.access_report(session, actor, report_id)
+    names = _names(session, [found])
+    mine = [t for t in found.tasks if actor.organization_id is not None
+            and t.org_id == actor.organization_id and t.state in (TaskState.ROUTED, TaskState.ACCEPTED)]  # fmt: skip
+    may_route = found.state != "closed" and service.may_reroute(session, actor, found)
+    departments = [(code, name) for code, name in catalog.DEPARTMENTS]
+    return render(
+        request,
+        "grid/report_page.html",
+        status_code=422 if error is not None else 200,
+        report=found,
+        place=service.place_names(session, found),
+        mine=mine,
+        may_route=may_route,
+        departments=departments,
+        step_labels=STEP_LABELS,
+        state_labels=STATE_LABELS,
+        error={"form": form, "message": str(error)} if error else None,
+        **names,
+    )
+
+
+@router.post("/grid/tasks/{task_id}/accept", dependencies=[CsrfDep])
+def accept(
+    request: Request, task_id: IdPath, session: SessionDep, actor: PageActorDep,
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:  # fmt: skip
+    """The department takes the task (the arrival clock stops)."""
+    task = service.access_task(session, actor, task_id)
+    try:
+        with session.begin_nested():
+            service.accept_task(session, actor, task_id, note=note)
+    except (Invalid, Conflict) as exc:
+        return _report_page(
+            request, session, actor, task.report_id, error=exc, form=f"task-{task_id}"
+        )
+    return RedirectResponse(f"/grid/reports/{task.report_id}", 303)
+
+
+@router.post("/grid/tasks/{task_id}/close", dependencies=[CsrfDep])
+def close(
+    request: Request, task_id: IdPath, session: SessionDep, actor: PageActorDep,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    photo: Annotated[UploadFile | None, File()] = None,
+) -> Response:  # fmt: skip
+    """The department's part is done, with a note and a photo of the result."""
+    task = service.access_task(session, actor, task_id)
+    data = photo.file.read(photos.MAX_BYTES + 1) if photo is not None and photo.filename else b""
+    try:
+        with session.begin_nested():
+            service.close_task(session, actor, _store(request), task_id, note=note, photo=data)
+    except (Invalid, Conflict) as exc:
+        return _report_page(
+            request, session, actor, task.report_id, error=exc, form=f"task-{task_id}"
+        )
+    return RedirectResponse(f"/grid/reports/{task.report_id}", 303)
+
+
+@router.post("/grid/reports/{report_id}/reroute", dependencies=[CsrfDep])
+def reroute(
+    request: Request, report_id: IdPath, session: SessionDep, actor: PageActorDep,
+    add: Annotated[list[str] | None, Form(max_length=64)] = None,
+    remove: Annotated[list[str] | None, Form(max_length=64)] = None,
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:  # fmt: skip
+    """The street office adds or withdraws departments."""
+    try:
+        with session.begin_nested():
+            service.reroute(
+                session, actor, report_id, add=add or [], remove=remove or [], note=note
+            )
+    except (Invalid, Conflict) as exc:
+        return _report_page(request, session, actor, report_id, error=exc, form="reroute")
+    return RedirectResponse(f"/grid/reports/{report_id}", 303)
+
+
+@router.get("/grid/work")
+def work(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """The department's open tasks, the most urgent first, with their clocks."""
+    tasks = service.worklist(session, actor)
+    found = [t.report for t in tasks]
+    return render(request, "grid/work.html", tasks=tasks, state_labels=STATE_LABELS,
+                  **_names(session, found))  # fmt: skip
+
+
+@router.get("/grid")
+def overview(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """The district's grids and reports on a map (no tiles), and the numbers of the month."""
+    numbers = stats.summary(session, actor)
+    data = {
+        "areas": service.outlines(session),
+        "reports": stats.map_points(session, actor),
+        "services": {s.code: s.name for s in service.list_services(session)},
+    }
+    charts = {
+        "categories": [r.name for r in numbers.by_category],
+        "arrive": [r.arrive_minutes for r in numbers.by_category],
+        "close": [r.close_minutes for r in numbers.by_category],
+        "tasks": [r.tasks for r in numbers.by_category],
+    }
+    may_work = actor.organization_id is not None and decide(session, actor, "grid.work").allowed
+    return render(request, "grid/overview.html", numbers=numbers, data=data, charts=charts,
+                  may_work=may_work)  # fmt: skip
+
+
+@router.get("/grid/keys")
+def keys_page(request: Request, platform: PlatformDep) -> HTMLResponse:
+    """How an Open311 client gets a key (the discovery document's key_service)."""
+    return render(
+        request, "grid/keys.html", root=platform.settings.base_url.rstrip("/") + "/open311/v2"
+    )
+
+
+@router.get("/grid/photos/{photo_id}")
+def photo_page(
+    request: Request, photo_id: IdPath, session: SessionDep, actor: PageActorDep
+) -> HTMLResponse:
+    """One photo at the screen's width (the stored copy: no location, no camera data)."""
+    found = service.get_photo(session, actor, photo_id)
+    return render(request, "grid/photo.html", photo=found)
