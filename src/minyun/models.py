@@ -10,6 +10,7 @@ from minyun.apps.ecocloud.models import (
     Reading,
     Station,
 )
+from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, NamedQuery, PullSource
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
@@ -31,16 +32,21 @@ __all__ = [
     "AuditCheckpoint",
     "AuditRecord",
     "Base",
+    "CaptureJob",
     "CityHour",
     "DeadLetter",
     "Division",
     "Event",
     "EventDeadLetter",
     "EventHead",
+    "FoodEvent",
+    "FoodEventTerm",
     "Grant",
     "Job",
+    "NamedQuery",
     "Organization",
     "PlanEpoch",
+    "PullSource",
     "Reading",
     "RelayPosition",
     "Resource",

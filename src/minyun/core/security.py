@@ -242,6 +242,13 @@ POLICY: dict[str, frozenset[str]] = {
     "exchange.read": frozenset({"*"}),
     "exchange.apply": frozenset({Role.CONSUMER}),
     "exchange.approve": frozenset({Role.APPROVER}),
+    # Food traceability (apps.food): EPCIS capture and query are for API clients holding the
+    # scope (companies' and platforms' systems), no role opens them; every civil servant sees
+    # the supervisor's views; admins and stewards set up pulls from other repositories.
+    "epcis.capture": frozenset(),
+    "epcis.query": frozenset(),
+    "food.supervise": frozenset({"*"}),
+    "food.pull": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

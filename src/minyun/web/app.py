@@ -86,6 +86,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.admin.api import router as admin_api
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
+    from minyun.apps.food.api import router as food_api
+    from minyun.apps.food.pages import router as food_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.pages import router as exchange_pages
@@ -110,6 +112,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         pages,
         eco_pages,
         exchange_pages,
+        food_api,
+        food_pages,
     ):
         app.include_router(router)
 
