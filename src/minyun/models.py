@@ -10,7 +10,14 @@ from minyun.apps.ecocloud.models import (
     Reading,
     Station,
 )
-from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, NamedQuery, PullSource
+from minyun.apps.food.models import (
+    CaptureJob,
+    FoodEvent,
+    FoodEventTerm,
+    FoodName,
+    NamedQuery,
+    PullSource,
+)
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
 from minyun.core.db import Base
@@ -41,6 +48,7 @@ __all__ = [
     "EventHead",
     "FoodEvent",
     "FoodEventTerm",
+    "FoodName",
     "Grant",
     "Job",
     "NamedQuery",

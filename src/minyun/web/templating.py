@@ -226,6 +226,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/catalog", N_("Catalog"), "catalog.read"),
     ("/sharing", N_("Sharing"), "exchange.read"),
     ("/eco", N_("Air quality"), "eco.read"),
+    ("/food", N_("Food safety"), "food.supervise"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),

@@ -14,7 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
 from minyun.apps.food import lake as food_lake
-from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, NamedQuery, PullSource
+from minyun.apps.food.models import (
+    CaptureJob,
+    FoodEvent,
+    FoodEventTerm,
+    FoodName,
+    NamedQuery,
+    PullSource,
+)
 from minyun.core.platform import Platform
 from minyun.web.app import create_app
 from tests import factories
@@ -97,6 +104,6 @@ def repo(shared: Repo) -> Iterator[Repo]:
     """The module's repository, emptied after the test (index tables and the lake table)."""
     yield shared
     with shared.node.factory.begin() as s:
-        for table in (FoodEventTerm, FoodEvent, NamedQuery, PullSource, CaptureJob):
+        for table in (FoodEventTerm, FoodEvent, FoodName, NamedQuery, PullSource, CaptureJob):
             s.execute(delete(table))
     shutil.rmtree(shared.node.lake.table_uri(food_lake.CODE), ignore_errors=True)

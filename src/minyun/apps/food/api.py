@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minyun.apps.food import epcis
+from minyun.apps.food import epcis, product, risk, trace
 from minyun.apps.food import service as svc
 from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep
@@ -109,7 +109,7 @@ class EpcisRoute(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/epcis", tags=["epcis"], route_class=EpcisRoute)
+epcis_router = APIRouter(prefix="/epcis", tags=["epcis"], route_class=EpcisRoute)
 
 
 def _json(body: Any, status: int = 200, **headers: str) -> JSONResponse:
@@ -120,14 +120,14 @@ def _json_with(body: Any, headers: dict[str, str]) -> JSONResponse:
     return JSONResponse(body, 200, headers={**HEADERS, **headers})
 
 
-@router.get("")
+@epcis_router.get("")
 def top_level(actor: ActorDep, session: SessionDep) -> JSONResponse:
     """The repository's top-level resources."""
     svc.list_queries(session, actor)  # the same right as any query
     return _json(["capture", "events", *RESOURCES, "queries"])
 
 
-@router.post("/capture", status_code=202)
+@epcis_router.post("/capture", status_code=202)
 async def capture(
     request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
 ) -> JSONResponse:
@@ -147,13 +147,13 @@ async def capture(
     return _json(svc.capture_document(job), 202, Location=location)
 
 
-@router.get("/capture")
+@epcis_router.get("/capture")
 def captures(actor: ActorDep, session: SessionDep) -> JSONResponse:
     """The caller's organisation's newest capture jobs."""
     return _json([svc.capture_document(j) for j in svc.list_captures(session, actor)])
 
 
-@router.get("/capture/{capture_id}")
+@epcis_router.get("/capture/{capture_id}")
 def capture_job(capture_id: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """A capture job: running, success, errors."""
     return _json(svc.capture_document(svc.get_capture(session, actor, capture_id)))
@@ -182,7 +182,7 @@ def _params(request: Request) -> dict[str, list[str]]:
     return out
 
 
-@router.get("/events")
+@epcis_router.get("/events")
 def events(
     request: Request, actor: ActorDep, session: SessionDep, per_page: PerPage = None,
     token: Token = None,
@@ -192,19 +192,19 @@ def events(
     return _page(request, page, per_page)
 
 
-@router.get("/events/{event_id:path}")
+@epcis_router.get("/events/{event_id:path}")
 def event(event_id: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """One event by its eventID."""
     return _json(svc.query_document(svc.get_event(session, actor, event_id)))
 
 
-@router.get("/queries")
+@epcis_router.get("/queries")
 def queries(actor: ActorDep, session: SessionDep) -> JSONResponse:
     """Every named query."""
     return _json([{"name": n.name, "query": n.query} for n in svc.list_queries(session, actor)])
 
 
-@router.post("/queries", status_code=201)
+@epcis_router.post("/queries", status_code=201)
 def create_query(
     actor: ActorDep, session: SessionDep, body: Annotated[dict[str, Any], Body()]
 ) -> JSONResponse:
@@ -217,21 +217,21 @@ def create_query(
                  Location=f"/epcis/queries/{saved.name}")  # fmt: skip
 
 
-@router.get("/queries/{name}")
+@epcis_router.get("/queries/{name}")
 def named_query(name: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """A named query's definition."""
     saved = svc.get_query(session, actor, name)
     return _json({"name": saved.name, "query": saved.query})
 
 
-@router.delete("/queries/{name}", status_code=204)
+@epcis_router.delete("/queries/{name}", status_code=204)
 def delete_query(name: str, actor: ActorDep, session: SessionDep) -> Response:
     """Remove a named query."""
     svc.delete_query(session, actor, name)
     return Response(status_code=204, headers=HEADERS)
 
 
-@router.get("/queries/{name}/events")
+@epcis_router.get("/queries/{name}/events")
 def named_query_events(
     name: str, request: Request, actor: ActorDep, session: SessionDep, per_page: PerPage = None,
     token: Token = None,
@@ -247,7 +247,7 @@ def named_query_events(
     return _page(request, page, per_page)
 
 
-@router.get("/{resource}")
+@epcis_router.get("/{resource}")
 def resource_list(resource: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """The values of a top-level resource seen in stored events (`/epcis/bizSteps`, …)."""
     if resource not in RESOURCES:
@@ -255,7 +255,7 @@ def resource_list(resource: str, actor: ActorDep, session: SessionDep) -> JSONRe
     return _json(svc.known_values(session, actor, resource))
 
 
-@router.get("/{resource}/{value:path}/events")
+@epcis_router.get("/{resource}/{value:path}/events")
 def resource_events(
     resource: str, value: str, request: Request, actor: ActorDep, session: SessionDep,
     per_page: PerPage = None, token: Token = None,
@@ -272,10 +272,50 @@ def resource_events(
     return _page(request, page, per_page)
 
 
-@router.get("/{resource}/{value:path}")
+@epcis_router.get("/{resource}/{value:path}")
 def resource_item(resource: str, value: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """One value of a resource: what can be read under it."""
     if resource not in RESOURCES:
         raise NotFound(f"no resource {resource}", code="NoSuchResourceException")
     svc.list_queries(session, actor)
     return _json(["events"])
+
+
+# --- supervision (minyun's own API, problem+json as everywhere under /api) -----------------
+
+food_router = APIRouter(prefix="/api/v1/food", tags=["food"])
+
+
+@food_router.get("/trace")
+def trace_lot(
+    actor: ActorDep,
+    session: SessionDep,
+    id: Annotated[str, Query(description="a lot, object or pallet: EPC URN or Digital Link")],
+    direction: Annotated[str, Query(pattern="^(forward|backward)$")] = "forward",
+) -> dict[str, Any]:
+    """Trace a lot forward to every place it went, or backward to its origins."""
+    return trace.as_dict(trace.trace(session, actor, id, direction=direction))
+
+
+@food_router.get("/products/{path:path}")
+def product_chain(path: str, actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """A product's chain by its Digital Link path (`01/<gtin>/10/<lot>`): public, or full
+    for supervisors."""
+    return product.as_dict(product.view(session, actor, path))
+
+
+@food_router.get("/risk")
+def risk_scores(actor: ActorDep, session: SessionDep) -> list[dict[str, Any]]:
+    """Every business's risk score, explained per factor."""
+    return [s.as_dict() for s in risk.scores(session, actor)]
+
+
+@food_router.get("/worklist")
+def inspection_worklist(actor: ActorDep, session: SessionDep) -> list[dict[str, Any]]:
+    """The businesses to inspect, highest risk first."""
+    return [s.as_dict() for s in risk.worklist(session, actor)]
+
+
+router = APIRouter()
+router.include_router(epcis_router)
+router.include_router(food_router)

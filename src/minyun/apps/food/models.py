@@ -110,3 +110,13 @@ class PullSource(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_result: Mapped[str | None] = mapped_column(Text, default=None)
     organization_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class FoodName(Base):
+    """A location's or party's name from a captured document's master data (epcisHeader)."""
+
+    __tablename__ = "food_names"
+
+    uri: Mapped[str] = mapped_column(String(300), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)

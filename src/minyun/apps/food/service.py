@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from minyun.apps.food import epcis, gs1
 from minyun.apps.food import lake as food_lake
 from minyun.apps.food import query as q
-from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, NamedQuery
+from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, FoodName, NamedQuery
 from minyun.core import audit, clock
 from minyun.core.errors import Conflict, Invalid, NotFound
 from minyun.core.lake import Lake
@@ -112,6 +112,8 @@ def capture(
     errors = _duplicates(session, prepared)
     if not errors:
         errors = _store(session, lake, job, prepared)
+    if not errors:
+        keep_names(session, doc)
     job.running, job.success, job.errors = False, not errors, errors
     job.finished_at = clock.now()
     audit.record(
@@ -199,6 +201,22 @@ def _store(
         return [_problem("an eventID of this document was stored by another capture")]
     job.lake_version = food_lake.append(lake, job.id, [p.row for p in prepared])
     return []
+
+
+def keep_names(session: Session, doc: Mapping[str, Any]) -> None:
+    """Keep the names the document's master data gives its locations and parties."""
+    header = doc.get("epcisHeader") or {}
+    vocabularies = (header.get("epcisMasterData") or {}).get("vocabularyList") or []
+    for vocabulary in vocabularies:
+        for element in vocabulary.get("vocabularyElementList") or []:
+            for attribute in element.get("attributes") or []:
+                if str(attribute.get("id", "")).endswith("#name") and element.get("id"):
+                    uri, name = gs1.canonical(element["id"]), str(attribute.get("attribute"))
+                    found = session.get(FoodName, uri)
+                    if found is None:
+                        session.add(FoodName(uri=uri[:300], name=name[:200]))
+                    else:
+                        found.name, found.updated_at = name[:200], clock.now()
 
 
 def get_capture(session: Session, actor: Principal, capture_id: str) -> CaptureJob:

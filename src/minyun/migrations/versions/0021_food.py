@@ -105,9 +105,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+    op.create_table(
+        "food_names",
+        sa.Column("uri", sa.String(length=300), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        _when("updated_at", nullable=False),
+        sa.PrimaryKeyConstraint("uri"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("food_names")
     op.drop_table("food_pull_sources")
     op.drop_table("food_queries")
     op.drop_table("food_event_terms")
