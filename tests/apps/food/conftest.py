@@ -78,6 +78,8 @@ def node(
 ) -> Iterator[Platform]:
     """One node per test module and backend (a node takes seconds to set up); each test
     starts from an empty repository (`repo`)."""
+    if request.param not in getattr(request.module, "BACKENDS", ("sqlite", "postgresql")):
+        pytest.skip(f"{request.module.__name__} runs on SQLite only")
     url = None
     if request.param == "postgresql":
         url = request.getfixturevalue("pg_databases").create()

@@ -11,13 +11,14 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Query, Request, Response
+from fastapi import APIRouter, Body, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minyun.apps.food import epcis, product, risk, trace
+from minyun.apps.food import epcis, product, pull, risk, trace
 from minyun.apps.food import service as svc
 from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep
@@ -314,6 +315,39 @@ def risk_scores(actor: ActorDep, session: SessionDep) -> list[dict[str, Any]]:
 def inspection_worklist(actor: ActorDep, session: SessionDep) -> list[dict[str, Any]]:
     """The businesses to inspect, highest risk first."""
     return [s.as_dict() for s in risk.worklist(session, actor)]
+
+
+@food_router.post("/uploads", status_code=201)
+async def bulk_upload(
+    actor: ActorDep, session: SessionDep, platform: PlatformDep, file: UploadFile
+) -> dict[str, Any]:
+    """Bulk upload of an EPCIS 2.0 document file (JSON / JSON-LD): captured all or nothing,
+    by a client holding `epcis.capture`; the answer is the capture job."""
+    raw = await file.read()
+    job = svc.capture(session, actor, platform.lake, raw, source="upload")
+    return svc.capture_document(job)
+
+
+class PullSourceIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    base_url: str = Field(min_length=8, max_length=2000)
+    token: str | None = Field(default=None, max_length=4000)
+    query: dict[str, list[str]] = Field(default_factory=dict)
+
+
+@food_router.post("/pull-sources", status_code=201)
+def add_pull_source(actor: ActorDep, session: SessionDep, body: PullSourceIn) -> dict[str, Any]:
+    """Register another EPCIS 2.0 repository to pull events from (admins, stewards)."""
+    source = pull.add_source(session, actor, name=body.name, base_url=body.base_url,
+                             token=body.token, query=body.query)  # fmt: skip
+    return {"id": source.id, "name": source.name, "base_url": source.base_url}
+
+
+@food_router.post("/pulls", status_code=202)
+def run_pulls(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """Queue a pull from every registered source now."""
+    job = pull.submit(session, actor)
+    return {"job": job.id}
 
 
 router = APIRouter()
