@@ -95,3 +95,15 @@ def test_schema_errors_say_where() -> None:
     with pytest.raises(epcis.DocumentError) as caught:
         epcis.validate_document(doc)
     assert any("epcisBody/eventList/0" in e for e in caught.value.errors)
+
+
+def test_the_fast_validator_agrees_with_jsonschema() -> None:
+    from tests.apps.food.test_food_capture import _bad_docs
+
+    validator = epcis._validator()
+    docs = [example(n) for n in EXAMPLES] + list(_bad_docs().values())
+    from minyun.apps.food import sample
+
+    docs += [sample.chain(), sample.chain(cold_break=False)]
+    for doc in docs:
+        assert epcis._fast().is_valid(doc) == validator.is_valid(doc)

@@ -4,7 +4,10 @@ Pure functions over the JSON an EPCIS client sends; no database, no HTTP.
 
 - `validate_document`: the official JSON schema (`data/EPCIS-JSON-Schema.json`, draft-07)
   with the `jsonschema` library; `date-time` and `uri` formats are checked here (RFC 3339
-  with a zone; an absolute URI), since the schema leaves formats to the validator.
+  with a zone; an absolute URI), since the schema leaves formats to the validator. The
+  same schema compiled by jsonschema-rs answers first: a document it accepts is accepted
+  (about 100 times faster); anything else is judged by `jsonschema`, whose errors are the
+  refusal's. `tests/apps/food/test_food_epcis.py` checks the two agree.
 - `event_hash_id`: CBV 2.0 §8.9 — the canonical pre-hash string of an event (its type,
   then its properties in the standard order, values normalised: times in UTC at
   millisecond precision, EPC URNs as Digital Links, CBV URNs and bare CBV words as Web
@@ -26,6 +29,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 from minyun.apps.food import gs1
 
@@ -106,6 +110,15 @@ def _validator() -> jsonschema.protocols.Validator:
     return validator
 
 
+@cache
+def _fast() -> Any:
+    """The same schema and format checks compiled by jsonschema-rs (about 100 times faster):
+    it only says yes quickly; every refusal and its reasons come from `jsonschema`."""
+    return jsonschema_rs.validator_for(
+        schema(), formats={"date-time": _is_time, "uri": _is_uri}, validate_formats=True
+    )
+
+
 def validate_document(doc: Any) -> None:
     """Raise DocumentError unless `doc` is an EPCISDocument or EPCISQueryDocument the official
     schema accepts."""
@@ -113,6 +126,8 @@ def validate_document(doc: Any) -> None:
         raise DocumentError(["the body is not a JSON object"])
     if doc.get("type") not in ("EPCISDocument", "EPCISQueryDocument"):
         raise DocumentError(["type: must be EPCISDocument or EPCISQueryDocument"])
+    if _fast().is_valid(doc):
+        return
     errors = sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         raise DocumentError([_say(e) for e in errors])

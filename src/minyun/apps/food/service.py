@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -185,17 +185,23 @@ def _store(
         return []
     try:
         with session.begin_nested():
-            pks = session.scalars(
-                insert(FoodEvent).returning(FoodEvent.id, sort_by_parameter_order=True),
+            # Core executemany: batched as multi-row INSERTs ("insertmanyvalues").
+            connection = session.connection()
+            events: Table = FoodEvent.__table__  # type: ignore[assignment]
+            terms: Table = FoodEventTerm.__table__  # type: ignore[assignment]
+            returned = connection.execute(
+                insert(events).returning(events.c.id, events.c.event_id),
                 [p.row for p in prepared],
-            ).all()
+            )
+            pks = {eid: pk for pk, eid in returned}
             rows = [
-                {"event_pk": pk, "kind": t.kind[:120], "value": t.value[:500], "number": t.number}
-                for pk, p in zip(pks, prepared, strict=True)
+                {"event_pk": pks[p.row["event_id"]], "kind": t.kind[:120], "value": t.value[:500],
+                 "number": t.number}
+                for p in prepared
                 for t in p.terms
-            ]
+            ]  # fmt: skip
             if rows:
-                session.execute(insert(FoodEventTerm), rows)
+                connection.execute(insert(terms), rows)
     except IntegrityError:
         # Another capture stored one of these eventIDs since we looked.
         return [_problem("an eventID of this document was stored by another capture")]
