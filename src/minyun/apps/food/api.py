@@ -160,7 +160,7 @@ def capture_job(capture_id: str, actor: ActorDep, session: SessionDep) -> JSONRe
     return _json(svc.capture_document(svc.get_capture(session, actor, capture_id)))
 
 
-PerPage = Annotated[int | None, Query(alias="perPage")]
+PerPage = Annotated[int | None, Query(alias="perPage", ge=1, le=1000)]
 Token = Annotated[str | None, Query(alias="nextPageToken")]
 
 
