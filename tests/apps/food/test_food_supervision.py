@@ -142,3 +142,47 @@ def test_a_bulk_upload_is_captured_all_or_nothing(repo: Repo) -> None:
     assert r.status_code == 422 and r.json()["type"] == "/problems/ValidationException"
     with repo.node.factory() as s:
         assert s.scalar(select(func.count(FoodEvent.id))) == len(sample.steps())
+
+
+def test_the_scheduled_pull_job_reads_another_node_over_http(
+    repo: Repo, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from tests.browser import serve
+
+    node = Platform.open(make_settings(tmp_path_factory.mktemp("remote") / "var"))
+    node.migrate()
+    try:
+        with node.factory.begin() as s:
+            org = factories.make_org(s, code="remote-food").id
+        app = create_app(node)
+        with TestClient(app) as http:
+            headers = factories.api_client_token(http, node, org, [CAPTURE, QUERY])[1]
+            assert http.post("/epcis/capture", json=sample.chain(), headers=headers).json()[
+                "success"
+            ]
+        with serve(app) as base:
+            with repo.node.factory.begin() as s:
+                pull.add_source(s, ADMIN, name="remote", base_url=f"{base}/epcis",
+                                token=headers["Authorization"].split()[1],
+                                query={"EQ_bizStep": ["shipping|receiving"]},
+                                organization_id=repo.org_id)  # fmt: skip
+                job_id = pull.submit(s, ADMIN, repo.node.settings).id
+            with repo.node.factory.begin() as s:  # the same period: the same job
+                assert pull.submit(s, ADMIN, repo.node.settings).id == job_id
+            from minyun.core import jobs
+
+            for _ in range(200):
+                with repo.node.factory() as s:
+                    job = s.get(jobs.Job, job_id)
+                    assert job is not None
+                    if job.state in (jobs.JobState.SUCCEEDED, jobs.JobState.FAILED):
+                        break
+                import time
+
+                time.sleep(0.1)
+            assert job.state == jobs.JobState.SUCCEEDED, job.error
+        shipped = [e for e in sample.chain()["epcisBody"]["eventList"]
+                   if e["bizStep"] in ("shipping", "receiving")]  # fmt: skip
+        assert len(repo.event_list(perPage="100")) == len(shipped)
+    finally:
+        node.close()

@@ -344,9 +344,9 @@ def add_pull_source(actor: ActorDep, session: SessionDep, body: PullSourceIn) ->
 
 
 @food_router.post("/pulls", status_code=202)
-def run_pulls(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
-    """Queue a pull from every registered source now."""
-    job = pull.submit(session, actor)
+def run_pulls(actor: ActorDep, session: SessionDep, platform: PlatformDep) -> dict[str, Any]:
+    """Queue a pull from every registered source (one per scheduling period)."""
+    job = pull.submit(session, actor, platform.settings)
     return {"job": job.id}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -27,7 +28,7 @@ from minyun.apps.food import query as food_query
 from minyun.apps.food import service as svc
 from minyun.apps.food.models import FoodEvent, PullSource
 from minyun.core import audit, clock, jobs
-from minyun.core.config import load_settings
+from minyun.core.config import Settings, load_settings
 from minyun.core.errors import Conflict, Invalid, NotFound
 from minyun.core.lake import Lake
 from minyun.core.security import Principal, authorize
@@ -35,6 +36,7 @@ from minyun.core.security import Principal, authorize
 KIND = "food.pull"
 PER_PAGE = 500
 MAX_PAGES = 1000
+EVERY_MINUTES = 15  # the schedule: one pull of every source per quarter hour at most
 
 
 def add_source(
@@ -130,14 +132,16 @@ def _next(answer: httpx.Response, base_url: str) -> str | None:
     return target
 
 
-def submit(session: Session, actor: Principal, *, key: str | None = None) -> jobs.Job:
-    """Queue a run of every pull source (the timer's and the page's button)."""
+def submit(
+    session: Session, actor: Principal, settings: Settings, *, now: datetime | None = None
+) -> jobs.Job:
+    """Queue a run of every pull source, at most one per `EVERY` period: a timer may call
+    this as often as it likes (the period's key makes the job idempotent)."""
     authorize(session, actor, "food.pull", target="pull", target_type="food-pull-source")
-    from minyun.core.config import get_settings
-
-    cfg = get_settings()
-    params = {"var_dir": str(cfg.var_dir), "lake_uri": cfg.lake_uri}
-    return jobs.submit(session, actor, KIND, params, key=key)
+    at = now or clock.now()
+    period = at.replace(second=0, microsecond=0, minute=at.minute - at.minute % EVERY_MINUTES)
+    params = {"var_dir": str(settings.var_dir), "lake_uri": settings.lake_uri}
+    return jobs.submit(session, actor, KIND, params, key=f"{KIND}@{period.isoformat()}")
 
 
 @jobs.handler(KIND)
