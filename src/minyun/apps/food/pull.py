@@ -6,8 +6,8 @@ for (risk scores, capture jobs). A run asks `GET <root>/events` for the events r
 since its watermark (`GE_recordTime`, `orderBy=recordTime`), follows `Link: rel="next"`
 page by page, drops events already stored here (same eventID), and captures each page's
 new events as one all-or-nothing capture (`source="pull"`), moving the watermark after
-each page. The `food.pull` job runs every source; a timer submits it with a per-minute key
-(like `eco.publish`), so a schedule of one run a minute, or less often, needs no new code.
+each page. The `food.pull` job runs every source; `submit` keys it by quarter hour, so a
+timer (or `POST /api/v1/food/pulls`) may ask as often as it likes and each period pulls once.
 """
 
 from __future__ import annotations
