@@ -159,3 +159,15 @@ def test_a_token_without_the_scope_is_refused_and_audited(repo: Repo) -> None:
         ).all()
         print([(a.action, a.outcome, a.detail) for a in s.scalars(select(AuditRecord))][-5:])
     assert len(denied) == 1 and "not permitted" in (denied[0].detail or "")
+
+
+def test_standard_request_headers(repo: Repo) -> None:
+    doc = example("Example_9.6.1-ObjectEvent.jsonld")
+    old = repo.capture(doc, **{"GS1-EPCIS-Version": "1.2"})
+    assert old.status_code == 406
+    assert old.json()["type"] == "epcisException:NotAcceptableException"
+    greedy = repo.capture(doc, **{"GS1-Capture-Error-Behaviour": "proceed"})
+    assert greedy.status_code == 400 and _stored(repo) == 0
+    ok = repo.capture(doc, **{"GS1-EPCIS-Version": "2.0.0"})
+    assert ok.status_code == 202 and ok.headers["GS1-Capture-Error-Behaviour"] == "rollback"
+    assert ok.headers["GS1-EPCIS-Capture-Limit"] == "10000"
