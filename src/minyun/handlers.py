@@ -1,6 +1,7 @@
 """Import every module that registers a job handler, so any process can run any job."""
 
 import minyun.apps.ecocloud.lake
+import minyun.apps.food.pull
 import minyun.core.serving
 import minyun.demo.province
 import minyun.exchange.batch  # batch deliveries (exchange.batch)

@@ -158,6 +158,10 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "name": "no-such-dataset", "fmt": "csv",
         # Grid governance: Open311 documents (public by the spec) and the grid pages.
         "fmt": "json", "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
+        # Food traceability (EPCIS): capture jobs, events, resources, named queries, products.
+        "capture_id": "cap_walk", "event_id": "urn:uuid:walk", "name": "walk",
+        "resource": "bizSteps", "value": "shipping", "path": "01/06901234543216/10/T1",
+        "gtin": "06901234543216", "lot": "T1", "serial": "1",
     }  # fmt: skip
     if path.startswith("/orgs/") or path.startswith("/api/v1/organizations/"):
         params["code"] = "350000000000"

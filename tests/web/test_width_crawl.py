@@ -42,7 +42,9 @@ MAX_WIDTH = PHONE_WIDTH + 1
 # Pages visited per route pattern and query shape, per account.
 EXAMPLES = 2
 # Not pages: static files, the language switch (a redirect back), health checks, API docs.
+# /epcis is the EPCIS 2.0 REST binding (apps.food): JSON for machines, like /api/.
 NOT_PAGES = ("/static/", "/lang/", "/healthz", "/readyz", "/api/docs", "/api/openapi.json")
+NOT_PAGES += ("/epcis",)
 # Links that download a file rather than show a page (besides those marked `download`).
 DOWNLOAD_PATH = re.compile(r"/(download|export)(\.\w+)?$|\.(csv|parquet|json|jsonl|xlsx|zip)$")
 DOWNLOAD_QUERY = re.compile(r"(^|&)(format|download)=")

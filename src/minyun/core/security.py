@@ -250,6 +250,13 @@ POLICY: dict[str, frozenset[str]] = {
     # Open data (minyun.opendata): the providing department's stewards open its resources
     # (checked again by the service: their own department only).
     "opendata.release": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Food traceability (apps.food): EPCIS capture and query are for API clients holding the
+    # scope (companies' and platforms' systems), no role opens them; every civil servant sees
+    # the supervisor's views; admins and stewards set up pulls from other repositories.
+    "epcis.capture": frozenset(),
+    "epcis.query": frozenset(),
+    "food.supervise": frozenset({"*"}),
+    "food.pull": frozenset({Role.ADMIN, Role.STEWARD}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
     # Grid governance (apps.grid): civil servants follow reports and work their department's
     # tasks (its own only, checked by the service); admins set up grids, keys and SLA runs.

@@ -268,6 +268,8 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         with ctx.factory.begin() as session:
             grid_demo.load(session, var_dir, lake_uri=ctx.params["lake_uri"])
         state["grid"] = True
+    if not state.get("food") and ctx.params.get("food", True):
+        state["food"] = load_food_chain(ctx)
         ctx.save_point(state)
     batch = min(100_000, PART_ROWS)
     persons = _write_parts(
@@ -295,6 +297,21 @@ def ingest_air_day(session: Session) -> IngestReport:
     rows = eco.rows_from_cnemc(read_cnemc(cnemc_files(SAMPLE_DAY)))
     rules = Rules.from_env({"MINYUN_ECO_EPISODE_AQI": DEMO_EPISODE_AQI, **os.environ})
     return eco.ingest_readings(session, SYSTEM, rows, rules=rules)
+
+
+def load_food_chain(ctx: jobs.JobContext) -> int:
+    """A farm-to-table tea chain (apps.food.sample) captured for the market regulator, so the
+    supervision pages and a product page (`/01/06901234543216/10/T1`) have something to show."""
+    from minyun.apps.food import sample
+    from minyun.apps.food import service as food
+    from minyun.core.lake import Lake
+
+    lake = Lake(ctx.params["lake_uri"])
+    with ctx.factory.begin() as session:
+        org = session.scalars(select(Organization.id).where(Organization.code == "fj-amr")).first()
+        actor = Principal(kind="system", name="minyun", organization_id=org, on_behalf_of="demo")
+        job = food.capture(session, actor, lake, sample.chain())
+        return job.event_count if job.success else 0
 
 
 def load_air_quality(ctx: jobs.JobContext) -> int:

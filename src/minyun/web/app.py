@@ -88,6 +88,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.apps.ecocloud.pages import router as eco_pages
     from minyun.apps.grid.api import router as grid_open311
     from minyun.apps.grid.pages import router as grid_pages
+    from minyun.apps.food.api import router as food_api
+    from minyun.apps.food.pages import router as food_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.batch_api import router as batch_api
@@ -130,6 +132,8 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         licences_pages,
         grid_open311,
         grid_pages,
+        food_api,
+        food_pages,
     ):
         app.include_router(router)
 

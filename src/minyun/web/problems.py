@@ -68,9 +68,22 @@ def wants_html(request: Request) -> bool:
     )
 
 
+def _epcis(request: Request) -> bool:
+    """The EPCIS 2.0 binding (apps.food) answers its errors in its own problem types."""
+    return request.url.path == "/epcis" or request.url.path.startswith("/epcis/")
+
+
+def _epcis_error(exc: Exception) -> Response:
+    from minyun.apps.food.api import epcis_error
+
+    return epcis_error(exc)
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, DomainError):
         raise TypeError(f"domain_error handles DomainError, not {type(exc).__name__}")
+    if _epcis(request):
+        return _epcis_error(exc)
     status = status_of(exc)
     for prefix, answer in ERROR_FORMATS.items():
         if request.url.path.startswith(prefix):
@@ -87,6 +100,8 @@ async def validation_error(request: Request, exc: Exception) -> Response:
         raise TypeError(
             f"validation_error handles RequestValidationError, not {type(exc).__name__}"
         )
+    if _epcis(request):
+        return _epcis_error(exc)
     errors = [
         {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
         for e in exc.errors()
@@ -102,6 +117,8 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, StarletteHTTPException):
         raise TypeError(f"http_error handles HTTPException, not {type(exc).__name__}")
+    if _epcis(request):
+        return _epcis_error(exc)
     if wants_html(request):
         from minyun.web.pages import error_page
 

@@ -218,6 +218,15 @@ ACTIONS: dict[str, str] = {
     "events.unsubscribe": N_("Event subscription stopped"),
     "events.deliver": N_("Webhook delivery"),
     "events.relay": N_("Event relay to NATS"),
+    # Food traceability (apps.food)
+    "epcis.capture": N_("EPCIS events captured"),
+    "epcis.query": N_("EPCIS events queried"),
+    "epcis.query.create": N_("EPCIS named query saved"),
+    "epcis.query.delete": N_("EPCIS named query removed"),
+    "food.trace": N_("Recall traced"),
+    "food.product": N_("Product traceability viewed"),
+    "food.risk": N_("Food risk scores read"),
+    "food.pull-source.create": N_("EPCIS pull source added"),
 }
 
 # The navigation: (path, label, the action a viewer must be allowed to see it).
@@ -228,6 +237,7 @@ NAV: list[tuple[str, str, str | None]] = [
     ("/nodes", N_("City nodes"), "nodes.read"),
     ("/eco", N_("Air quality"), "eco.read"),
     ("/grid", N_("Grid"), "grid.read"),
+    ("/food", N_("Food safety"), "food.supervise"),
     ("/orgs", N_("Organisations"), "org.read"),
     ("/jobs", N_("Jobs"), "jobs.read"),
     ("/audit", N_("Audit log"), "audit.read"),
