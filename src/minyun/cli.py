@@ -25,8 +25,8 @@ from minyun.core.uow import unit_of_work
 from minyun.exchange.batch_cli import exchange_app
 from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
-from minyun.nodes.cli import nodes_app
 from minyun.licences.cli import licence_app
+from minyun.nodes.cli import nodes_app
 from minyun.orgs.cli import org_app
 from minyun.push.cli import events_app
 

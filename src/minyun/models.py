@@ -10,6 +10,14 @@ from minyun.apps.ecocloud.models import (
     Reading,
     Station,
 )
+from minyun.apps.food.models import (
+    CaptureJob,
+    FoodEvent,
+    FoodEventTerm,
+    FoodName,
+    NamedQuery,
+    PullSource,
+)
 from minyun.apps.grid.models import (
     ApiKey,
     Area,
@@ -19,13 +27,6 @@ from minyun.apps.grid.models import (
     RoutingRule,
     Step,
     Task,
-from minyun.apps.food.models import (
-    CaptureJob,
-    FoodEvent,
-    FoodEventTerm,
-    FoodName,
-    NamedQuery,
-    PullSource,
 )
 from minyun.catalog.models import Resource, ResourceSchema
 from minyun.core.audit import AuditCheckpoint, AuditRecord
@@ -34,14 +35,13 @@ from minyun.core.events import Event, EventHead
 from minyun.core.jobs import Job
 from minyun.core.policies import PlanEpoch
 from minyun.core.serving import ServingRow, ServingState
-from minyun.exchange.batch_models import BatchDelivery, BatchSubscription
-from minyun.exchange.models import Application, Grant
 from minyun.demo.market import Enterprise
+from minyun.exchange.batch_models import BatchDelivery, BatchSubscription
 from minyun.exchange.models import Application, Grant, ProxyService
 from minyun.ingest.models import Version
+from minyun.licences.models import IssuerKey, Licence, LicenceType, LicenceUse, StatusList
 from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganization, NodeResource
 from minyun.opendata.models import DeveloperKey, OpenDataset, OpenVersion
-from minyun.licences.models import IssuerKey, Licence, LicenceType, LicenceUse, StatusList
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
 
@@ -71,9 +71,13 @@ __all__ = [
     "FoodEventTerm",
     "FoodName",
     "Grant",
-    "IssuerKey",
     "GridService",
+    "IssuerKey",
     "Job",
+    "Licence",
+    "LicenceType",
+    "LicenceUse",
+    "NamedQuery",
     "Node",
     "NodeApplication",
     "NodeNonce",
@@ -81,10 +85,6 @@ __all__ = [
     "NodeResource",
     "OpenDataset",
     "OpenVersion",
-    "Licence",
-    "LicenceType",
-    "LicenceUse",
-    "NamedQuery",
     "Organization",
     "Photo",
     "PlanEpoch",

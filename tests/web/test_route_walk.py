@@ -157,9 +157,9 @@ def _url(path: str, w: dict[str, Any]) -> str:
         # Open data: datasets by name (none open here: 404), downloads and DCAT by format.
         "name": "no-such-dataset", "fmt": "csv",
         # Grid governance: Open311 documents (public by the spec) and the grid pages.
-        "fmt": "json", "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
+        "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
         # Food traceability (EPCIS): capture jobs, events, resources, named queries, products.
-        "capture_id": "cap_walk", "event_id": "urn:uuid:walk", "name": "walk",
+        "capture_id": "cap_walk", "event_id": "urn:uuid:walk",
         "resource": "bizSteps", "value": "shipping", "path": "01/06901234543216/10/T1",
         "gtin": "06901234543216", "lot": "T1", "serial": "1",
     }  # fmt: skip
@@ -167,6 +167,10 @@ def _url(path: str, w: dict[str, Any]) -> str:
         params["code"] = "350000000000"
     if path.startswith(("/eco/stations/", "/api/v1/eco/stations/")):
         params["code"] = "1001A"
+    if path.startswith("/open311/"):
+        params["fmt"] = "json"  # Open311's documents by format
+    if path.startswith("/epcis/"):
+        params["name"] = "walk"  # EPCIS named queries
     names = re.findall(r"{(\w+)}", path)
     unknown = [n for n in names if n not in params]
     assert not unknown, f"the walk does not know how to call {path}: classify it"

@@ -1,6 +1,6 @@
 """A resource's changed rows between two lake versions, read through an `AccessPlan`.
 
-`Lake.read_changes(plan, since=…)` is how a job follows a resource (e-licences issued in
+`Lake.follow_changes(plan, since=…)` is how a job follows a resource (e-licences issued in
 step with a department's data): from the Delta Change Data Feed when it covers the versions
 after `since` (appends, MERGE upserts and deletes), otherwise — a first read, an overwrite,
 a schema change, a feed vacuumed away — as the whole table at the target version, marked

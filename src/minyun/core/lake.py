@@ -175,7 +175,7 @@ class Lake(LakeWriter):
 
         return reading.read_rows(self, plan, secret=secret, **query)
 
-    def read_changes(
+    def follow_changes(
         self, plan: AccessPlan, *, secret: bytes, since: int | None, until: int | None = None
     ) -> Changes:
         """The newest image of each key `plan` opens that changed after version `since`

@@ -3,7 +3,7 @@
 A licence type names an issuing department, the resource whose rows are its licences, the
 licence's fields (a Table Schema over that resource's columns), validity rules and a
 rendered view. The `licences.issue` job follows the resource's lake versions through
-`Lake.read_changes` (the Change Data Feed, or the whole table when the feed does not cover
+`Lake.follow_changes` (the Change Data Feed, or the whole table when the feed does not cover
 them), read with the issuer's access plan: a new or changed row issues or re-issues its
 licence, a deleted row or one the type's `revoke_when` rule names revokes it. Re-running a
 job changes nothing (a row's licence is re-issued only when its digest changed), and the
@@ -448,7 +448,9 @@ def issue(factory: Any, lake: Lake, type_code: str, *, progress: Any = None) -> 
         resource = catalog.get_resource(session, kind.source)
         plan = authorize(session, actor, policies.READ, resource=catalog.data_resource(
             session, resource), purpose=PURPOSE)  # fmt: skip
-        changes = lake.read_changes(plan, secret=reader_secret(session), since=kind.source_version)
+        changes = lake.follow_changes(
+            plan, secret=reader_secret(session), since=kind.source_version
+        )
         keys = list(plan.resource.primary_key)
         audit.record_read(session, actor, policies.READ, target=kind.source, target_type="resource",
                           count=changes.rows.num_rows, purpose=PURPOSE)  # fmt: skip

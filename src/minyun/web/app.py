@@ -86,22 +86,22 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.admin.api import router as admin_api
     from minyun.apps.ecocloud.api import router as eco_api
     from minyun.apps.ecocloud.pages import router as eco_pages
-    from minyun.apps.grid.api import router as grid_open311
-    from minyun.apps.grid.pages import router as grid_pages
     from minyun.apps.food.api import router as food_api
     from minyun.apps.food.pages import router as food_pages
+    from minyun.apps.grid.api import router as grid_open311
+    from minyun.apps.grid.pages import router as grid_pages
     from minyun.catalog.api import router as catalog_api
     from minyun.exchange.api import router as exchange_api
     from minyun.exchange.batch_api import router as batch_api
     from minyun.exchange.batch_pages import router as batch_pages
     from minyun.exchange.pages import router as exchange_pages
     from minyun.ingest.api import router as ingest_api
+    from minyun.licences.api import router as licences_api
+    from minyun.licences.pages import router as licences_pages
     from minyun.nodes.api import router as nodes_api
     from minyun.nodes.pages import router as nodes_pages
     from minyun.opendata.api import router as opendata_api
     from minyun.opendata.pages import router as opendata_pages
-    from minyun.licences.api import router as licences_api
-    from minyun.licences.pages import router as licences_pages
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api

@@ -1,7 +1,7 @@
 """licences: e-licence types, issuers' keys, status lists, licences and their uses
 
 Revision ID: 0019
-Revises: 0014
+Revises: 0018
 Create Date: 2026-12-06 22:45:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import minyun.core.db
 
 revision: str = "0019"
-down_revision: str | None = "0014"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -2,7 +2,7 @@
 photos, timeline steps, Open311 api keys
 
 Revision ID: 0020
-Revises: 0014
+Revises: 0019
 Create Date: 2026-12-06 22:35:13.907272
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import minyun.core.db
 
 revision: str = "0020"
-down_revision: str | None = "0014"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

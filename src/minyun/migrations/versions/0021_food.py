@@ -1,7 +1,7 @@
 """food: EPCIS capture jobs, the event index, named queries, pull sources
 
 Revision ID: 0021
-Revises: 0014
+Revises: 0020
 Create Date: 2026-12-06 23:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import minyun.core.db
 
 revision: str = "0021"
-down_revision: str | None = "0014"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
