@@ -159,6 +159,9 @@ def _url(path: str, w: dict[str, Any]) -> str:
         # Grid governance: Open311 documents (public by the spec) and the grid pages.
         "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
         # Food traceability (EPCIS): capture jobs, events, resources, named queries, products.
+        # E-licences: an issuer's DID document (an organisation no one registered here).
+        "org_code": "no-such-org", "purpose": "revocation", "licence_id": "1",
+        "holder": "no-such-holder",
         "capture_id": "cap_walk", "event_id": "urn:uuid:walk",
         "resource": "bizSteps", "value": "shipping", "path": "01/06901234543216/10/T1",
         "gtin": "06901234543216", "lot": "T1", "serial": "1",

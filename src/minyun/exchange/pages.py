@@ -387,7 +387,7 @@ def lookup_page(
     """Look up one record by its key (在线核验), shown as the department's grant allows."""
     form = online.prepare(session, actor, code)
     found, errors = None, {}
-    if key is not None:
+    if key:  # an empty key is the form not yet filled in
         try:
             with session.begin_nested():
                 found = online.lookup(session, platform.lake, actor, code, key, purpose=purpose)
@@ -415,7 +415,7 @@ def query_page(
     """Query a resource's rows with a filter (在线查询), as the department's grant allows."""
     form = online.prepare(session, actor, code)
     found, errors = None, {}
-    if filter is not None:
+    if filter or sort:  # an empty form is the form not yet filled in
         try:
             with session.begin_nested():
                 found = online.query_page(session, platform.lake, actor, code, filter=filter,
