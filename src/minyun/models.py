@@ -21,6 +21,13 @@ from minyun.exchange.models import Application, Grant
 from minyun.ingest.models import Version
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
+from minyun.subjects.models import (
+    SubjectChange,
+    SubjectLink,
+    SubjectModel,
+    SubjectReview,
+    SubjectRun,
+)
 
 __all__ = [
     "Alert",
@@ -48,6 +55,11 @@ __all__ = [
     "ServingRow",
     "ServingState",
     "Station",
+    "SubjectChange",
+    "SubjectLink",
+    "SubjectModel",
+    "SubjectReview",
+    "SubjectRun",
     "Subscription",
     "User",
     "Version",

@@ -242,6 +242,11 @@ POLICY: dict[str, frozenset[str]] = {
     "exchange.read": frozenset({"*"}),
     "exchange.apply": frozenset({Role.CONSUMER}),
     "exchange.approve": frozenset({Role.APPROVER}),
+    # Subjects (minyun.subjects): admins run the resolution; stewards decide uncertain pairs;
+    # every civil servant opens a subject's file, each source read through its access plan.
+    "subjects.resolve": frozenset({Role.ADMIN}),
+    "subjects.review": frozenset({Role.ADMIN, Role.STEWARD}),
+    "subjects.read": frozenset({"*"}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
 }
 

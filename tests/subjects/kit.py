@@ -1,0 +1,60 @@
+"""The synthetic sources as real resources: one department each, loaded through ingest."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus, SharingType
+from minyun.core.platform import Platform
+from minyun.core.security import Principal, Role
+from minyun.core.uow import unit_of_work
+from minyun.subjects.synth import SOURCES, Source, person_schema, person_sources
+from tests.factories import make_org
+from tests.ingest.loadkit import load
+
+_n = itertools.count(1)
+
+
+def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
+    """The source's resource (published, conditionally shared) and a steward of its department."""
+    with unit_of_work(node.factory) as session:
+        org = make_org(session, name=f"{source.department}{next(_n)}")
+        resource = Resource(
+            code=source.code, name=source.title, provider_id=org.id, reject_threshold=0.5,
+            current_schema_version="1.0", status=ResourceStatus.PUBLISHED,
+            sharing_type=SharingType.CONDITIONAL,
+        )  # fmt: skip
+        session.add(resource)
+        session.flush()
+        session.add(
+            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=person_schema(source),
+                           change="initial", created_by="test")
+        )  # fmt: skip
+        steward = Principal(
+            kind="user", name=f"steward-{source.code}", organization_id=org.id,
+            roles=frozenset({Role.STEWARD}),
+        )  # fmt: skip
+    return source.code, steward
+
+
+def write_csv(table: pa.Table, path: Path) -> Path:
+    pacsv.write_csv(table, path)
+    return path
+
+
+def load_population(
+    node: Platform, work: Path, n: int, *, seed: int = 7
+) -> tuple[dict[str, pa.Table], pa.Table, dict[str, Principal]]:
+    """The sources loaded as resources; their tables, the truth, and each one's steward."""
+    tables, truth = person_sources(n, seed=seed)
+    stewards = {}
+    for source in SOURCES:
+        code, steward = make_source(node, source)
+        stewards[code] = steward
+        job = load(node, steward, code, write_csv(tables[code], work / f"{code}.csv"))
+        assert job.state == "succeeded", (job.state, job.error, job.result)
+    return tables, truth, stewards
