@@ -25,6 +25,7 @@ from minyun.ingest import cli as ingest_cli
 from minyun.jobs_cli import run_pending, run_with_progress
 from minyun.orgs.cli import org_app
 from minyun.push.cli import events_app
+from minyun.subjects.cli import subjects_app
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -43,6 +44,7 @@ app.add_typer(resource_app, name="resource")
 app.add_typer(org_app, name="org")
 app.add_typer(client_app, name="client")
 app.add_typer(events_app, name="events")
+app.add_typer(subjects_app, name="subjects")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)

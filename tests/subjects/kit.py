@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus, SharingType
+from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
@@ -41,6 +43,16 @@ def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
     return source.code, steward
 
 
+def finished(node: Platform, job: jobs.Job, timeout: float = 120) -> jobs.Job:
+    """The job once it has finished (a node that runs jobs itself runs them in a thread)."""
+    deadline = time.monotonic() + timeout
+    while job.state not in jobs.FINISHED and time.monotonic() < deadline:
+        time.sleep(0.1)
+        with node.factory() as session:
+            job = jobs.get_job(session, job.id)
+    return job
+
+
 def write_csv(table: pa.Table, path: Path) -> Path:
     pacsv.write_csv(table, path)
     return path
@@ -55,6 +67,8 @@ def load_population(
     for source in SOURCES:
         code, steward = make_source(node, source)
         stewards[code] = steward
-        job = load(node, steward, code, write_csv(tables[code], work / f"{code}.csv"))
+        job = finished(
+            node, load(node, steward, code, write_csv(tables[code], work / f"{code}.csv"))
+        )
         assert job.state == "succeeded", (job.state, job.error, job.result)
     return tables, truth, stewards

@@ -20,18 +20,18 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceStatus
 from minyun.core import audit, clock
-from minyun.core.errors import Conflict, Invalid, NotFound
+from minyun.core.errors import Invalid
 from minyun.core.lake import Lake
 from minyun.core.security import Principal, authorize
 from minyun.core.tableschema import TableSchema
 from minyun.ingest import service as ingest
-from minyun.subjects import linkage
+from minyun.subjects import linkage, reviews
 from minyun.subjects.linkage import Engine, Kind
 from minyun.subjects.models import (
     ChangeKind,
@@ -46,10 +46,8 @@ from minyun.subjects.models import (
 __all__ = [
     "COLUMNS",
     "Progress",
-    "decide_review",
     "linking_resources",
     "links_table",
-    "open_reviews",
     "read_records",
     "resolve",
 ]
@@ -296,15 +294,6 @@ def _no_changes() -> pa.Table:
     )  # fmt: skip
 
 
-def _next_number(session: Session, kind: Kind) -> int:
-    prefix = PREFIX[kind]
-    tops = [
-        session.scalar(select(func.max(column)).where(column.like(f"{prefix}%")))
-        for column in (SubjectLink.subject_id, SubjectChange.subject_id)
-    ]
-    return max((int(top[1:]) for top in tops if top), default=0) + 1
-
-
 def _full(
     session: Session, frame: pa.Table, previous: _Previous, model: linkage.Model,
     kind: Kind, engine: Engine, progress: Progress,
@@ -314,7 +303,10 @@ def _full(
     progress("link", 1, 1)
     clusters = _apply_decisions(session, scored.clusters, kind)
     assigned, changes = linkage.assign_ids(
-        clusters, previous.links, prefix=PREFIX[kind], next_number=_next_number(session, kind)
+        clusters,
+        previous.links,
+        prefix=PREFIX[kind],
+        next_number=reviews.next_number(session, kind),
     )
     return assigned, changes, scored.pairs
 
@@ -381,7 +373,7 @@ def _incremental(
         clusters["cluster_id"].append(find(node(uid)))
     assigned, changes = linkage.assign_ids(
         pa.table(clusters), kept.select(["uid", "subject_id"]),
-        prefix=PREFIX[kind], next_number=_next_number(session, kind),
+        prefix=PREFIX[kind], next_number=reviews.next_number(session, kind),
     )  # fmt: skip
     return assigned, changes, pairs
 
@@ -527,84 +519,3 @@ def links_table(session: Session, actor: Principal, *, kind: str | None = None) 
         count=table.num_rows,
     )
     return table
-
-
-def open_reviews(
-    session: Session, actor: Principal, *, kind: str | None = None, limit: int = 50
-) -> list[SubjectReview]:
-    """The uncertain pairs waiting for a decision, most likely first."""
-    authorize(session, actor, "subjects.review", target=kind or "all", target_type="subjects")
-    query = select(SubjectReview).where(SubjectReview.status == ReviewStatus.OPEN)
-    if kind is not None:
-        query = query.where(SubjectReview.kind == _kind(kind))
-    return list(
-        session.scalars(query.order_by(SubjectReview.match_probability.desc()).limit(limit))
-    )
-
-
-def decide_review(
-    session: Session, actor: Principal, review_id: int, *, same: bool, reason: str
-) -> SubjectReview:
-    """A steward's decision on an uncertain pair: one subject (merge) or two (split); audited."""
-    authorize(
-        session, actor, "subjects.review", target=str(review_id), target_type="subject_review"
-    )
-    if not reason.strip():
-        raise Invalid("a decision needs a reason", field="reason")
-    review = session.get(SubjectReview, review_id)
-    if review is None:
-        raise NotFound(f"no review {review_id}")
-    if review.status != ReviewStatus.OPEN:
-        raise Conflict(f"review {review_id} is already decided ({review.status})")
-    left, right = _link(session, review.left_uid), _link(session, review.right_uid)
-    if same and left.subject_id != right.subject_id:
-        merged = right.subject_id
-        count = session.scalar(
-            select(func.count()).select_from(SubjectLink).where(SubjectLink.subject_id == merged)
-        )
-        session.execute(
-            update(SubjectLink)
-            .where(SubjectLink.subject_id == merged)
-            .values(subject_id=left.subject_id)
-        )
-        session.add(
-            SubjectChange(
-                kind=ChangeKind.MERGED,
-                subject_id=left.subject_id,
-                other_id=merged,
-                rows=int(count or 0),
-                by=actor.label,
-            )
-        )
-    elif not same and left.subject_id == right.subject_id:
-        fresh = f"{PREFIX[review.kind]}{_next_number(session, review.kind):010d}"  # type: ignore[arg-type]
-        session.add(
-            SubjectChange(
-                kind=ChangeKind.SPLIT,
-                subject_id=fresh,
-                other_id=left.subject_id,
-                rows=1,
-                by=actor.label,
-            )
-        )
-        right.subject_id = fresh
-    review.status = ReviewStatus.CONFIRMED if same else ReviewStatus.SPLIT
-    review.reason = reason
-    review.decided_by = actor.label
-    review.decided_at = clock.now()
-    audit.record(
-        session, actor, "subjects.review", target=str(review.id), target_type="subject_review",
-        keys=[review.left_uid, review.right_uid], purpose=reason,
-        detail=f"{review.status}: {left.subject_id} / {right.subject_id}",
-    )  # fmt: skip
-    return review
-
-
-def _link(session: Session, uid: str) -> SubjectLink:
-    resource, _, row_key = uid.partition("|")
-    link = session.scalars(
-        select(SubjectLink).where(SubjectLink.resource == resource, SubjectLink.row_key == row_key)
-    ).first()
-    if link is None:
-        raise NotFound(f"no linked row {uid}")
-    return link

@@ -93,6 +93,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
+    from minyun.subjects.pages import router as subjects_pages
     from minyun.web.pages import router as pages
 
     # The row API first: the online key lookup is the hottest route, and routes are matched
@@ -110,6 +111,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         pages,
         eco_pages,
         exchange_pages,
+        subjects_pages,
     ):
         app.include_router(router)
 
