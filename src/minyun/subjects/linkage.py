@@ -71,7 +71,8 @@ def features(records: pa.Table, kind: Kind) -> pa.Table:
     out["name_chars"] = chars
     address = _clean(col("address"))
     out["address"] = address
-    out["addr_county"] = pc.extract_regex(address, _COUNTY.pattern).field("county")
+    county = pc.extract_regex(pc.fill_null(address, ""), _COUNTY.pattern).field("county")
+    out["addr_county"] = _clean(pc.if_else(pc.is_valid(address), county, None))
     if kind == "person":
         ric = pc.utf8_upper(_clean(col("ric")))
         out["ric"] = ric
@@ -433,14 +434,12 @@ def explain(model: Model, left: dict[str, Any], right: dict[str, Any]) -> list[d
         name = comparison["output_column_name"]
         gamma = result.get(f"gamma_{name}")
         bf = result.get(f"bf_{name}")
-        level = next(
-            (
-                lv.get("label_for_charts", "")
-                for lv in comparison["comparison_levels"]
-                if lv.get("comparison_vector_value") == gamma
-            ),
-            "",
-        )
+        levels = comparison["comparison_levels"]
+        plain = [lv for lv in levels if not lv.get("is_null_level")]
+        # Splink numbers the levels from len-1 (the first, most alike) down to 0 (else); null -1.
+        by_gamma = {len(plain) - 1 - i: lv for i, lv in enumerate(plain)}
+        chosen = by_gamma.get(gamma) if gamma != -1 else next(iter(levels))
+        level = str((chosen or {}).get("label_for_charts", ""))
         weight = 0.0 if bf in (None, 0) else float(np.log2(bf))
         out.append({"comparison": name, "level": level, "match_weight": round(weight, 3)})
     out.append(
