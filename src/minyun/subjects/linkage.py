@@ -438,7 +438,9 @@ def explain(model: Model, left: dict[str, Any], right: dict[str, Any]) -> list[d
         plain = [lv for lv in levels if not lv.get("is_null_level")]
         # Splink numbers the levels from len-1 (the first, most alike) down to 0 (else); null -1.
         by_gamma = {len(plain) - 1 - i: lv for i, lv in enumerate(plain)}
-        chosen = by_gamma.get(gamma) if gamma != -1 else next(iter(levels))
+        chosen = (
+            by_gamma.get(int(gamma)) if gamma is not None and gamma != -1 else next(iter(levels))
+        )
         level = str((chosen or {}).get("label_for_charts", ""))
         weight = 0.0 if bf in (None, 0) else float(np.log2(bf))
         out.append({"comparison": name, "level": level, "match_weight": round(weight, 3)})
