@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -14,6 +16,7 @@ from minyun.core import jobs
 from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
+from minyun.subjects.models import SubjectModel
 from minyun.subjects.synth import SOURCES, Source, person_schema, person_sources
 from tests.factories import make_org
 from tests.ingest.loadkit import load
@@ -43,6 +46,21 @@ def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
     return source.code, steward
 
 
+@functools.cache
+def _trained_person_model() -> dict[str, Any]:
+    from minyun.subjects import linkage
+    from tests.subjects.test_linkage import _records
+
+    records, _ = _records(300, seed=21)
+    return linkage.train(linkage.features(records, "person"), "person").settings_json
+
+
+def seed_model(node: Platform) -> None:
+    """A person model trained once per test process, stored as the node's (saves training)."""
+    with unit_of_work(node.factory) as session:
+        session.add(SubjectModel(kind="person", settings=_trained_person_model(), trained_on=0))
+
+
 def finished(node: Platform, job: jobs.Job, timeout: float = 120) -> jobs.Job:
     """The job once it has finished (a node that runs jobs itself runs them in a thread)."""
     deadline = time.monotonic() + timeout
@@ -59,9 +77,12 @@ def write_csv(table: pa.Table, path: Path) -> Path:
 
 
 def load_population(
-    node: Platform, work: Path, n: int, *, seed: int = 7
+    node: Platform, work: Path, n: int, *, seed: int = 7, model: bool = True
 ) -> tuple[dict[str, pa.Table], pa.Table, dict[str, Principal]]:
-    """The sources loaded as resources; their tables, the truth, and each one's steward."""
+    """The sources loaded as resources; their tables, the truth, and each one's steward.
+    With `model`, the node gets a trained model (`seed_model`), so runs do not train."""
+    if model:
+        seed_model(node)
     tables, truth = person_sources(n, seed=seed)
     stewards = {}
     for source in SOURCES:

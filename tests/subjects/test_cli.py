@@ -16,7 +16,7 @@ from tests.subjects.kit import load_population
 def test_resolve_then_write_the_links_file(var: Path, tmp_path: Path) -> None:
     node = Platform.open(load_settings(), run_jobs_here=False)
     try:
-        _, truth, _ = load_population(node, tmp_path, 300)
+        _, truth, _ = load_population(node, tmp_path, 150)
     finally:
         node.close()
     runner = CliRunner()

@@ -31,7 +31,7 @@ def _richest(node: Platform) -> str:
 def test_a_file_gathers_every_source_with_provenance_and_conflicts(
     node: Platform, tmp_path: Path
 ) -> None:
-    _, _, stewards = load_population(node, tmp_path, 400)
+    _, _, stewards = load_population(node, tmp_path, 200)
     with unit_of_work(node.factory) as session:
         service.resolve(session, node.lake, SYSTEM, kind="person")
     subject = _richest(node)

@@ -54,9 +54,9 @@ def test_features_compare_names_by_pinyin_and_identity_numbers_by_sorted_digits(
 
 
 def test_the_model_explains_a_pair_by_its_comparisons() -> None:
-    records, _ = _records(400, seed=5)
-    frame = linkage.features(records, "person")
-    model = linkage.train(frame, "person")
+    from tests.subjects.kit import _trained_person_model
+
+    model = linkage.Model("person", _trained_person_model())
     left = {"uid": "x", "ric": "350102199003071234", "name": "陈伟", "sex": "M",
             "birth_date": "1990-03-07", "phone": "13800000000", "address": "福州市鼓楼区人民路1号"}  # fmt: skip
     right = dict(left, uid="y", name="陈玮", birth_date="1990-07-03", phone=None)

@@ -48,7 +48,7 @@ def _predicted(links: pa.Table) -> pa.Table:
 def test_a_full_run_links_the_noisy_sources_with_pairwise_f1_over_0995(
     node: Platform, tmp_path: Path
 ) -> None:
-    tables, truth, _ = load_population(node, tmp_path, N)
+    tables, truth, _ = load_population(node, tmp_path, N, model=False)
     steps: list[str] = []
     with unit_of_work(node.factory) as session:
         run = service.resolve(
@@ -77,7 +77,7 @@ def test_a_full_run_links_the_noisy_sources_with_pairwise_f1_over_0995(
 def test_ids_stay_stable_and_an_incremental_run_links_only_new_rows(
     node: Platform, tmp_path: Path
 ) -> None:
-    tables, truth, stewards = load_population(node, tmp_path, 600)
+    tables, truth, stewards = load_population(node, tmp_path, 300)
     with unit_of_work(node.factory) as session:
         service.resolve(session, node.lake, SYSTEM, kind="person")
     before = _links(node)

@@ -14,6 +14,7 @@ once and are replayed by every later run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +218,8 @@ def resolve(
 ) -> SubjectRun:
     """Link every linking row of `kind` to a subject with a stable id; one audited run."""
     kind_ = _kind(kind)
+    timings: dict[str, float] = {}
+    progress = _timed(progress, timings)
     if engine not in ("duckdb", "spark"):
         raise Invalid("engine must be duckdb or spark", field="engine")
     authorize(session, actor, "subjects.resolve", target=kind_, target_type="subjects")
@@ -235,7 +238,9 @@ def resolve(
         pc.invert(pc.is_in(previous.links["uid"], value_set=records["uid"]))
     )
     if previous.empty or full or retrain or engine == "spark":
+        progress("train", 0, 1)
         model = _model(session, frame, kind_, engine, retrain)
+        progress("train", 1, 1)
         assigned, changes, pairs = _full(session, frame, previous, model, kind_, engine, progress)
         run.mode = "full"
     elif changed.num_rows == 0 and removed.num_rows == 0:
@@ -266,12 +271,26 @@ def resolve(
         "links_written": written,
         "reviews": reviews,
         **{k: int(v) for k, v in _change_counts(changes).items()},
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
     }
     audit.record(
         session, actor, "subjects.resolve", target=kind_, target_type="subjects",
         count=records.num_rows, detail=f"run {run.id} {run.mode} on {engine}: {run.stats}",
     )  # fmt: skip
     return run
+
+
+def _timed(progress: Progress, timings: dict[str, float]) -> Progress:
+    """`progress`, also noting each step's seconds in `timings` (the run's stats keep them)."""
+    started: dict[str, float] = {}
+
+    def step(name: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        started.setdefault(name, now)
+        timings[name] = now - started[name]
+        progress(name, done, total)
+
+    return step
 
 
 def _changed(records: pa.Table, previous: pa.Table) -> pa.Table:
