@@ -6,4 +6,5 @@ import minyun.demo.province
 import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
 import minyun.push.relay
-import minyun.push.webhooks  # noqa: F401
+import minyun.push.webhooks
+import minyun.subjects.policy  # noqa: F401 - the data subject's own rows (core.policies.DATA_SUBJECTS)

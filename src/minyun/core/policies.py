@@ -348,6 +348,8 @@ class Registry:
 
 GRANTS = Registry("grant")  # the sharing issue registers approved grants here
 OPEN_DATA = Registry("open-data")  # the open data issue registers open datasets here
+# A person or enterprise reading the rows linked to their own subject (minyun.subjects.policy).
+DATA_SUBJECTS = Registry("data-subject")
 
 POLICIES: tuple[Policy, ...] = (
     System(),
@@ -356,6 +358,7 @@ POLICIES: tuple[Policy, ...] = (
     ProviderClient(),
     GRANTS,
     OPEN_DATA,
+    DATA_SUBJECTS,
     CivilServantQuality(),
 )
 

@@ -18,13 +18,26 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
+from minyun.catalog.models import Resource
+from minyun.core import audit, policies
+from minyun.core.audit import AuditRecord
 from minyun.core.errors import Forbidden, NotFound
 from minyun.core.lake import Lake
+from minyun.core.reading import RowsPage, reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.query import service as query
 from minyun.subjects.models import SubjectChange, SubjectLink
+from minyun.subjects.policy import own_subjects
 
-__all__ = ["Conflict", "SourceRecord", "SubjectFile", "subject_file"]
+__all__ = [
+    "Conflict",
+    "Look",
+    "SourceRecord",
+    "SubjectFile",
+    "own_file",
+    "subject_file",
+    "who_looked",
+]
 
 PURPOSE = "subject file"
 _MAX_KEYS = 200  # rows of one source shown in a file
@@ -69,7 +82,9 @@ class SubjectFile:
 
 def subject_file(session: Session, lake: Lake, actor: Principal, subject_id: str) -> SubjectFile:
     """The subject's file as `actor` may see it; NotFound for an unknown id."""
-    authorize(session, actor, "subjects.read", target=subject_id, target_type="subject")
+    own = subject_id in own_subjects(session, actor)
+    if not own:  # one's own file needs no capability
+        authorize(session, actor, "subjects.read", target=subject_id, target_type="subject")
     links = session.scalars(
         select(SubjectLink)
         .where(SubjectLink.subject_id == subject_id)
@@ -84,7 +99,7 @@ def subject_file(session: Session, lake: Lake, actor: Principal, subject_id: str
     hidden = 0
     for code, rows in by_resource.items():
         try:
-            records.extend(_read_source(session, lake, actor, code, rows[:_MAX_KEYS]))
+            records.extend(_read_source(session, lake, actor, code, rows[:_MAX_KEYS], own=own))
         except (Forbidden, NotFound):
             hidden += 1  # not open to this viewer: counted, never shown
     history = list(
@@ -101,17 +116,21 @@ def subject_file(session: Session, lake: Lake, actor: Principal, subject_id: str
 
 
 def _read_source(
-    session: Session, lake: Lake, actor: Principal, code: str, links: list[SubjectLink]
-) -> list[SourceRecord]:
+    session: Session, lake: Lake, actor: Principal, code: str, links: list[SubjectLink],
+    *, own: bool,
+) -> list[SourceRecord]:  # fmt: skip
     resource = catalog.get_resource(session, code)
     schema = catalog.current_table_schema(session, resource)
     if schema is None or not schema.primary_key:
         return []
     keys = [link.row_key.split("|") for link in links]
-    page = query.query_rows(
-        session, lake, actor, code, filter=_key_filter(list(schema.primary_key), keys),
-        limit=len(keys), purpose=PURPOSE,
-    )  # fmt: skip
+    where = _key_filter(list(schema.primary_key), keys)
+    if own:
+        page = _read_own(session, lake, actor, resource, where, len(keys))
+    else:
+        page = query.query_rows(
+            session, lake, actor, code, filter=where, limit=len(keys), purpose=PURPOSE
+        )
     kinds = {name: link.split(".", 1)[1] for link, name in schema.links.items()}
     out = []
     for row in page.table.to_pylist():
@@ -128,6 +147,24 @@ def _read_source(
             )
         )
     return out
+
+
+def _read_own(
+    session: Session, lake: Lake, actor: Principal, resource: Resource, where: str, limit: int
+) -> RowsPage:
+    """A data subject's read of their own rows: planned by the policies (the data-subject
+    policy opens only their linked rows) and audited like any read, but not through the
+    catalog's visibility rule, which hides non-open resources from citizens' catalog."""
+    plan = authorize(
+        session, actor, policies.READ, resource=catalog.data_resource(session, resource),
+        purpose=PURPOSE,
+    )  # fmt: skip
+    page = lake.read_rows(plan, secret=reader_secret(session), filter=where, limit=limit)
+    audit.record_read(
+        session, actor, policies.READ, target=resource.code, target_type="resource",
+        keys=page.keys, count=page.table.num_rows, purpose=PURPOSE, detail="own file",
+    )  # fmt: skip
+    return page
 
 
 def _key_filter(primary_key: list[str], keys: list[list[str]]) -> str:
@@ -168,3 +205,47 @@ def _conflicts(records: list[SourceRecord]) -> list[Conflict]:
         if len(groups) > 1:
             found.append(Conflict(kind, sorted(groups.items(), key=lambda g: -len(g[1]))))
     return found
+
+
+@dataclass(frozen=True)
+class Look:
+    """One read of a subject's rows by someone: when, who, which resource, why."""
+
+    at: datetime
+    actor: str
+    resource: str
+    purpose: str | None
+    rows: int
+
+
+def own_file(session: Session, lake: Lake, actor: Principal) -> tuple[SubjectFile, list[Look]]:
+    """A citizen's or enterprise's own file, every source in clear, and who looked at it."""
+    subjects = own_subjects(session, actor)
+    if not subjects:
+        raise NotFound("no file is linked to this account yet")
+    found = subject_file(session, lake, actor, subjects[0])
+    return found, who_looked(session, actor, subjects[0])
+
+
+def who_looked(session: Session, actor: Principal, subject_id: str) -> list[Look]:
+    """The reads of the subject's rows by others, newest first (from the audit log)."""
+    links = session.execute(
+        select(SubjectLink.resource, SubjectLink.row_key).where(
+            SubjectLink.subject_id == subject_id
+        )
+    ).all()
+    keys: dict[str, set[str]] = defaultdict(set)
+    for resource, row_key in links:
+        keys[resource].add(row_key)
+    records = session.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.action == policies.READ, AuditRecord.object_id.in_(list(keys)))
+        .order_by(AuditRecord.seq.desc())
+        .limit(2000)
+    )
+    looks = []
+    for r in records:
+        seen = keys.get(r.object_id or "", set()) & set(r.record_keys or [])
+        if seen and r.actor != actor.label and not r.actor.startswith("system"):
+            looks.append(Look(r.at, r.actor, r.object_id or "", r.purpose, len(seen)))
+    return looks[:100]

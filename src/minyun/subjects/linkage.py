@@ -560,6 +560,17 @@ def row_hashes(records: pa.Table, columns: Sequence[str]) -> pa.Array:
         con.close()
 
 
+def ident_hashes(values: pa.Array, secret: bytes) -> pa.Array:
+    """A keyed SHA-256 (hex) of each identity number or credit code, upper-cased; null stays null."""
+    con = duckdb.connect()
+    try:
+        con.register("idents", pa.table({"v": values}))
+        sql = "SELECT CASE WHEN v IS NULL OR v = '' THEN NULL ELSE sha256(? || upper(v)) END FROM idents"
+        return con.sql(sql, params=[secret.hex()]).to_arrow_table().column(0).combine_chunks()
+    finally:
+        con.close()
+
+
 def match_new(frame: pa.Table, new_uids: pa.Array, model: Model) -> pa.Table:
     """Pairs (uid_l, uid_r, match_probability) at or above REVIEW_THRESHOLD between the new
     rows and every row (new ones included), by the model's blocking rules."""

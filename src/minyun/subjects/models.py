@@ -52,6 +52,8 @@ class SubjectLink(Base):
     row_key: Mapped[str] = mapped_column(String(200))
     subject_id: Mapped[str] = mapped_column(String(16))
     row_hash: Mapped[int] = mapped_column(BigInteger)  # of the row's linking fields
+    # A keyed hash of the row's identity number or credit code: how a person finds their file.
+    ident: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     lake_version: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int] = mapped_column(Integer)
 

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from minyun.core.errors import Conflict, Invalid
+from minyun.core.errors import Conflict, Invalid, NotFound
 from minyun.core.security import authorize
 from minyun.subjects import files, reviews
 from minyun.web.deps import CsrfDep, IdPath, PlatformDep, SessionDep
@@ -63,6 +63,18 @@ def _may(session: SessionDep, actor: PageActorDep) -> set[str]:
     return {a for a in ("subjects.review", "subjects.resolve") if decide(session, actor, a).allowed}
 
 
+@router.get("/subjects/me")
+def my_file(
+    request: Request, session: SessionDep, actor: PageActorDep, platform: PlatformDep
+) -> HTMLResponse:
+    """A citizen's or enterprise's own file: every record about them, and who looked."""
+    try:
+        found, looks = files.own_file(session, platform.lake, actor)
+    except NotFound:
+        return render(request, "subjects/mine_empty.html")
+    return render(request, "subjects/file.html", file=found, names=LINK_NAMES, looks=looks)
+
+
 @router.get("/subjects/reviews")
 def review_queue(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
     """The stewards' queue: uncertain pairs with both records side by side."""
@@ -109,4 +121,4 @@ def subject_page(
 ) -> HTMLResponse:
     """A subject's file: every source the viewer may read, provenance, conflicts, history."""
     found = files.subject_file(session, platform.lake, actor, subject_id.strip().upper()[:16])
-    return render(request, "subjects/file.html", file=found, names=LINK_NAMES)
+    return render(request, "subjects/file.html", file=found, names=LINK_NAMES, looks=None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from minyun.core import audit, clock
+from minyun.core import audit, clock, policies
 from minyun.core.errors import Conflict, Invalid, NotFound
 from minyun.core.security import Principal, authorize
 from minyun.subjects.models import (
@@ -94,6 +94,7 @@ def decide_review(
             )
         )
         right.subject_id = fresh
+    policies.bump_epoch(session)  # the data subjects' plans follow their links
     review.status = ReviewStatus.CONFIRMED if same else ReviewStatus.SPLIT
     review.reason = reason
     review.decided_by = actor.label

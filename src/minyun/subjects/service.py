@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceStatus
-from minyun.core import audit, clock
+from minyun.core import audit, clock, policies
 from minyun.core.errors import Invalid
 from minyun.core.lake import Lake
+from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
 from minyun.core.tableschema import TableSchema
 from minyun.ingest import service as ingest
@@ -59,6 +60,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "enterprise": ("uscc", "name", "address", "legal_person_ric"),
 }
 PREFIX = {"person": "P", "enterprise": "E"}
+IDENT = {"person": "ric", "enterprise": "uscc"}  # what a person or enterprise finds its file by
 TRAIN_ROWS = 300_000  # the model is trained on at most this many records (a seeded sample)
 MAX_NEW_REVIEWS = 5_000  # per run
 _BATCH = 20_000
@@ -231,6 +233,10 @@ def resolve(
     frame = linkage.features(records.select(["uid", *COLUMNS[kind_]]), kind_)
     hashes = linkage.row_hashes(records, COLUMNS[kind_])
     records = records.append_column("row_hash", hashes)
+    ident = IDENT[kind_]
+    records = records.append_column(
+        "ident", linkage.ident_hashes(records[ident].combine_chunks(), reader_secret(session))
+    )
     progress("features", 1, 1)
     previous = _previous(session, kind_)
     changed = _changed(records, previous.links)
@@ -254,6 +260,8 @@ def resolve(
         run.mode = "incremental"
     progress("write", 0, 1)
     written = _write_links(session, records, assigned, previous.links, kind_, run.id)
+    if written:
+        policies.bump_epoch(session)  # the data subjects' plans follow their links
     _record_changes(session, changes, run.id, actor)
     reviews = _queue_reviews(session, pairs, assigned, kind_) if pairs is not None else 0
     progress("write", 1, 1)
@@ -406,7 +414,7 @@ def _write_links(
     run_id: int,
 ) -> int:
     """Write the rows whose subject or linking fields changed; drop the rows that are gone."""
-    rows = records.select(["uid", "resource", "row_key", "row_hash", "lake_version"]).join(
+    rows = records.select(["uid", "resource", "row_key", "row_hash", "lake_version", "ident"]).join(
         assigned.select(["uid", "subject_id"]), "uid"
     )
     old = previous.rename_columns(["uid", "old_subject", "old_hash"])
@@ -437,11 +445,11 @@ def _write_links(
             insert(SubjectLink),
             [
                 {"kind": kind, "resource": r, "row_key": k, "subject_id": s, "row_hash": h,
-                 "lake_version": v, "run_id": run_id}
-                for r, k, s, h, v in zip(
+                 "lake_version": v, "ident": i, "run_id": run_id}
+                for r, k, s, h, v, i in zip(
                     part["resource"].to_pylist(), part["row_key"].to_pylist(),
                     part["subject_id"].to_pylist(), part["row_hash"].to_pylist(),
-                    part["lake_version"].to_pylist(), strict=True,
+                    part["lake_version"].to_pylist(), part["ident"].to_pylist(), strict=True,
                 )
             ],
         )  # fmt: skip

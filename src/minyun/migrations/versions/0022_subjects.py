@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("row_key", sa.String(length=200), nullable=False),
         sa.Column("subject_id", sa.String(length=16), nullable=False),
         sa.Column("row_hash", sa.BigInteger(), nullable=False),
+        sa.Column("ident", sa.String(length=64), nullable=True),
         sa.Column("lake_version", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
@@ -38,6 +39,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_subject_links_subject", "subject_links", ["subject_id"])
     op.create_index("ix_subject_links_kind", "subject_links", ["kind"])
+    op.create_index("ix_subject_links_ident", "subject_links", ["ident"])
     op.create_table(
         "subject_changes",
         sa.Column("id", sa.Integer(), nullable=False),
