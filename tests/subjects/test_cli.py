@@ -34,6 +34,13 @@ def test_resolve_then_write_the_links_file(var: Path, tmp_path: Path) -> None:
     assert len(rows) - 1 == truth.num_rows
     assert {r[0] for r in rows[1:]} == set(truth["resource"].to_pylist())
     assert all(r[2].startswith("P") and len(r[2]) == 11 for r in rows[1:])
+    first, second = (f"{r[0]}|{r[1]}" for r in rows[1:3])
+    result = runner.invoke(app, ["subjects", "explain", first, second])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "prior", "ric", "name", "birth_date", "sex", "phone", "address", "total",
+    ]  # fmt: skip
 
 
 def test_a_bad_kind_is_refused(var: Path) -> None:

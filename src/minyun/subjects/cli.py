@@ -83,3 +83,24 @@ def links(
         table = service.links_table(session, CLI, kind=kind)
     pacsv.write_csv(table, out)
     console.print(f"{table.num_rows} links written to {out}", highlight=False)
+
+
+@subjects_app.command("explain")
+def explain(
+    left: Annotated[str, typer.Argument(help="a linked row: resource|row_key")],
+    right: Annotated[str, typer.Argument(help="another linked row: resource|row_key")],
+) -> None:
+    """Show each comparison's level and match weight for two rows."""
+    from minyun.subjects import service
+
+    node = open_node()
+    try:
+        with transaction(node) as session:
+            parts = service.explain_pair(session, node.lake, CLI, left, right)
+    finally:
+        node.close()
+    for part in parts:
+        console.print(
+            f"{part['comparison']:<12} {part['match_weight']:>8.3f}  {part['level']}",
+            highlight=False,
+        )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,7 +65,7 @@ def features(records: pa.Table, kind: Kind) -> pa.Table:
 
     out: dict[str, pa.Array] = {"uid": col("uid")}
     name = _clean(col("name"))
-    pinyin, chars = _per_distinct(name, _pinyin_and_chars)
+    pinyin, chars = _pinyin_and_chars(name)
     out["name"] = name
     out["name_pinyin"] = pinyin
     out["name_chars"] = chars
@@ -102,19 +102,26 @@ def _clean(values: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
 
 
-def _pinyin_and_chars(names: list[str | None]) -> tuple[pa.Array, pa.Array]:
-    pinyin = [None if v is None else " ".join(lazy_pinyin(v)) for v in names]
-    chars = [None if v is None else list(v) for v in names]
-    return pa.array(pinyin, pa.string()), pa.array(chars, pa.list_(pa.string()))
-
-
-def _per_distinct(
-    values: pa.Array, fn: Callable[[list[str | None]], tuple[pa.Array, pa.Array]]
-) -> tuple[pa.Array, pa.Array]:
-    """`fn` over the distinct values only, spread back to every row."""
-    encoded = pc.dictionary_encode(values)
-    a, b = fn(encoded.dictionary.to_pylist())
-    return a.take(encoded.indices), b.take(encoded.indices)
+def _pinyin_and_chars(names: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Toneless pinyin ("chen wei") and the list of characters of each name, vectorised:
+    pypinyin is asked once per distinct character, never per row."""
+    longest = min(int(pc.max(pc.utf8_length(names)).as_py() or 0), 8)
+    chars = [pc.utf8_slice_codeunits(names, i, i + 1) for i in range(longest)]
+    if not chars:
+        return pa.nulls(len(names), pa.string()), pa.nulls(len(names), pa.list_(pa.string()))
+    distinct = pc.unique(pa.concat_arrays(chars)).drop_null()
+    distinct = distinct.filter(pc.not_equal(distinct, ""))
+    sounds = pa.array([lazy_pinyin(c)[0] for c in distinct.to_pylist()], pa.string())
+    parts = [pc.take(sounds, pc.index_in(c, value_set=distinct)) for c in chars]
+    pinyin = pc.binary_join_element_wise(*parts, " ", null_handling="skip")
+    spaced = pc.binary_join_element_wise(*chars, " ", null_handling="skip")
+    missing = pc.is_null(names)
+    return (
+        pc.if_else(missing, pa.scalar(None, pa.string()), pinyin),
+        pc.if_else(
+            missing, pa.scalar(None, pa.list_(pa.string())), pc.utf8_split_whitespace(spaced)
+        ),
+    )
 
 
 def _sorted_chars(values: pa.Array) -> pa.Array:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from minyun.catalog import service as catalog
 from minyun.catalog.models import Resource, ResourceStatus
 from minyun.core import audit, clock, policies
-from minyun.core.errors import Invalid
+from minyun.core.errors import Invalid, NotFound
 from minyun.core.lake import Lake
 from minyun.core.reading import reader_secret
 from minyun.core.security import Principal, authorize
@@ -546,3 +546,37 @@ def links_table(session: Session, actor: Principal, *, kind: str | None = None) 
         count=table.num_rows,
     )
     return table
+
+
+def explain_pair(
+    session: Session, lake: Lake, actor: Principal, left_uid: str, right_uid: str
+) -> list[dict[str, Any]]:
+    """Each comparison's level and match weight for two linked rows (`resource|row_key`),
+    read through the actor's access plans."""
+    from minyun.query import service as query
+    from minyun.subjects.files import _key_filter
+
+    authorize(session, actor, "subjects.review", target=left_uid, target_type="subject_pair")
+    rows = []
+    kind: Kind | None = None
+    for uid in (left_uid, right_uid):
+        code, _, key = uid.partition("|")
+        resource = catalog.get_resource(session, code)
+        schema = catalog.current_table_schema(session, resource)
+        if schema is None or schema.subject_kind is None or not schema.primary_key:
+            raise Invalid(f"{code} has no linking fields", field="uid")
+        kind = _kind(schema.subject_kind)
+        page = query.query_rows(
+            session, lake, actor, code, purpose="subject pair review", limit=1,
+            filter=_key_filter(list(schema.primary_key), [key.split("|")]),
+        )  # fmt: skip
+        if page.table.num_rows == 0:
+            raise NotFound(f"no row {uid}")
+        record = _records(page.table, resource, schema, kind).to_pylist()[0]
+        rows.append(record)
+    if kind is None:
+        raise Invalid("two rows are needed", field="uid")
+    stored = current_model(session, kind)
+    if stored is None:
+        raise NotFound(f"no trained {kind} model yet: run minyun subjects resolve")
+    return linkage.explain(linkage.Model(kind, stored.settings), rows[0], rows[1])
