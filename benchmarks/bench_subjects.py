@@ -212,6 +212,7 @@ def run() -> dict[str, float]:
         if child.returncode != 0:
             raise RuntimeError(child.stderr[-4000:])
         result = json.loads(child.stdout.strip().splitlines()[-1])
+        print(f"  resolve steps (s): {result['stats'].get('seconds')}", flush=True)
         links = _links(var)
     predicted = pa.table(
         {"uid": _uid(links["resource"], links["row_key"]), "cluster_id": links["subject_id"]}

@@ -376,8 +376,25 @@ def _incremental(
     pairs = linkage.match_new(frame, new_uids, model)
     progress("link", 1, 1)
     kept = previous.links.filter(pc.invert(pc.is_in(previous.links["uid"], value_set=new_uids)))
-    kept = kept.filter(pc.is_in(kept["uid"], value_set=frame["uid"]))
-    subject_of = dict(zip(kept["uid"].to_pylist(), kept["subject_id"].to_pylist(), strict=True))
+    kept = kept.select(["uid", "subject_id"]).filter(pc.is_in(kept["uid"], value_set=frame["uid"]))
+    strong = pairs.filter(pc.greater_equal(pairs["match_probability"], linkage.LINK_THRESHOLD))
+    # Only the subjects a strong pair reaches are re-clustered; every other row keeps its id.
+    ends = pa.concat_arrays([strong["uid_l"].combine_chunks(), strong["uid_r"].combine_chunks()])
+    touched = kept.filter(pc.is_in(kept["uid"], value_set=ends))["subject_id"]
+    involved = kept.filter(pc.is_in(kept["subject_id"], value_set=touched.unique()))
+    untouched = kept.filter(pc.invert(pc.is_in(kept["subject_id"], value_set=touched.unique())))
+    subject_of = dict(
+        zip(involved["uid"].to_pylist(), involved["subject_id"].to_pylist(), strict=True)
+    )
+    clusters = _components(strong, subject_of, [*subject_of, *new_uids.to_pylist()])
+    assigned, changes = linkage.assign_ids(
+        clusters, involved, prefix=PREFIX[kind], next_number=reviews.next_number(session, kind)
+    )
+    return pa.concat_tables([untouched, assigned.select(["uid", "subject_id"])]), changes, pairs
+
+
+def _components(strong: pa.Table, subject_of: dict[str, str], uids: list[str]) -> pa.Table:
+    """Connected components of the strong pairs, a previous subject's rows counting as one."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -389,20 +406,13 @@ def _incremental(
     def node(uid: str) -> str:
         return f"s:{subject_of[uid]}" if uid in subject_of else f"r:{uid}"
 
-    strong = pairs.filter(pc.greater_equal(pairs["match_probability"], linkage.LINK_THRESHOLD))
     for left, right in zip(strong["uid_l"].to_pylist(), strong["uid_r"].to_pylist(), strict=True):
         a, b = find(node(left)), find(node(right))
         if a != b:
             parent[max(a, b)] = min(a, b)
-    clusters = {"uid": [], "cluster_id": []}  # type: dict[str, list[str]]
-    for uid in [*subject_of, *new_uids.to_pylist()]:
-        clusters["uid"].append(uid)
-        clusters["cluster_id"].append(find(node(uid)))
-    assigned, changes = linkage.assign_ids(
-        pa.table(clusters), kept.select(["uid", "subject_id"]),
-        prefix=PREFIX[kind], next_number=reviews.next_number(session, kind),
-    )  # fmt: skip
-    return assigned, changes, pairs
+    return pa.table(
+        {"uid": pa.array(uids, pa.string()), "cluster_id": [find(node(u)) for u in uids]}
+    )
 
 
 def _write_links(
