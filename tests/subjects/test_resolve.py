@@ -121,3 +121,15 @@ def test_only_admins_resolve(node: Platform, tmp_path: Path) -> None:
     clerk = Principal(kind="user", name="clerk", organization_id=1, roles=frozenset({"consumer"}))
     with pytest.raises(Forbidden), unit_of_work(node.factory) as session:
         service.resolve(session, node.lake, clerk, kind="person")
+
+
+@pytest.mark.postgres
+def test_a_run_on_postgresql_writes_every_link(pg_node: Platform, tmp_path: Path) -> None:
+    _, truth, _ = load_population(pg_node, tmp_path, 120)
+    with unit_of_work(pg_node.factory) as session:
+        run = service.resolve(session, pg_node.lake, SYSTEM, kind="person")
+        assert run.stats["links_written"] == truth.num_rows
+    links = _links(pg_node)
+    assert links.num_rows == truth.num_rows
+    metrics = linkage.pairwise_metrics(_predicted(links), _truth(truth))
+    assert metrics["f1"] >= 0.99, metrics

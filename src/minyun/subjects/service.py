@@ -61,7 +61,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 PREFIX = {"person": "P", "enterprise": "E"}
 IDENT = {"person": "ric", "enterprise": "uscc"}  # what a person or enterprise finds its file by
-TRAIN_ROWS = 300_000  # the model is trained on at most this many records (a seeded sample)
+TRAIN_ROWS = 100_000  # the model is trained on at most this many records (a seeded sample)
 MAX_NEW_REVIEWS = 5_000  # per run
 _BATCH = 20_000
 
@@ -449,21 +449,42 @@ def _write_links(
                     SubjectLink.resource == resource, SubjectLink.row_key.in_(keys)
                 )
             )
-    for start in range(0, to_write.num_rows, _BATCH):
-        part = to_write.slice(start, _BATCH)
-        session.execute(
-            insert(SubjectLink),
-            [
-                {"kind": kind, "resource": r, "row_key": k, "subject_id": s, "row_hash": h,
-                 "lake_version": v, "ident": i, "run_id": run_id}
-                for r, k, s, h, v, i in zip(
-                    part["resource"].to_pylist(), part["row_key"].to_pylist(),
-                    part["subject_id"].to_pylist(), part["row_hash"].to_pylist(),
-                    part["lake_version"].to_pylist(), part["ident"].to_pylist(), strict=True,
-                )
-            ],
-        )  # fmt: skip
+    _insert_links(session, to_write, kind, run_id)
     return int(to_write.num_rows)
+
+
+_LINK_COLUMNS = (
+    "kind",
+    "resource",
+    "row_key",
+    "subject_id",
+    "row_hash",
+    "lake_version",
+    "ident",
+    "run_id",
+)
+
+
+def _insert_links(session: Session, rows: pa.Table, kind: Kind, run_id: int) -> None:
+    """Insert link rows in batches through the driver's executemany (millions on a first run)."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO subject_links ({', '.join(_LINK_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_LINK_COLUMNS))})"
+    )
+    for start in range(0, rows.num_rows, _BATCH):
+        part = rows.slice(start, _BATCH)
+        n = part.num_rows
+        values = list(
+            zip(
+                [kind] * n, part["resource"].to_pylist(), part["row_key"].to_pylist(),
+                part["subject_id"].to_pylist(), part["row_hash"].to_pylist(),
+                part["lake_version"].to_pylist(), part["ident"].to_pylist(), [run_id] * n,
+                strict=True,
+            )
+        )  # fmt: skip
+        connection.exec_driver_sql(sql, values)
 
 
 def _chunks(values: pa.Array) -> Iterator[list[str]]:
