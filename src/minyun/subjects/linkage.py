@@ -320,9 +320,13 @@ def _spark_api() -> Any:
 
     from minyun.subjects.spark import session
 
-    return SparkAPI(
-        spark_session=session(), break_lineage_method="persist", num_partitions_on_repartition=2
-    )  # type: ignore[no-untyped-call]
+    # The comparisons use Spark's own functions only: no similarity jar to register.
+    return SparkAPI(  # type: ignore[no-untyped-call]
+        spark_session=session(),
+        break_lineage_method="persist",
+        num_partitions_on_repartition=2,
+        register_udfs_automatically=False,
+    )
 
 
 def for_engine(model: Model, engine: Engine) -> dict[str, Any]:
