@@ -356,9 +356,12 @@ def _linker(
         api = _spark_api()
         return Linker(to_spark(frame), settings_, api), None
     con = duckdb.connect()
+    # Two cores, a bounded memory (spilling to disk past it), and no copy of the input: Splink
+    # reads the Arrow table where it is.
     con.execute("SET threads TO 2")
-    con.register("subject_features", frame)
-    con.execute("CREATE TABLE subject_records AS SELECT * FROM subject_features")
+    con.execute("SET memory_limit = '2GB'")
+    con.execute("SET preserve_insertion_order = false")
+    con.register("subject_records", frame)
     return Linker("subject_records", settings_, DuckDBAPI(connection=con)), con
 
 
