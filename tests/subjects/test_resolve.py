@@ -133,3 +133,9 @@ def test_a_run_on_postgresql_writes_every_link(pg_node: Platform, tmp_path: Path
     assert links.num_rows == truth.num_rows
     metrics = linkage.pairwise_metrics(_predicted(links), _truth(truth))
     assert metrics["f1"] >= 0.99, metrics
+
+
+def test_a_kind_no_resource_links_is_an_empty_run(node: Platform) -> None:
+    with unit_of_work(node.factory) as session:
+        run = service.resolve(session, node.lake, SYSTEM, kind="enterprise")
+        assert run.mode == "empty" and run.stats["rows"] == 0

@@ -229,6 +229,13 @@ def resolve(
     session.add(run)
     session.flush()
     records = read_records(session, lake, actor, kind_, progress=progress)
+    if records.num_rows == 0:  # no resource links this kind yet
+        run.mode = "empty"
+        run.finished_at = clock.now()
+        run.stats = {"rows": 0, "resources": 0, "subjects": 0, "links_written": 0}
+        audit.record(session, actor, "subjects.resolve", target=kind_, target_type="subjects",
+                     count=0, detail=f"run {run.id}: no linking resource")  # fmt: skip
+        return run
     progress("features", 0, 1)
     frame = linkage.features(records.select(["uid", *COLUMNS[kind_]]), kind_)
     hashes = linkage.row_hashes(records, COLUMNS[kind_])
