@@ -265,6 +265,7 @@ def resolve(
             session, frame, previous, changed, model, kind_, progress
         )
         run.mode = "incremental"
+    del frame  # the features are done with: their memory goes before the links are written
     progress("write", 0, 1)
     written = _write_links(session, records, assigned, previous.links, kind_, run.id)
     if written:
