@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 BENCH ?=
 PYTEST_ARGS ?= -n 2
 
-.PHONY: help install vendor browser wrk demo serve test lint fmt bench lock clean
+.PHONY: help install vendor browser wrk java demo serve test lint fmt bench lock clean
 
 help:
 	@echo "make demo    set up, load the demo province, serve http://127.0.0.1:8000"
@@ -50,6 +50,13 @@ wrk:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
 	fi
 
+# Debian's Java runtime for Spark, the second engine of entity resolution (pyspark, local mode).
+java:
+	@if ! command -v java >/dev/null; then \
+	  echo "installing the Java runtime from Debian"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	fi
+
 demo: install vendor
 	$(VENV)/bin/minyun init
 	$(VENV)/bin/minyun demo
@@ -68,10 +75,10 @@ fmt: install
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 # Exit code 5 is pytest's "no tests collected": not a failure of the suite.
-test: install vendor browser lint
+test: install vendor browser java lint
 	$(PY) -m pytest $(PYTEST_ARGS) || { code=$$?; [ $$code -eq 5 ] && echo "no tests collected"; exit $$([ $$code -eq 5 ] && echo 0 || echo $$code); }
 
-bench: install wrk
+bench: install wrk java
 	$(PY) -m benchmarks $(BENCH)
 
 lock: | $(UV)

@@ -29,6 +29,7 @@ from minyun.licences.cli import licence_app
 from minyun.nodes.cli import nodes_app
 from minyun.orgs.cli import org_app
 from minyun.push.cli import events_app
+from minyun.subjects.cli import subjects_app
 
 if TYPE_CHECKING:
     from minyun.demo.province import DemoAccount
@@ -51,6 +52,7 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(licence_app, name="licence")
 app.add_typer(grid_app, name="grid", help="Grid governance (网格化治理): grids, Open311 keys.")
+app.add_typer(subjects_app, name="subjects")
 
 app.command("load")(ingest_cli.load)
 app.command("versions")(ingest_cli.versions)

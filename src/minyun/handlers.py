@@ -11,4 +11,5 @@ import minyun.licences.service  # licences.issue, queued by resource.updated
 import minyun.nodes.jobs  # the nodes.publish job and the remote-read check
 import minyun.opendata.service  # the open-data release finder and the refresh on new versions
 import minyun.push.relay
-import minyun.push.webhooks  # noqa: F401
+import minyun.push.webhooks
+import minyun.subjects.policy  # noqa: F401 - the data subject's own rows (core.policies.DATA_SUBJECTS)

@@ -44,6 +44,13 @@ from minyun.nodes.models import Node, NodeApplication, NodeNonce, NodeOrganizati
 from minyun.opendata.models import DeveloperKey, OpenDataset, OpenVersion
 from minyun.orgs.models import Division, Organization
 from minyun.push.models import EventDeadLetter, RelayPosition, Subscription
+from minyun.subjects.models import (
+    SubjectChange,
+    SubjectLink,
+    SubjectModel,
+    SubjectReview,
+    SubjectRun,
+)
 
 __all__ = [
     "Alert",
@@ -101,6 +108,11 @@ __all__ = [
     "Station",
     "StatusList",
     "Step",
+    "SubjectChange",
+    "SubjectLink",
+    "SubjectModel",
+    "SubjectReview",
+    "SubjectRun",
     "Subscription",
     "Task",
     "User",

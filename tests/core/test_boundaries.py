@@ -43,6 +43,10 @@ DUCKDB_ALLOWED = {
     "minyun.apps.ecocloud.cnemc": (
         "writes a CNEMC-layout CSV of an in-memory table of readings, not a lake resource"
     ),
+    "minyun.subjects.linkage": (
+        "Splink's own in-memory DuckDB (and the id assignment's SQL) over Arrow tables the "
+        "resolution job read through access plans and the core lake reader; never a resource"
+    ),
 }
 
 DELTALAKE_ALLOWED: dict[str, str] = {}

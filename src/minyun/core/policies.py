@@ -424,6 +424,8 @@ class OpenData:
 
 
 OPEN_DATA = OpenData()  # minyun.opendata registers the finder of released open datasets
+# A person or enterprise reading the rows linked to their own subject (minyun.subjects.policy).
+DATA_SUBJECTS = Registry("data-subject")
 
 POLICIES: tuple[Policy, ...] = (
     System(),
@@ -432,6 +434,7 @@ POLICIES: tuple[Policy, ...] = (
     ProviderClient(),
     GRANTS,
     OPEN_DATA,
+    DATA_SUBJECTS,
     CivilServantQuality(),
 )
 

@@ -257,6 +257,11 @@ POLICY: dict[str, frozenset[str]] = {
     "epcis.query": frozenset(),
     "food.supervise": frozenset({"*"}),
     "food.pull": frozenset({Role.ADMIN, Role.STEWARD}),
+    # Subjects (minyun.subjects): admins run the resolution; stewards decide uncertain pairs;
+    # every civil servant opens a subject's file, each source read through its access plan.
+    "subjects.resolve": frozenset({Role.ADMIN}),
+    "subjects.review": frozenset({Role.ADMIN, Role.STEWARD}),
+    "subjects.read": frozenset({"*"}),
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
     # Grid governance (apps.grid): civil servants follow reports and work their department's
     # tasks (its own only, checked by the service); admins set up grids, keys and SLA runs.

@@ -2,7 +2,7 @@
 
 The descriptor is checked twice: by the `frictionless` package (the standard's own rules:
 types, constraints, primaryKey) and here (the minyun keys: `sensitivity`, `mask`,
-`codelist` and the formats `cn-ric` / `cn-uscc`). Every error names the field.
+`codelist`, `link` and the formats `cn-ric` / `cn-uscc`). Every error names the field.
 
 A field's `mask` is checked by `core.masks.parse_mask` and kept in its normal form
 (`"partial"` becomes `"keep(3,4)"`), so two schemas that name one mask differently are the same.
@@ -24,6 +24,7 @@ from minyun.core.masks import parse_mask
 
 __all__ = [
     "FORMATS",
+    "LINK_KINDS",
     "SENSITIVITIES",
     "SQL_TYPES",
     "TYPES",
@@ -64,7 +65,20 @@ MINYUN_FORMATS = ("cn-ric", "cn-uscc")
 FORMATS = (*MINYUN_FORMATS, "default", "email", "uri", "uuid", "binary", "wkt", "any")
 # A wider type holds every value of the narrower one without loss.
 _WIDER: dict[str, set[str]] = {"integer": {"number", "string"}, "year": {"integer", "number"}}
-_MINYUN_KEYS = ("sensitivity", "mask", "codelist")
+_MINYUN_KEYS = ("sensitivity", "mask", "codelist", "link")
+# What a field holds for entity resolution (`minyun.subjects`), with the types it may have.
+LINK_KINDS: dict[str, tuple[str, ...]] = {
+    "person.ric": ("string",),
+    "person.name": ("string",),
+    "person.birth_date": ("date", "string"),
+    "person.sex": ("string",),
+    "person.phone": ("string",),
+    "person.address": ("string",),
+    "enterprise.uscc": ("string",),
+    "enterprise.name": ("string",),
+    "enterprise.address": ("string",),
+    "enterprise.legal_person_ric": ("string",),
+}
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,7 @@ class Field:
     codelist: list[str] | str | None = None
     sensitivity: str = "internal"
     mask: str | None = None  # the normal form of the spec (core.masks), e.g. "keep(3,4)"
+    link: str | None = None  # what the field holds for entity resolution, e.g. "person.ric"
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,17 @@ class TableSchema:
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
 
+    @property
+    def links(self) -> dict[str, str]:
+        """The linking fields: link kind (`person.ric`, ...) → field name."""
+        return {f.link: f.name for f in self.fields if f.link is not None}
+
+    @property
+    def subject_kind(self) -> str | None:
+        """`person` or `enterprise` when the schema has linking fields, else None."""
+        kinds = {link.split(".")[0] for link in self.links}
+        return next(iter(kinds)) if kinds else None
+
 
 def parse_schema(descriptor: Mapping[str, Any]) -> TableSchema:
     """Check a Table Schema descriptor with frictionless and the minyun rules; Invalid if bad."""
@@ -125,6 +151,7 @@ def parse_schema(descriptor: Mapping[str, Any]) -> TableSchema:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise Invalid(f"field {duplicated[0]!r} is defined twice", field=duplicated[0])
+    _check_links(fields)
     pk = descriptor.get("primaryKey") or []
     primary_key = (pk,) if isinstance(pk, str) else tuple(pk)
     for name in primary_key:
@@ -252,7 +279,42 @@ def _parse_field(raw: Mapping[str, Any]) -> Field:
         codelist=codelist,
         sensitivity=sensitivity,
         mask=mask,
+        link=_parse_link(name, type_, raw.get("link")),
     )
+
+
+def _parse_link(name: str, type_: str, link: Any) -> str | None:
+    """The field's `link` kind; Invalid naming the field if unknown or of the wrong type."""
+    if link is None:
+        return None
+    if not isinstance(link, str) or link not in LINK_KINDS:
+        raise Invalid(f"field {name!r}: link must be one of {', '.join(LINK_KINDS)}", field=name)
+    if type_ not in LINK_KINDS[link]:
+        raise Invalid(
+            f"field {name!r}: link {link} needs type {' or '.join(LINK_KINDS[link])}", field=name
+        )
+    return link
+
+
+def _check_links(fields: tuple[Field, ...]) -> None:
+    """One field per link kind, and one subject kind (person or enterprise) per schema."""
+    seen: dict[str, str] = {}
+    for f in fields:
+        if f.link is None:
+            continue
+        if f.link in seen:
+            raise Invalid(
+                f"field {f.name!r}: link {f.link} is already on field {seen[f.link]!r}",
+                field=f.name,
+            )
+        seen[f.link] = f.name
+    kinds = {link.split(".")[0] for link in seen}
+    if len(kinds) > 1:
+        last = next(f for f in reversed(fields) if f.link is not None)
+        raise Invalid(
+            f"field {last.name!r}: a schema links persons or enterprises, not both",
+            field=last.name,
+        )
 
 
 def _parse_mask(name: str, type_: str, spec: Any) -> str | None:

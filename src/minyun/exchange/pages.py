@@ -418,7 +418,7 @@ def query_page(
     if filter or sort:  # an empty form is the form not yet filled in
         try:
             with session.begin_nested():
-                found = online.query_page(session, platform.lake, actor, code, filter=filter,
+                found = online.query_page(session, platform.lake, actor, code, filter=filter or "",
                                           sort=sort, purpose=purpose)  # fmt: skip
         except (Invalid, Forbidden) as exc:
             where = exc.extra.get("field")

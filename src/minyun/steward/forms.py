@@ -60,7 +60,7 @@ class FieldRow:
         parts = []
         for k, v in (rest.get("constraints") or {}).items():
             parts.append(f"{k}={json.dumps(v, ensure_ascii=False)}")
-        for k in ("codelist", "description"):
+        for k in ("codelist", "link", "description"):
             if rest.get(k):
                 parts.append(f"{k}={json.dumps(rest[k], ensure_ascii=False)}")
         return "; ".join(parts)

@@ -105,6 +105,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
     from minyun.orgs.api import router as orgs_api
     from minyun.push.api import router as events_api
     from minyun.query.api import router as query_api
+    from minyun.subjects.pages import router as subjects_pages
     from minyun.web.pages import router as pages
 
     # The row API first: the online key lookup is the hottest route, and routes are matched
@@ -134,6 +135,7 @@ def create_app(platform: Platform | None = None, settings: Settings | None = Non
         grid_pages,
         food_api,
         food_pages,
+        subjects_pages,
     ):
         app.include_router(router)
 

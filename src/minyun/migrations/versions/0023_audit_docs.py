@@ -9,7 +9,7 @@ Python hashes) and inserts each record's columns as read back from that very tex
 provably what was hashed (docs/decisions/0005).
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 Create Date: 2026-12-06 23:10:00
 """
 
@@ -21,7 +21,7 @@ from types import ModuleType
 from alembic import op
 
 revision: str = "0023"
-down_revision: str | None = "0021"
+down_revision: str | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
