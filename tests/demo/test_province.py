@@ -18,6 +18,7 @@ from minyun.core.jobs import JobState
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from minyun.demo import province
+from minyun.exchange.batch_models import BatchDelivery
 from minyun.orgs.models import Organization
 from tests.conftest import make_settings
 
@@ -68,6 +69,15 @@ def test_demo_province_has_departments_accounts_and_valid_people(tmp_path: Path)
     assert pc.all(identifiers.ric_valid_mask(persons["ric"])).as_py()
     assert pc.all(identifiers.uscc_valid_mask(enterprises["uscc"])).as_py()
     assert pc.all(pc.is_in(enterprises["legal_rep_ric"], persons["ric"])).as_py()
+    # The sharing story's standing order: its first delivery was queued; run, it delivers
+    # the granted fields of the police register as a signed Parquet file.
+    with node.factory() as s:
+        queued = s.scalars(select(jobs.Job.id).where(jobs.Job.kind == "exchange.batch")).all()
+    assert len(queued) == 1
+    assert jobs.run(node.factory, queued[0]).state == JobState.SUCCEEDED
+    with node.factory() as s:
+        delivery = s.scalars(select(BatchDelivery)).one()
+        assert delivery.state == "delivered" and (delivery.rows or 0) > 0
     node.close()
 
 

@@ -238,6 +238,14 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
         with ctx.factory.begin() as session:  # a consumer applies, an approver approves
             state["sharing"] = sharing.demo_sharing(session)
         ctx.save_point(state)
+    if state.get("sharing") and not state.get("batch"):
+        from minyun.demo import sharing
+
+        with ctx.factory.begin() as session:  # its standing order: a batch file, delivered
+            state["batch"] = sharing.demo_batch(
+                session, var_dir=var_dir, lake_uri=ctx.params["lake_uri"]
+            )
+        ctx.save_point(state)
     if not state.get("opendata") and ctx.params.get("opendata", True):
         from minyun.core.lake import Lake
         from minyun.opendata import demo as open_demo
