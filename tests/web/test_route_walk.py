@@ -162,6 +162,8 @@ def _url(path: str, w: dict[str, Any]) -> str:
         # E-licences: an issuer's DID document (an organisation no one registered here).
         "org_code": "no-such-org", "purpose": "revocation", "licence_id": "1",
         "holder": "no-such-holder",
+        # One file per subject: files and review items (none here: 404).
+        "subject_id": "1", "review_id": "1",
         "capture_id": "cap_walk", "event_id": "urn:uuid:walk",
         "resource": "bizSteps", "value": "shipping", "path": "01/06901234543216/10/T1",
         "gtin": "06901234543216", "lot": "T1", "serial": "1",

@@ -45,6 +45,8 @@ EXAMPLES = 2
 # /epcis is the EPCIS 2.0 REST binding (apps.food): JSON for machines, like /api/.
 NOT_PAGES = ("/static/", "/lang/", "/healthz", "/readyz", "/api/docs", "/api/openapi.json")
 NOT_PAGES += ("/epcis",)
+# The e-licences' documents for verifiers (trust bundle, status lists, DID documents).
+NOT_PAGES += ("/licences/trust-bundle", "/licences/status/", "/licences/issuers/")
 # Links that download a file rather than show a page (besides those marked `download`).
 DOWNLOAD_PATH = re.compile(r"/(download|export)(\.\w+)?$|\.(csv|parquet|json|jsonl|xlsx|zip)$")
 DOWNLOAD_QUERY = re.compile(r"(^|&)(format|download)=")

@@ -99,6 +99,9 @@ def _page(
         request, "exchange/subscriptions.html", status_code=status_code, subscriptions=found,
         deliveries=deliveries, held=held, values=values, errors=errors, sinks=SINK_NAMES,
         may_subscribe=actor.has_role(Role.CONSUMER) and actor.organization_id is not None,
+        # Files are read by the consumer department under its grant; those who oversee
+        # subscriptions (admins, auditors) see the deliveries and manifests, not the data.
+        reader_org=actor.organization_id,
     )  # fmt: skip
 
 
