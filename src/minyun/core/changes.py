@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from minyun.core.errors import Forbidden, NotFound
 from minyun.core.filters import compile_node, kind_of, quote
@@ -60,30 +59,9 @@ def read_changes(
 
 
 def _feed(lake: Lake, code: str, since: int, target: int) -> pa.Table | None:
-    """The Change Data Feed after `since` up to `target`, or None where it does not cover them."""
-    try:
-        table = DeltaTable(lake.table_uri(code))
-        if table.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
-            return None
-        for entry in table.history(table.version() - since):
-            version = int(entry.get("version", -1))
-            if not since < version <= target:
-                continue
-            operation = str(entry.get("operation", ""))
-            mode = str((entry.get("operationParameters") or {}).get("mode", ""))
-            if operation.startswith(("CREATE", "REPLACE")) or mode.lower() == "overwrite":
-                return None
-        schema = lake.dataset(code, version=target).schema
-        if lake.dataset(code, version=since).schema != schema:
-            return None
-        reader = table.load_cdf(starting_version=since + 1, ending_version=target)
-        changes = pa.table(pa.RecordBatchReader.from_stream(reader))
-    except Exception:  # no feed for these versions (vacuumed, never enabled): read it whole
-        return None
-    data = changes.select(schema.names).cast(schema)
-    return data.append_column(
-        "_change_type", changes.column("_change_type").cast(pa.string())
-    ).append_column(VERSION, changes.column(VERSION).cast(pa.int64()))
+    """The Change Data Feed after `since` up to `target` (`Lake.change_feed`), or None where
+    it does not cover them (then the whole table is read)."""
+    return lake.change_feed(code, since, target)
 
 
 def _query(

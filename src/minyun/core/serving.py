@@ -43,7 +43,6 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -930,7 +929,7 @@ def _apply_changes(
     batch_rows: int,
 ) -> int | None:
     """Apply the Change Data Feed of versions since+1..target; None when it cannot."""
-    changes = _changes(lake, resource.code, since, target, schema)
+    changes = _changes(lake, resource.code, since, target)
     if changes is None:
         return None
     # The last change of each key wins; within one commit a row written beats a row removed.
@@ -980,31 +979,7 @@ def _delete_keys(session: Session, *, resource_id: int, keys: Sequence[str]) -> 
     return len(keys)
 
 
-def _changes(lake: Lake, code: str, since: int, target: int, schema: pa.Schema) -> pa.Table | None:
-    """The table's changes after `since` up to `target`, or None if the feed does not cover them."""
-    try:
-        head = DeltaTable(lake.table_uri(code))
-        if head.metadata().configuration.get("delta.enableChangeDataFeed") != "true":
-            return None
-        for entry in head.history(head.version() - since):
-            version = int(entry.get("version", -1))
-            if not since < version <= target:
-                continue
-            operation = str(entry.get("operation", ""))
-            mode = str((entry.get("operationParameters") or {}).get("mode", ""))
-            if operation.startswith(("CREATE", "REPLACE")) or mode.lower() == "overwrite":
-                return None  # everything changed: rebuilding is cheaper
-        if lake.dataset(code, version=since).schema != schema:
-            return None  # a schema change: the older rows would lack columns
-        reader = head.load_cdf(starting_version=since + 1, ending_version=target)
-        changes = pa.table(pa.RecordBatchReader.from_stream(reader))
-    except Exception:  # no feed for these versions (vacuumed, never enabled): rebuild
-        return None
-    if any(n not in changes.column_names for n in (*schema.names, *_CDF_COLUMNS)):
-        return None
-    # The feed comes with view types (string_view); the index keeps the table's own.
-    data = changes.select(schema.names).cast(schema)
-    change_type = changes.column("_change_type").cast(pa.string())
-    return data.append_column("_change_type", change_type).append_column(
-        "_commit_version", changes.column("_commit_version").cast(pa.int64())
-    )
+def _changes(lake: Lake, code: str, since: int, target: int) -> pa.Table | None:
+    """The table's changes after `since` up to `target` (`Lake.change_feed`, which is None
+    when the feed does not cover them, a schema change included): rebuilding is cheaper."""
+    return lake.change_feed(code, since, target)
