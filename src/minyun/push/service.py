@@ -215,6 +215,7 @@ def subscribe(
     )
     session.add(subscription)
     session.flush()
+    session.info.pop("minyun.push.publishing", None)  # publishers in this transaction see it
     audit.record(
         session, actor, "events.subscribe", target=str(subscription.id),
         target_type="event_subscription", detail=f"{url} {','.join(wanted)}",

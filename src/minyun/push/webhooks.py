@@ -1,14 +1,16 @@
 """Webhook delivery (Standard Webhooks), and the verifier consumers run on their side.
 
-Every published event queues, in its own transaction, one `events.deliver` job per active
-subscription that asked for its kind. Deliveries of a subscription stay in order: one
+Every publishing transaction makes sure each active subscription that asked for its
+events' kinds has one `events.deliver` job waiting (a waiting job is reused, not
+duplicated: a job sends all its subscription's pending events). Deliveries of a subscription stay in order: one
 runner at a time holds the subscription's lease and sends every pending event, oldest
 first; a job that finds the lease freshly held leaves its event to the holder, which looks
 again for new events after letting go. A failed send is retried with exponential backoff;
 after `max_attempts` failures the event goes to the dead-letter list and delivery moves on.
-The cursor moves only after the receiver answered 2xx, so a success is never sent again;
-a runner that dies between the answer and the cursor's move makes the next one send that
-event once more with the same `webhook-id`, which `Verifier` recognises.
+The cursor moves only past events the receiver answered 2xx (or dead-lettered), and is
+saved every `SAVE_EVERY` seconds while events flow, before each retry and at the end of a
+batch; a runner that dies sends the events since its last save once more, with the same
+`webhook-id`, which `Verifier` recognises (Standard Webhooks receivers dedupe on it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ KIND = "events.deliver"
 LEASE_FOR = timedelta(seconds=60)
 BATCH = 100
 TIMEOUT = 10.0
+# Seconds between saves of a subscription's delivered offset while events flow.
+SAVE_EVERY = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,16 +120,49 @@ class Verifier:
 
 
 def queue_deliveries(session: Session, event: Event) -> None:
-    """In the publishing transaction: a delivery job for each subscription of this kind."""
-    subscriptions = session.scalars(select(Subscription).where(Subscription.active.is_(True)))
-    for subscription in subscriptions:
-        if event.kind in subscription.kinds:
+    """In the publishing transaction: make sure each subscription of this kind has a delivery
+    job waiting to run after the commit.
+
+    One waiting job per subscription is enough, since a delivery job sends every pending
+    event of its subscription: a job still queued is taken over (its row updated, so on
+    PostgreSQL a runner claiming it waits for this transaction and then sees this event)
+    instead of queuing one more. Only when none waits (or its runner took it already) is a
+    job submitted. Within one transaction this is asked once per subscription.
+    """
+    subscriptions, woken = _publishing_state(session)
+    for subscription_id, kinds, organization_id in subscriptions:
+        if event.kind not in kinds or subscription_id in woken:
+            continue
+        params = {"subscription_id": subscription_id, "offset": event.offset}
+        waiting = session.execute(
+            update(jobs.Job)
+            .where(jobs.Job.kind == KIND, jobs.Job.state == jobs.JobState.QUEUED)
+            .where(jobs.Job.key.like(f"{KIND}:{subscription_id}:%"))
+            .values(params=params)
+        )
+        if not _rowcount(waiting):
             jobs.submit(
-                session, Principal.system(), KIND,
-                {"subscription_id": subscription.id, "offset": event.offset},
-                key=f"{KIND}:{subscription.id}:{event.offset}",
-                organization_id=subscription.organization_id,
+                session, Principal.system(), KIND, params,
+                key=f"{KIND}:{subscription_id}:{event.offset}",
+                organization_id=organization_id,
             )  # fmt: skip
+        woken.add(subscription_id)
+
+
+_PUBLISHING = "minyun.push.publishing"
+
+
+def _publishing_state(
+    session: Session,
+) -> tuple[list[tuple[int, frozenset[str], int | None]], set[int]]:
+    """This transaction's active subscriptions and those already woken, read once."""
+    transaction = session.get_transaction()
+    known = session.info.get(_PUBLISHING)
+    if known is None or known[0] is not transaction:
+        active = session.scalars(select(Subscription).where(Subscription.active.is_(True)))
+        subscriptions = [(s.id, frozenset(s.kinds), s.organization_id) for s in active]
+        known = session.info[_PUBLISHING] = (transaction, subscriptions, set())
+    return known[1], known[2]
 
 
 events.ON_PUBLISH.append(queue_deliveries)
@@ -244,22 +281,60 @@ def _drain(ctx: jobs.JobContext, subscription_id: int, lease: str) -> int:
                 shown = [seen.sees(event) for event in batch]
             if not batch:
                 return sent
+            cursor = _Cursor(ctx, target.id, lease)
             for event, visible in zip(batch, shown, strict=True):
                 ctx.check()
-                error = _send(ctx, client, target, event, lease) if visible else None
-                with ctx.factory.begin() as session:
-                    if error is not None:
-                        session.add(EventDeadLetter(subscription_id=target.id, offset=event.offset,
-                                                    attempts=target.max_attempts, error=error))  # fmt: skip
-                    _held(
-                        session, target.id, lease, delivered_offset=event.offset, failures=0,
-                        delivered_count=Subscription.delivered_count + int(visible and error is None),
-                    )  # fmt: skip
+                error = _send(ctx, client, target, event, lease, cursor) if visible else None
+                cursor.moved(event.offset, taken=visible and error is None)
+                if error is not None:
+                    cursor.save(dead=EventDeadLetter(subscription_id=target.id,
+                                                     offset=event.offset,
+                                                     attempts=target.max_attempts, error=error))  # fmt: skip
+                elif cursor.due():
+                    cursor.save()
                 sent += int(visible and error is None)
+            cursor.save()
+
+
+class _Cursor:
+    """The subscription's delivered offset, saved at most every `SAVE_EVERY` seconds, before
+    a retry waits, on a dead letter and at the end of a batch: one transaction for many
+    deliveries. A runner that dies sends the events since the last save once more, with the
+    same `webhook-id`, which receivers recognise (`Verifier`)."""
+
+    def __init__(self, ctx: jobs.JobContext, subscription_id: int, lease: str) -> None:
+        self.ctx, self.subscription_id, self.lease = ctx, subscription_id, lease
+        self.offset: int | None = None
+        self.taken = 0
+        self.saved_at = time.monotonic()
+
+    def moved(self, offset: int, *, taken: bool) -> None:
+        self.offset = offset
+        self.taken += int(taken)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.saved_at >= SAVE_EVERY
+
+    def save(self, **values: Any) -> None:
+        dead: EventDeadLetter | None = values.pop("dead", None)
+        with self.ctx.factory.begin() as session:
+            if dead is not None:
+                session.add(dead)
+            if self.offset is not None:
+                values.setdefault("failures", 0)  # unless a failure of the next is saved
+                values.update(delivered_offset=self.offset,
+                              delivered_count=Subscription.delivered_count + self.taken)  # fmt: skip
+            _held(session, self.subscription_id, self.lease, **values)
+        self.offset, self.taken, self.saved_at = None, 0, time.monotonic()
 
 
 def _send(
-    ctx: jobs.JobContext, client: httpx.Client, target: _Target, event: EventOut, lease: str
+    ctx: jobs.JobContext,
+    client: httpx.Client,
+    target: _Target,
+    event: EventOut,
+    lease: str,
+    cursor: _Cursor,
 ) -> str | None:
     """Send until the receiver takes it (None) or `max_attempts` failed (the last error)."""
     error = "not sent"
@@ -274,8 +349,7 @@ def _send(
             error = f"{type(exc).__name__}: {exc}"[:500]
         log.info("webhook %s to subscription %s: attempt %s failed: %s",
                  event.id, target.id, attempt, error)  # fmt: skip
-        with ctx.factory.begin() as session:
-            _held(session, target.id, lease, failures=attempt, last_error=error)
+        cursor.save(failures=attempt, last_error=error)  # what was taken before it, too
         if attempt < target.max_attempts:
             _wait(ctx, target.id, lease, BACKOFF.delay(attempt))
     return error
