@@ -25,7 +25,7 @@
       series: [
         { name: data.names.calls, type: "bar", stack: "calls", data: data.calls, itemStyle: { color: "#1565c0" } },
         { name: data.names.denials, type: "bar", stack: "calls", data: data.denials, itemStyle: { color: "#c62828" } },
-        { name: data.names.rows, type: "line", yAxisIndex: 1, data: data.rows, itemStyle: { color: "#2e7d32" } },
+        { name: data.names.rows, type: "line", yAxisIndex: 1, showSymbol: false, data: data.rows, itemStyle: { color: "#2e7d32" } },
       ],
     });
     window.addEventListener("resize", function () { chart.resize(); });
