@@ -454,3 +454,32 @@ def test_a_killed_runners_job_is_resumed_by_the_running_node(tmp_path: Path) -> 
     job = _wait(node, "killed")
     assert job.state == JobState.SUCCEEDED and (job.crashes, job.attempts) == (1, 1)
     node.close()
+
+
+def test_a_missed_heartbeat_is_one_line_in_the_log(
+    quick: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database busy past the beat's wait (another writer holds SQLite's lock) costs a beat
+    and one warning line, not a traceback on the console of `minyun demo`."""
+    import sqlite3
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    path = str(quick.settings.database_url).removeprefix("sqlite:///")
+    impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN IMMEDIATE")
+    ctx = jobs.JobContext("beat-test", {}, None, sessionmaker(impatient))
+    beat = jobs._Heartbeat(ctx, 0.05)
+    with caplog.at_level(logging.WARNING, logger="minyun.core.jobs"):
+        beat.start()
+        time.sleep(0.5)
+        beat.stop()
+    blocker.rollback()
+    blocker.close()
+    impatient.dispose()
+    missed = [r for r in caplog.records if "heartbeat of job beat-test missed" in r.getMessage()]
+    assert missed, caplog.text
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in missed)
+    assert "database is locked" in missed[0].getMessage()

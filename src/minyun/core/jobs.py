@@ -264,8 +264,10 @@ class _Heartbeat:
                 self.ctx._write({"heartbeat_at": clock.now()}, stop=False)
                 if isinstance(self.ctx._stop, LeaseLost):
                     return
-            except Exception:  # a busy database: try again at the next beat
-                log.warning("heartbeat of job %s failed", self.ctx.job_id, exc_info=True)
+            except Exception as exc:  # a busy database: try again at the next beat
+                # One line: a beat missed under load is not worth a traceback on the console.
+                log.warning("heartbeat of job %s missed (%s); trying again in %.0f s",
+                            self.ctx.job_id, describe_error(exc).splitlines()[0][:200], self.every)  # fmt: skip
 
 
 Handler = Callable[[JobContext], dict[str, Any] | None]
