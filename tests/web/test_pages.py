@@ -279,7 +279,13 @@ def test_dashboard_cards_follow_the_role(platform: Platform, app: FastAPI) -> No
     for role, user in [*people.items(), ("citizen", citizen)]:
         client = browser(app)
         sign_in(client, user.username)
-        cards[role] = set(re.findall(r'id="card-([a-z]+)"', client.get("/").text))
+        home = client.get("/").text
+        cards[role] = set(re.findall(r'id="card-([a-z]+)"', home))
+        if role == "citizen":  # what a citizen does here, each a link
+            services = home.split('id="card-services"', 1)[1].split("</article>", 1)[0]
+            for href in ("/licences", "/subjects/me", "/grid/report", "/grid/reports", "/opendata"):
+                assert f'href="{href}"' in services, href
+            assert "尚未上线" not in services
     assert cards["steward"] == {"department", "account", "directory", "jobs"}
     assert cards["approver"] == {"account", "directory", "approvals"}
     assert cards["consumer"] == {"account", "directory", "grants"}

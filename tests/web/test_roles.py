@@ -211,11 +211,25 @@ def test_landing_page_leads_to_the_air_page_and_the_open_catalog(
         province.load_departments(session)
         province.ingest_air_day(session)
     page = TestClient(app).get("/").text
-    assert 'class="button" href="/air"' in page and 'href="/catalog"' in page
+    assert 'class="button" href="/air"' in page and 'href="/opendata"' in page
+    # What a citizen can do without a department: verify a licence, report an issue.
+    assert 'href="/licences/verify"' in _card(page, "licences")
+    assert 'href="/login?next=/grid/report"' in _card(page, "grid")
+    # The open data card counts the portal's datasets (none on this node yet).
+    assert '<p class="figure">0</p>' in _card(page, "open-data")
     air = _card(page, "air")
     assert air.count("<li>") == 9 and "福州市" in air
     # The real day's last hour, 2022-01-04 15:00 UTC, said in China time and said to be old.
     assert "截至 2022-01-04 23:00:00（北京时间）的小时 AQI" in air and "非实时数据" in air
+
+
+def test_the_open_data_card_counts_the_portals_datasets(node: Platform, app: FastAPI) -> None:
+    from tests.opendata import kit
+
+    with node.factory.begin() as session:
+        kit.portal(session, node.lake)  # four listed datasets, one of them conditional
+    page = TestClient(app).get("/").text
+    assert '<p class="figure">4</p>' in _card(page, "open-data")
 
 
 # --- the audit viewer ----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from minyun.core.audit import AuditRecord
 from minyun.core.security import Principal, Role, decide
 from minyun.exchange import service as exchange
 from minyun.ingest.models import LoadState, Version
+from minyun.opendata import service as opendata
 from minyun.orgs.models import Division, Organization
 
 HOME_JOBS = 5
@@ -106,7 +107,7 @@ class Dashboard:
     provided: int = 0  # resources the viewer's department provides (published)
     conditional: int = 0  # of those, shared on conditions: what applications will be about
     shareable: int = 0  # resources in the catalog other departments may share
-    open_resources: int = 0  # resources open to the public
+    open_datasets: int = 0  # the open data portal's datasets
     inbox: int = 0  # sharing applications awaiting the approver's decision
     held: int = 0  # active data grants of the consumer's department
     alerts: list[Any] = field(default_factory=list)  # open pollution alerts routed here
@@ -146,12 +147,12 @@ class Landing:
     """The public landing page: today's air in the cities and the open catalog."""
 
     air: list[CityAir]
-    open_resources: int
+    open_datasets: int  # the open data portal's datasets
 
 
 def landing(session: Session, actor: Principal) -> Landing:
     """What an anonymous visitor is led to: the public air page and the open data catalog."""
-    return Landing(air=city_air(session), open_resources=catalog.count_resources(session, actor))
+    return Landing(air=city_air(session), open_datasets=opendata.count_listed(session))
 
 
 def home(session: Session, actor: Principal) -> Dashboard | None:
@@ -169,7 +170,7 @@ def home(session: Session, actor: Principal) -> Dashboard | None:
     if user.kind != AccountKind.STAFF:
         return Dashboard(
             user=user, organization=org, cards=["account", "services"],
-            open_resources=catalog.count_resources(session, actor), air=city_air(session),
+            open_datasets=opendata.count_listed(session), air=city_air(session),
         )  # fmt: skip
     cards: list[str] = ["account"]
     board: dict[str, Any] = {}

@@ -28,7 +28,7 @@ from datetime import date
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from minyun.catalog import service as catalog
@@ -532,6 +532,11 @@ def versions(session: Session, dataset: OpenDataset) -> list[OpenVersion]:
             .order_by(OpenVersion.number.desc())
         )
     )
+
+
+def count_listed(session: Session) -> int:
+    """How many open datasets everyone sees (the portal's count)."""
+    return int(session.scalar(select(func.count()).select_from(listed_query().subquery())) or 0)
 
 
 def listed_query() -> Select[Any]:
