@@ -202,3 +202,33 @@ def test_api_cli_and_did_documents(issued: tuple[Platform, str, Principal, objec
     )
     checked = runner.invoke(app, ["licence", "verify", shown.output.strip()])
     assert checked.exit_code == 0 and checked.output.startswith("valid")
+
+
+def test_statistics_count_per_type_and_per_issuing_department(
+    issued: tuple[Platform, str, Principal, object],
+) -> None:
+    node, code, steward, org = issued
+    first = _licence(node, kit.row(1)["uscc"])
+    kit.define(node, steward, org, code, type_code="business-licence-copy")  # no licences yet
+    with unit_of_work(node.factory) as session:
+        service.verify(session, steward, first.credential)
+        service.change_status(session, steward, first.id, to="revoked", reason="吊销")
+    with unit_of_work(node.factory) as session:
+        stats = {s.code: s for s in service.statistics(session, steward)}
+        assert (stats["business-licence"].issued, stats["business-licence"].live,
+                stats["business-licence"].revoked, stats["business-licence"].uses) == (2, 1, 1, 1)  # fmt: skip
+        assert stats["business-licence-copy"].issued == 0
+        [department] = service.issuer_statistics(list(stats.values()))
+        assert (department.issuer_code, department.types, department.issued, department.live,
+                department.revoked, department.uses) == (org.code, 2, 2, 1, 1, 1)  # fmt: skip
+        with pytest.raises(Forbidden):
+            service.statistics(session, Principal(kind="user", name="c", account_kind="citizen"))
+    http = TestClient(create_app(node))
+    _client, bearer = factories.api_client_token(http, node, org.id, ["resource.read"])
+    by_issuer = http.get("/api/v1/licence-statistics", params={"by": "issuer"}, headers=bearer)
+    assert by_issuer.status_code == 200, by_issuer.text
+    assert [(r["issuer_code"], r["issued"]) for r in by_issuer.json()] == [(org.code, 2)]
+    assert (
+        http.get("/api/v1/licence-statistics", params={"by": "x"}, headers=bearer).status_code
+        == 422
+    )

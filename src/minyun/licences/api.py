@@ -210,6 +210,10 @@ def issue(
 
 
 @router.get("/api/v1/licence-statistics")
-def statistics(session: SessionDep, actor: ActorDep) -> list[dict[str, Any]]:
-    """Issued, live, revoked and uses per type (civil servants)."""
-    return [s.__dict__ for s in service.statistics(session, actor)]
+def statistics(
+    session: SessionDep, actor: ActorDep, by: Literal["type", "issuer"] = "type"
+) -> list[dict[str, Any]]:
+    """Issued, live, revoked and uses per type, or per issuing department (civil servants)."""
+    stats = service.statistics(session, actor)
+    rows = service.issuer_statistics(stats) if by == "issuer" else stats
+    return [s.__dict__ for s in rows]

@@ -1034,6 +1034,18 @@ class TypeStats:
     live: int
     revoked: int
     uses: int
+    issuer_code: str = ""
+
+
+@dataclass(frozen=True)
+class IssuerStats:
+    issuer_code: str
+    issuer: str
+    types: int
+    issued: int
+    live: int
+    revoked: int
+    uses: int
 
 
 def statistics(session: Session, actor: Principal) -> list[TypeStats]:
@@ -1064,9 +1076,24 @@ def statistics(session: Session, actor: Principal) -> list[TypeStats]:
                 by[LicenceStatus.LIVE] + by[LicenceStatus.SUSPENDED],
                 by[LicenceStatus.REVOKED],
                 int(uses.get(kind.id, 0)),
+                kind.issuer.code,
             )
         )
     return out
+
+
+def issuer_statistics(stats: Sequence[TypeStats]) -> list[IssuerStats]:
+    """The per-type counts summed per issuing department, most issued first."""
+    groups: dict[str, list[TypeStats]] = {}
+    for row in stats:
+        groups.setdefault(row.issuer_code, []).append(row)
+    out = [
+        IssuerStats(code, rows[0].issuer, len(rows), sum(r.issued for r in rows),
+                    sum(r.live for r in rows), sum(r.revoked for r in rows),
+                    sum(r.uses for r in rows))
+        for code, rows in groups.items()
+    ]  # fmt: skip
+    return sorted(out, key=lambda r: (-r.issued, r.issuer_code))
 
 
 def find_licences(session: Session, actor: Principal, holder: str) -> list[Licence]:
