@@ -78,7 +78,9 @@ def test_a_department_with_a_grant_fetches_a_holders_licences_and_the_holder_see
         mine = service.my_licences(session, owner)
         assert [lic.holder_id for lic in mine] == [holder]
         uses = service.uses_of(session, mine[0])
-        assert [(u.kind, u.purpose) for u in uses] == [("fetch", "办理开户")]
+        assert [(u.kind, u.purpose, u.department) for u in uses] == [
+            ("fetch", "办理开户", bank_org.name)
+        ]
         # Another holder's licence is not found, the same as a missing one.
         with pytest.raises(NotFound):
             service.access_licence(session, owner, others)

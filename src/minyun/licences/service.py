@@ -853,16 +853,28 @@ def access_licence(session: Session, actor: Principal, licence_id: str) -> Licen
     return licence
 
 
-def uses_of(session: Session, licence: Licence) -> list[LicenceUse]:
-    """Who fetched or verified a licence, newest first (the holder sees who looked)."""
-    return list(
-        session.scalars(
-            select(LicenceUse)
-            .where(LicenceUse.licence_id == licence.id)
-            .order_by(LicenceUse.at.desc())
-            .limit(100)
-        )
-    )
+@dataclass(frozen=True)
+class UseSeen:
+    """One use of a licence as its holder sees it: when, how, who, why."""
+
+    at: datetime
+    kind: str  # fetch (a department, by grant) or verify
+    actor: str
+    purpose: str | None
+    department: str | None  # the name of the department that looked, if one did
+
+
+def uses_of(session: Session, licence: Licence) -> list[UseSeen]:
+    """Who fetched or verified a licence, newest first, by department name where a department
+    looked (the holder sees who looked)."""
+    rows = session.execute(
+        select(LicenceUse, Organization.name)
+        .outerjoin(Organization, Organization.id == LicenceUse.organization_id)
+        .where(LicenceUse.licence_id == licence.id)
+        .order_by(LicenceUse.at.desc(), LicenceUse.id.desc())
+        .limit(100)
+    ).all()
+    return [UseSeen(u.at, u.kind, u.actor, u.purpose, name) for u, name in rows]
 
 
 def holder_licences(
