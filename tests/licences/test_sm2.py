@@ -19,7 +19,7 @@ from minyun.licences import credentials as vc
 from minyun.licences import service
 from minyun.licences.models import Licence
 from minyun.orgs.models import Organization
-from tests.conftest import make_settings
+from tests.conftest import PostgresDatabases, make_settings
 from tests.licences import kit
 
 # The signature example on the recommended curve of GM/T 0003.5-2012 (GB/T 32918.5):
@@ -68,11 +68,15 @@ def test_an_sm2_jwk_names_its_curve_and_a_point_off_the_curve_is_refused() -> No
         vc.SM2PrivateKey(0)
 
 
-@pytest.fixture
-def sm2_node(tmp_path: Path) -> Iterator[Platform]:
-    """An embedded node of a national-standard deployment: issuers' first keys are SM2."""
-    settings = make_settings(tmp_path / "var", licence_key_algorithm="SM2")
-    platform = Platform.open(settings, run_jobs_here=False)
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sm2_node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
+    """A node of a national-standard deployment (issuers' first keys are SM2), embedded and
+    on PostgreSQL."""
+    overrides: dict[str, object] = {"licence_key_algorithm": "SM2"}
+    if request.param == "postgresql":
+        databases: PostgresDatabases = request.getfixturevalue("pg_databases")
+        overrides["database_url"] = databases.create()
+    platform = Platform.open(make_settings(tmp_path / "var", **overrides), run_jobs_here=False)
     platform.migrate()
     yield platform
     platform.close()
