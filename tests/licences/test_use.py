@@ -230,6 +230,10 @@ def test_statistics_count_per_type_and_per_issuing_department(
     by_issuer = http.get("/api/v1/licence-statistics", params={"by": "issuer"}, headers=bearer)
     assert by_issuer.status_code == 200, by_issuer.text
     assert [(r["issuer_code"], r["issued"]) for r in by_issuer.json()] == [(org.code, 2)]
+    # The issuer's client sees who looked at a licence (here: the verification above).
+    shown = http.get(f"/api/v1/licences/{first.id}", headers=bearer).json()
+    assert [u["kind"] for u in shown["uses"]] == ["verify"]
+    assert shown["uses"][0]["department"] == org.name
     assert (
         http.get("/api/v1/licence-statistics", params={"by": "x"}, headers=bearer).status_code
         == 422
