@@ -4,10 +4,12 @@ lists, rotation across algorithms, and every refusal the Ed25519 path gives."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -19,6 +21,7 @@ from minyun.licences import credentials as vc
 from minyun.licences import service
 from minyun.licences.models import Licence
 from minyun.orgs.models import Organization
+from minyun.web.app import create_app
 from tests.conftest import PostgresDatabases, make_settings
 from tests.licences import kit
 
@@ -221,3 +224,34 @@ def test_the_cli_makes_and_lists_sm2_keys(
         "key-2  Ed25519  active"
     )
     assert lines[-1] == "2 key(s)"
+
+
+@pytest.mark.parametrize("sm2_node", ["sqlite"], indirect=True)
+def test_the_public_verify_page_checks_sm2_credentials_and_says_why_it_refuses(
+    sm2_node: Platform, tmp_path: Path
+) -> None:
+    node = sm2_node
+    _issue_two(node, tmp_path)
+    token = _licences(node)[0].credential
+    payload = vc.peek(token)
+    assert payload is not None
+    confused = vc.Signer(vc.signing_key(b"\x07" * 32), _header(token)["kid"]).sign(payload)
+    head, body, signature = token.split(".")
+    changed = body[:10] + ("B" if body[10] != "B" else "C") + body[11:]
+    http = TestClient(create_app(node))
+
+    def check(credential: str) -> tuple[str | None, str]:
+        form = http.get("/licences/verify")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        page = http.post("/licences/verify", data={"credential": credential, "csrf": csrf[1]})
+        assert page.status_code == 200, page.text
+        outcome = re.search(r'data-outcome="(\w+)"', page.text)
+        return (outcome[1] if outcome else None), page.text
+
+    outcome, text = check(token)
+    assert outcome == "valid" and "营业执照" in text
+    outcome, text = check(f"{head}.{changed}.{signature}")
+    assert outcome == "forged" and "签名不符：签发后内容被改动。" in text
+    outcome, text = check(confused)
+    assert outcome == "forged" and "签名算法 Ed25519 与发证机关的该密钥不符。" in text
