@@ -54,9 +54,9 @@ class KeyAlgorithm(StrEnum):
 SM2_ALG = "SM2SM3"
 SM2_CURVE = "SM2"  # the JWK `crv` of the recommended curve sm2p256v1 (GB/T 32918.5)
 # The distinguishing identifier every signer and verifier uses unless they agreed another
-# (GM/T 0009-2012 §10, GB/T 35276): its length and bytes open Z_A.
+# (GM/T 0009-2012): its length and bytes open Z_A. gmssl hashes exactly this one into Z_A
+# (it takes no other); the standard's worked example in the tests holds it to that.
 SM2_UID = b"1234567812345678"
-ALGORITHMS = {KeyAlgorithm.ED25519: ALG, KeyAlgorithm.SM2: SM2_ALG}
 
 
 # --- did:web ----------------------------------------------------------------------------
