@@ -20,6 +20,11 @@ job changed (0: idempotent).
 Baseline, measured in the same run: `licences.sign_plain_per_s`, signing as many
 credentials of the same size with joserfc alone (no lake, no database), and
 `licences.issue_vs_sign_ratio`, the share of that speed issuance keeps.
+
+SM2 (an issuer of a national-standard deployment): `licences.sm2_sign_per_s` and
+`licences.sm2_verify_per_s`, signing and verifying the same credential as `SM2SM3` with
+minyun's gmssl-based signer, MINYUN_BENCH_SM2_CREDENTIALS of them (default 200): the bound
+an SM2 department's issuance and a verifier's checks cannot pass.
 """
 
 from __future__ import annotations
@@ -106,6 +111,26 @@ def _sign_plain(count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def _sm2_plain(count: int) -> tuple[float, float]:
+    """Credentials signed and verified per second with an SM2 key (no lake, no database)."""
+    key = vc.sm2_signing_key(b"\x01" * 32)
+    kid = "did:web:example.org#key-1"
+    signer = vc.Signer(key, kid)
+    document = {"@context": [vc.VC_CONTEXT], "id": "urn:uuid:0", "issuer": "did:web:example.org",
+                "validFrom": "2020-05-01T00:00:00Z", "iat": 0,
+                "credentialSubject": {"uscc": _uscc(1), "name": "闽云1有限公司"}}  # fmt: skip
+    started = time.perf_counter()
+    tokens = [signer.sign({**document, "id": f"urn:uuid:{i}"}) for i in range(count)]
+    signing = count / (time.perf_counter() - started)
+    verifier = vc.Verifier({kid: vc.TrustedKey(vc.public_jwk(key, kid))})
+    started = time.perf_counter()
+    outcomes = {verifier.verify(token).outcome for token in tokens}
+    verifying = count / (time.perf_counter() - started)
+    if outcomes != {vc.Outcome.VALID}:
+        raise RuntimeError(f"SM2 credentials did not verify: {outcomes}")
+    return signing, verifying
+
+
 def _check(node: Platform, code: str, type_code: str) -> tuple[int, int]:
     with unit_of_work(node.factory) as session:
         kind = service.get_type(session, type_code)
@@ -188,6 +213,9 @@ def run() -> dict[str, float]:
             followed = first + 5 * tenth
             issue_per_s = followed / issue_seconds
             plain = _sign_plain(min(followed, 20_000))
+            sm2_sign, sm2_verify = _sm2_plain(
+                int(os.environ.get("MINYUN_BENCH_SM2_CREDENTIALS", "200"))
+            )
             print(json.dumps(tallies, ensure_ascii=False))
         finally:
             node.close()
@@ -196,6 +224,8 @@ def run() -> dict[str, float]:
         "licences.issue_per_s": issue_per_s,
         "licences.sign_plain_per_s": plain,
         "licences.issue_vs_sign_ratio": issue_per_s / plain,
+        "licences.sm2_sign_per_s": sm2_sign,
+        "licences.sm2_verify_per_s": sm2_verify,
         "licences.duplicates": float(duplicates),
         "licences.orphans": float(orphans),
         "licences.rerun_changes": float(rerun.issued + rerun.reissued + rerun.revoked),

@@ -19,10 +19,10 @@ from tests.conftest import make_settings
 
 
 @contextmanager
-def live_node(var: Path) -> Iterator[tuple[Platform, str]]:
+def live_node(var: Path, **overrides: object) -> Iterator[tuple[Platform, str]]:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    node = Platform.open(make_settings(var, base_url=base), run_jobs_here=False)
+    node = Platform.open(make_settings(var, base_url=base, **overrides), run_jobs_here=False)
     node.migrate()
     server = uvicorn.Server(
         uvicorn.Config(create_app(node), host="127.0.0.1", port=port, log_level="warning")

@@ -78,7 +78,9 @@ def test_a_department_with_a_grant_fetches_a_holders_licences_and_the_holder_see
         mine = service.my_licences(session, owner)
         assert [lic.holder_id for lic in mine] == [holder]
         uses = service.uses_of(session, mine[0])
-        assert [(u.kind, u.purpose) for u in uses] == [("fetch", "办理开户")]
+        assert [(u.kind, u.purpose, u.department) for u in uses] == [
+            ("fetch", "办理开户", bank_org.name)
+        ]
         # Another holder's licence is not found, the same as a missing one.
         with pytest.raises(NotFound):
             service.access_licence(session, owner, others)
@@ -202,3 +204,37 @@ def test_api_cli_and_did_documents(issued: tuple[Platform, str, Principal, objec
     )
     checked = runner.invoke(app, ["licence", "verify", shown.output.strip()])
     assert checked.exit_code == 0 and checked.output.startswith("valid")
+
+
+def test_statistics_count_per_type_and_per_issuing_department(
+    issued: tuple[Platform, str, Principal, object],
+) -> None:
+    node, code, steward, org = issued
+    first = _licence(node, kit.row(1)["uscc"])
+    kit.define(node, steward, org, code, type_code="business-licence-copy")  # no licences yet
+    with unit_of_work(node.factory) as session:
+        service.verify(session, steward, first.credential)
+        service.change_status(session, steward, first.id, to="revoked", reason="吊销")
+    with unit_of_work(node.factory) as session:
+        stats = {s.code: s for s in service.statistics(session, steward)}
+        assert (stats["business-licence"].issued, stats["business-licence"].live,
+                stats["business-licence"].revoked, stats["business-licence"].uses) == (2, 1, 1, 1)  # fmt: skip
+        assert stats["business-licence-copy"].issued == 0
+        [department] = service.issuer_statistics(list(stats.values()))
+        assert (department.issuer_code, department.types, department.issued, department.live,
+                department.revoked, department.uses) == (org.code, 2, 2, 1, 1, 1)  # fmt: skip
+        with pytest.raises(Forbidden):
+            service.statistics(session, Principal(kind="user", name="c", account_kind="citizen"))
+    http = TestClient(create_app(node))
+    _client, bearer = factories.api_client_token(http, node, org.id, ["resource.read"])
+    by_issuer = http.get("/api/v1/licence-statistics", params={"by": "issuer"}, headers=bearer)
+    assert by_issuer.status_code == 200, by_issuer.text
+    assert [(r["issuer_code"], r["issued"]) for r in by_issuer.json()] == [(org.code, 2)]
+    # The issuer's client sees who looked at a licence (here: the verification above).
+    shown = http.get(f"/api/v1/licences/{first.id}", headers=bearer).json()
+    assert [u["kind"] for u in shown["uses"]] == ["verify"]
+    assert shown["uses"][0]["department"] == org.name
+    assert (
+        http.get("/api/v1/licence-statistics", params={"by": "x"}, headers=bearer).status_code
+        == 422
+    )

@@ -6,6 +6,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     # Folders a batch subscription may deliver into (separated by the OS path separator),
     # each with everything under it; empty: `<var_dir>/outbox` only.
     exchange_folders: str = ""
+    # What issuing departments' first e-licence keys sign with: Ed25519, or SM2 (GB/T 32918)
+    # for a national-standard deployment. A department changes its own by a key rotation.
+    licence_key_algorithm: Literal["Ed25519", "SM2"] = "Ed25519"
 
     @field_validator("database_url")
     @classmethod

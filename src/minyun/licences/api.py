@@ -25,6 +25,14 @@ OrgCode = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 LicenceId = Annotated[str, Path(max_length=40)]
 
 
+class UseRead(BaseModel):
+    at: datetime
+    kind: str
+    actor: str
+    purpose: str | None
+    department: str | None
+
+
 class LicenceRead(BaseModel):
     id: str
     type: str
@@ -39,6 +47,7 @@ class LicenceRead(BaseModel):
     issued_at: datetime
     data: dict[str, Any]
     credential: str | None = None
+    uses: list[UseRead] | None = None
 
     @classmethod
     def of(cls, licence: Licence, *, credential: bool = False) -> LicenceRead:
@@ -117,8 +126,11 @@ def mine(session: SessionDep, actor: ActorDep) -> list[LicenceRead]:
 
 @router.get("/api/v1/licences/{licence_id}", response_model=LicenceRead)
 def licence(licence_id: LicenceId, session: SessionDep, actor: ActorDep) -> LicenceRead:
-    """One licence, for its holder or its issuer."""
-    return LicenceRead.of(service.access_licence(session, actor, licence_id), credential=True)
+    """One licence, for its holder or its issuer, with who fetched or verified it."""
+    found = service.access_licence(session, actor, licence_id)
+    read = LicenceRead.of(found, credential=True)
+    read.uses = [UseRead(**use.__dict__) for use in service.uses_of(session, found)]
+    return read
 
 
 @router.get("/api/v1/licences/{licence_id}/credential")
@@ -210,6 +222,10 @@ def issue(
 
 
 @router.get("/api/v1/licence-statistics")
-def statistics(session: SessionDep, actor: ActorDep) -> list[dict[str, Any]]:
-    """Issued, live, revoked and uses per type (civil servants)."""
-    return [s.__dict__ for s in service.statistics(session, actor)]
+def statistics(
+    session: SessionDep, actor: ActorDep, by: Literal["type", "issuer"] = "type"
+) -> list[dict[str, Any]]:
+    """Issued, live, revoked and uses per type, or per issuing department (civil servants)."""
+    stats = service.statistics(session, actor)
+    rows = service.issuer_statistics(stats) if by == "issuer" else stats
+    return [s.__dict__ for s in rows]

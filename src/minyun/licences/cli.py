@@ -90,11 +90,34 @@ def verify(
 
 
 @licence_app.command("rotate-key")
-def rotate_key(org: Annotated[str, typer.Argument(help="the issuing organisation's code")]) -> None:
-    """Give an issuer a new signing key; licences signed with the old one keep verifying."""
+def rotate_key(
+    org: Annotated[str, typer.Argument(help="the issuing organisation's code")],
+    algorithm: Annotated[
+        str | None,
+        typer.Option(help="Ed25519, or SM2 (GB/T 32918); by default the kind the issuer has"),
+    ] = None,
+) -> None:
+    """Give an issuer a new signing key (its first, if it has none); licences signed with the
+    old one keep verifying."""
     with transaction() as session:
-        made = service.rotate_key(session, CLI, org)
-        console.print(f"{org}: now signing with {made.kid}", highlight=False)
+        made = service.rotate_key(session, CLI, org, algorithm=algorithm)
+        kid, kind = made.kid, service.algorithm_of(made)
+    console.print(f"{org}: now signing with {kid} ({kind})", highlight=False)
+
+
+@licence_app.command("keys")
+def keys(org: Annotated[str, typer.Argument(help="the issuing organisation's code")]) -> None:
+    """An issuer's keys, oldest first: id, algorithm, state and dates."""
+    with transaction() as session:
+        rows = [
+            (k.kid, service.algorithm_of(k), k.status, k.created_at, k.rotated_at, k.retired_at)
+            for k in service.issuer_keys(session, CLI, org)
+        ]
+    for kid, kind, status, made, rotated, retired in rows:
+        ended = retired or rotated
+        console.print(f"{kid}  {kind}  {status}  {made:%Y-%m-%d %H:%M}"
+                      + (f" – {ended:%Y-%m-%d %H:%M}" if ended else ""), highlight=False)  # fmt: skip
+    console.print(f"{len(rows)} key(s)")
 
 
 @licence_app.command("retire-key")

@@ -4,7 +4,9 @@ issuers' did:web documents, the W3C Bitstring Status List, and an offline verifi
 Nothing here touches the database: `service` gives it keys, subjects and status bits. A
 credential is a compact JWS whose protected header is `{"alg": "Ed25519", "kid": "<did>#key-n",
 "typ": "vc+jwt", "cty": "vc"}` and whose payload is the credential itself (VC-JOSE-COSE §3.1:
-no `vc` claim wrapper). Its `credentialStatus` names two entries of the issuer's status
+no `vc` claim wrapper). An issuer of a national-standard deployment signs with SM2 instead
+(GB/T 32918, `alg` "SM2SM3", decision 0013): the same JWS, the key a JWK of `kty` "EC" and
+`crv` "SM2". Its `credentialStatus` names two entries of the issuer's status
 lists (revocation, suspension) at the same index; each list is itself a `vc+jwt` signed by
 the issuer.
 """
@@ -12,8 +14,10 @@ the issuer.
 from __future__ import annotations
 
 import base64
+import binascii
 import gzip
 import json
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +27,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gmssl import sm2 as gmssl_sm2
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
@@ -35,6 +40,23 @@ ALG = "Ed25519"  # RFC 9864 fully-specified EdDSA over Ed25519 (verifiers also a
 LIST_BITS = 131_072
 STATUS_TTL = timedelta(minutes=5)  # a verifier may keep a status list this long
 PURPOSES = ("revocation", "suspension")
+
+
+class KeyAlgorithm(StrEnum):
+    """What an issuer's key signs with."""
+
+    ED25519 = "Ed25519"
+    SM2 = "SM2"  # GB/T 32918.2 signature with SM3 (GB/T 32905), for national-standard deployments
+
+
+# JOSE registers no SM2 algorithm: "SM2SM3" names the signature and its digest, as the fully
+# specified algorithms of RFC 9864 do (decision 0013).
+SM2_ALG = "SM2SM3"
+SM2_CURVE = "SM2"  # the JWK `crv` of the recommended curve sm2p256v1 (GB/T 32918.5)
+# The distinguishing identifier every signer and verifier uses unless they agreed another
+# (GM/T 0009-2012): its length and bytes open Z_A. gmssl hashes exactly this one into Z_A
+# (it takes no other); the standard's worked example in the tests holds it to that.
+SM2_UID = b"1234567812345678"
 
 
 # --- did:web ----------------------------------------------------------------------------
@@ -64,10 +86,152 @@ def signing_key(seed: bytes) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(seed[:32])
 
 
-def public_jwk(key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
-    """The public JWK of a signing key (RFC 8037), as the DID document lists it."""
+def public_jwk(key: Ed25519PrivateKey | SM2PrivateKey, kid: str) -> dict[str, Any]:
+    """The public JWK of a signing key (RFC 8037 for Ed25519), as the DID document lists it."""
+    if isinstance(key, SM2PrivateKey):
+        return key.public_key().jwk(kid)
     raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "kid": kid}
+
+
+def key_algorithm(jwk: Mapping[str, Any]) -> KeyAlgorithm | None:
+    """What a public JWK verifies: Ed25519, SM2, or None for a key of neither kind."""
+    if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+        return KeyAlgorithm.ED25519
+    if jwk.get("kty") == "EC" and jwk.get("crv") == SM2_CURVE:
+        return KeyAlgorithm.SM2
+    return None
+
+
+# --- SM2 (GB/T 32918) -------------------------------------------------------------------
+# The curve sm2p256v1 of GB/T 32918.5; the arithmetic is gmssl's.
+_CURVE = gmssl_sm2.default_ecc_table
+_P = int(_CURVE["p"], 16)
+_A = int(_CURVE["a"], 16)
+_B = int(_CURVE["b"], 16)
+_N = int(_CURVE["n"], 16)
+
+
+def _crypt(private_hex: str, public_hex: str) -> gmssl_sm2.CryptSM2:
+    crypt = gmssl_sm2.CryptSM2(private_key=private_hex, public_key="")
+    # Set after construction: the constructor strips a leading "04" with str.lstrip, which
+    # also eats any 0 or 4 the coordinates start with.
+    crypt.public_key = public_hex
+    return crypt
+
+
+@dataclass(frozen=True)
+class SM2PublicKey:
+    """A point of sm2p256v1, checked to lie on the curve."""
+
+    x: int
+    y: int
+
+    def __post_init__(self) -> None:
+        if (
+            not (0 <= self.x < _P and 0 <= self.y < _P)
+            or (self.y * self.y - (self.x**3 + _A * self.x + _B)) % _P
+        ):
+            raise ValueError("the point is not on the SM2 curve")
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> SM2PublicKey:
+        """The key of a JWK `{"kty": "EC", "crv": "SM2", "x", "y"}` (32-byte coordinates)."""
+        if key_algorithm(jwk) is not KeyAlgorithm.SM2:
+            raise ValueError("not an SM2 JWK")
+        coordinates = [_strict_b64(str(jwk.get(c, ""))) for c in ("x", "y")]
+        if any(len(c) != 32 for c in coordinates):
+            raise ValueError("an SM2 JWK's coordinates are 32 bytes each")
+        return cls(*(int.from_bytes(c, "big") for c in coordinates))
+
+    def jwk(self, kid: str) -> dict[str, Any]:
+        """The public JWK, pinned to `SM2SM3` (RFC 7517 `alg`) so no verifier tries ECDSA."""
+        return {"kty": "EC", "crv": SM2_CURVE, "alg": SM2_ALG,
+                "x": b64url(self.x.to_bytes(32, "big")), "y": b64url(self.y.to_bytes(32, "big")),
+                "kid": kid}  # fmt: skip
+
+    @property
+    def hex(self) -> str:
+        return f"{self.x:064x}{self.y:064x}"
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether `signature` (r ‖ s, 32 bytes each) is an SM2 signature of `message` by
+        this key: e = SM3(Z_A ‖ message), Z_A over the default user id (GB/T 32918.2 §7)."""
+        if len(signature) != 64:
+            return False
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        if not (0 < r < _N and 0 < s < _N):  # GB/T 32918.2 §7.1 B1, B2
+            return False
+        try:
+            return bool(_crypt("", self.hex).verify_with_sm3(signature.hex(), message))
+        except (TypeError, ValueError):  # t·P_A + s·G at infinity
+            return False
+
+
+class SM2PrivateKey:
+    """An SM2 signing key d ∈ [1, n-2] (GB/T 32918.1 §6.1)."""
+
+    def __init__(self, d: int) -> None:
+        if not 0 < d < _N - 1:
+            raise ValueError("an SM2 private key lies in [1, n-2]")
+        self._d = d
+        point = gmssl_sm2.CryptSM2(private_key="", public_key="")._kg(d, _CURVE["g"])
+        self._public = SM2PublicKey(int(point[:64], 16), int(point[64:], 16))
+        self._crypt = _crypt(f"{d:064x}", self._public.hex)
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> SM2PrivateKey:
+        """The key of a 32-byte seed (an issuer's keys are derived from the node key)."""
+        return cls(1 + int.from_bytes(seed[:32], "big") % (_N - 2))
+
+    def public_key(self) -> SM2PublicKey:
+        return self._public
+
+    def sign(self, message: bytes, *, nonce: int | None = None) -> bytes:
+        """r ‖ s of `message` (GB/T 32918.2 §6.1), with the default user id. The nonce k is
+        drawn from `secrets` (gmssl's own comes from `random`); `nonce` is for the standard's
+        worked example only."""
+        while True:
+            k = nonce if nonce is not None else 1 + secrets.randbelow(_N - 1)
+            signed = self._crypt.sign_with_sm3(message, f"{k:064x}")
+            if signed:  # None when r = 0, r + k = n or s = 0: draw again
+                return bytes.fromhex(signed)
+            if nonce is not None:
+                raise ValueError("this nonce gives no signature")
+
+
+def sm2_signing_key(seed: bytes) -> SM2PrivateKey:
+    """An SM2 key from a 32-byte seed."""
+    return SM2PrivateKey.from_seed(seed)
+
+
+def _strict_b64(text: str) -> bytes:
+    """base64url without padding, refusing any other spelling of the same bytes (a changed
+    character must never decode to the same signature)."""
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64url") from exc
+    if b64url(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+def _sm2_compact(header: Mapping[str, Any], payload: bytes, key: SM2PrivateKey) -> str:
+    signing_input = (
+        b64url(json.dumps(header, separators=(",", ":")).encode()) + "." + b64url(payload)
+    )
+    return signing_input + "." + b64url(key.sign(signing_input.encode("ascii")))
+
+
+def _sm2_open(token: str, jwk: Mapping[str, Any]) -> bytes:
+    """The payload of an SM2-signed compact JWS; ValueError when the signature fails."""
+    head, body, signature = token.split(".")
+    if not SM2PublicKey.from_jwk(jwk).verify(
+        f"{head}.{body}".encode("ascii"), _strict_b64(signature)
+    ):
+        raise ValueError("the signature does not match")
+    return _strict_b64(body)
 
 
 def did_document(did: str, keys: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -106,17 +270,20 @@ def _okp(key: Ed25519PrivateKey | dict[str, Any]) -> OKPKey:
 
 
 class Signer:
-    """Signs documents as `vc+jwt` with one issuer key; keeps its imported JWK."""
+    """Signs documents as `vc+jwt` with one issuer key (Ed25519 or SM2)."""
 
-    def __init__(self, key: Ed25519PrivateKey, kid: str) -> None:
+    def __init__(self, key: Ed25519PrivateKey | SM2PrivateKey, kid: str) -> None:
         self.kid = kid
-        self._jwk = _okp(key)
+        self._key: SM2PrivateKey | OKPKey = key if isinstance(key, SM2PrivateKey) else _okp(key)
+        self.alg = SM2_ALG if isinstance(key, SM2PrivateKey) else ALG
 
     def sign(self, document: Mapping[str, Any]) -> str:
         """The compact JWS of `document` (the credential is the payload)."""
-        header = {"alg": ALG, "kid": self.kid, "typ": TYP, "cty": "vc"}
+        header = {"alg": self.alg, "kid": self.kid, "typ": TYP, "cty": "vc"}
         payload = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-        return jws.serialize_compact(header, payload, self._jwk, algorithms=[ALG])
+        if isinstance(self._key, SM2PrivateKey):
+            return _sm2_compact(header, payload, self._key)
+        return jws.serialize_compact(header, payload, self._key, algorithms=[ALG])
 
 
 def iso(moment: datetime) -> str:
@@ -294,17 +461,22 @@ class Verifier:
         if not isinstance(header, dict) or header.get("typ") != TYP:
             return Verification(Outcome.FORGED, "not a vc+jwt credential")
         kid = str(header.get("kid", ""))
-        if header.get("alg") not in (ALG, "EdDSA"):
-            return Verification(Outcome.FORGED, f"algorithm {header.get('alg')} is not accepted")
+        alg = header.get("alg")
+        if alg not in (ALG, "EdDSA", SM2_ALG):
+            return Verification(Outcome.FORGED, f"algorithm {alg} is not accepted")
         known = self.keys.get(kid)
         if known is None:
             return Verification(Outcome.FORGED, "signed by a key no trusted issuer holds", kid=kid)
         if known.status == "retired":
             return Verification(Outcome.FORGED, "signed by a retired key", kid=kid)
+        # The key decides the algorithm: an SM2 key verifies SM2SM3 only, an Ed25519 key EdDSA.
+        if (alg == SM2_ALG) != (key_algorithm(known.jwk) is KeyAlgorithm.SM2):
+            return Verification(Outcome.FORGED, f"the key does not sign with {alg}", kid=kid)
         try:
-            payload = jws.deserialize_compact(
-                token, _okp(known.jwk), algorithms=[str(header["alg"])]
-            ).payload
+            if alg == SM2_ALG:
+                payload = _sm2_open(token, known.jwk)
+            else:
+                payload = jws.deserialize_compact(token, _okp(known.jwk), algorithms=[alg]).payload
             credential = json.loads(payload)
         except (JoseError, ValueError):
             return Verification(Outcome.FORGED, "the signature does not match", kid=kid)

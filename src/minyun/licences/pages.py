@@ -4,6 +4,7 @@ verifier, and the issuers' statistics. Every page calls `minyun.licences.service
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -74,6 +75,8 @@ wording.sentence(r"the signature does not match",
 wording.sentence(r"signed by a key no trusted issuer holds",
                  N_("It was signed by a key no issuer of this node holds."))  # fmt: skip
 wording.sentence(r"signed by a retired key", N_("It was signed by a key its issuer withdrew."))
+wording.sentence(r"the key does not sign with (?P<alg>\S+)",
+                 N_("It was signed with %(alg)s, which its issuer's key does not use."))  # fmt: skip
 wording.sentence(r"the status list (?P<url>\S+) cannot be fetched",
                  N_("Its status list cannot be fetched: its status is unknown."))  # fmt: skip
 wording.sentence(r"licence (?P<id>\S+) is (?P<now>\w+); it cannot become (?P<to>\w+)",
@@ -102,14 +105,20 @@ def home(request: Request, session: SessionDep, actor: PageActorDep) -> Response
             states=STATES,
         )
     stats = service.statistics(session, actor)
-    chart = {
-        "types": [s.name for s in stats],
-        "issued": [s.issued for s in stats],
-        "live": [s.live for s in stats],
-        "revoked": [s.revoked for s in stats],
-        "uses": [s.uses for s in stats],
+    issuers = service.issuer_statistics(stats)
+    return render(request, "licences/stats.html", stats=stats, chart=_chart(stats),
+                  issuers=issuers, issuer_chart=_chart(issuers))  # fmt: skip
+
+
+def _chart(rows: Sequence[service.TypeStats] | Sequence[service.IssuerStats]) -> dict[str, Any]:
+    """One bar chart's data: a category per row (a kind's or a department's name)."""
+    return {
+        "types": [r.name if isinstance(r, service.TypeStats) else r.issuer for r in rows],
+        "issued": [r.issued for r in rows],
+        "live": [r.live for r in rows],
+        "revoked": [r.revoked for r in rows],
+        "uses": [r.uses for r in rows],
     }
-    return render(request, "licences/stats.html", stats=stats, chart=chart)
 
 
 @router.get("/licences/verify", response_class=HTMLResponse)

@@ -91,12 +91,40 @@ def list_url(session: Session, org: Organization, purpose: str) -> str:
     return f"{settings_of(session).base_url}/licences/status/{org.code}/{purpose}"
 
 
-def _private(session: Session, org_id: int, generation: int) -> Any:
-    return vc.signing_key(_node_key(session).derive(f"licence-issuer:{org_id}:{generation}"))
+def _seed(session: Session, org_id: int, generation: int, algorithm: vc.KeyAlgorithm) -> bytes:
+    # One derivation label per algorithm: a key of one kind never shares a secret with another.
+    label = "licence-issuer" if algorithm is vc.KeyAlgorithm.ED25519 else "licence-issuer-sm2"
+    return _node_key(session).derive(f"{label}:{org_id}:{generation}")
 
 
-def _active_key(session: Session, org: Organization) -> IssuerKey:
-    """The issuer's signing key, made on first use."""
+def _private(seed: bytes, algorithm: vc.KeyAlgorithm) -> Any:
+    if algorithm is vc.KeyAlgorithm.SM2:
+        return vc.sm2_signing_key(seed)
+    return vc.signing_key(seed)
+
+
+def algorithm_of(key: IssuerKey) -> vc.KeyAlgorithm:
+    """What an issuer key signs with, read from its public JWK."""
+    found = vc.key_algorithm(key.public_jwk)
+    if found is None:
+        raise Conflict(f"issuer key {key.kid} is of no known kind")
+    return found
+
+
+def _algorithm(value: str) -> vc.KeyAlgorithm:
+    try:
+        return vc.KeyAlgorithm(value)
+    except ValueError:
+        raise Invalid(
+            f"a key signs with Ed25519 or SM2, not {value!r}", field="algorithm"
+        ) from None
+
+
+def _active_key(
+    session: Session, org: Organization, algorithm: vc.KeyAlgorithm | None = None
+) -> IssuerKey:
+    """The issuer's signing key, made on first use: of `algorithm`, else of the kind of its
+    latest key, else of the node's `licence_key_algorithm`."""
     key = session.scalars(
         select(IssuerKey).where(
             IssuerKey.organization_id == org.id, IssuerKey.status == KeyStatus.ACTIVE
@@ -104,14 +132,20 @@ def _active_key(session: Session, org: Organization) -> IssuerKey:
     ).first()
     if key is not None:
         return key
-    generation = 1 + int(
-        session.scalar(
-            select(func.max(IssuerKey.generation)).where(IssuerKey.organization_id == org.id)
-        )
-        or 0
+    latest = session.scalars(
+        select(IssuerKey)
+        .where(IssuerKey.organization_id == org.id)
+        .order_by(IssuerKey.generation.desc())
+    ).first()
+    generation = 1 + (latest.generation if latest is not None else 0)
+    kind = algorithm or (
+        algorithm_of(latest)
+        if latest is not None
+        else _algorithm(settings_of(session).licence_key_algorithm)
     )
     fragment = f"key-{generation}"
-    jwk = vc.public_jwk(_private(session, org.id, generation), f"{did_of(session, org)}#{fragment}")
+    private = _private(_seed(session, org.id, generation, kind), kind)
+    jwk = vc.public_jwk(private, f"{did_of(session, org)}#{fragment}")
     try:
         with session.begin_nested():
             session.add(IssuerKey(organization_id=org.id, generation=generation, kid=fragment,
@@ -126,27 +160,51 @@ def _active_key(session: Session, org: Organization) -> IssuerKey:
 
 
 @lru_cache(maxsize=64)
-def _signer(seed: bytes, kid: str) -> vc.Signer:
-    return vc.Signer(vc.signing_key(seed), kid)
+def _signer(seed: bytes, kid: str, algorithm: vc.KeyAlgorithm) -> vc.Signer:
+    return vc.Signer(_private(seed, algorithm), kid)
 
 
 def signer_for(session: Session, org: Organization) -> vc.Signer:
     key = _active_key(session, org)
-    seed = _node_key(session).derive(f"licence-issuer:{org.id}:{key.generation}")
-    return _signer(seed, f"{did_of(session, org)}#{key.kid}")
+    kind = algorithm_of(key)
+    seed = _seed(session, org.id, key.generation, kind)
+    return _signer(seed, f"{did_of(session, org)}#{key.kid}", kind)
 
 
-def rotate_key(session: Session, actor: Principal, org_code: str) -> IssuerKey:
-    """A new signing key for the issuer; the old one stops signing, what it signed verifies."""
+def rotate_key(
+    session: Session, actor: Principal, org_code: str, *, algorithm: str | None = None
+) -> IssuerKey:
+    """A new signing key for the issuer, of `algorithm` (Ed25519 or SM2; by default the kind
+    it has): the old one stops signing, what it signed verifies. An issuer without a key gets
+    its first one."""
     org = _managed_org(session, actor, org_code)
-    old = _active_key(session, org)
-    old.status = KeyStatus.ROTATED
-    old.rotated_at = clock.now()
-    session.flush()
-    new = _active_key(session, org)
+    kind = _algorithm(algorithm) if algorithm is not None else None
+    old = session.scalars(
+        select(IssuerKey).where(
+            IssuerKey.organization_id == org.id, IssuerKey.status == KeyStatus.ACTIVE
+        )
+    ).first()
+    if old is not None:
+        old.status = KeyStatus.ROTATED
+        old.rotated_at = clock.now()
+        session.flush()
+    new = _active_key(session, org, kind)
     audit.record(session, actor, "licence.key.rotate", target=org.code, target_type="organization",
-                 detail=json.dumps({"from": old.kid, "to": new.kid}))  # fmt: skip
+                 detail=json.dumps({"from": old.kid if old else None, "to": new.kid,
+                                    "algorithm": algorithm_of(new)}))  # fmt: skip
     return new
+
+
+def issuer_keys(session: Session, actor: Principal, org_code: str) -> list[IssuerKey]:
+    """The issuer's keys, oldest first, with their kind and state (its stewards or an admin)."""
+    org = _managed_org(session, actor, org_code)
+    return list(
+        session.scalars(
+            select(IssuerKey)
+            .where(IssuerKey.organization_id == org.id)
+            .order_by(IssuerKey.generation)
+        )
+    )
 
 
 def retire_key(session: Session, actor: Principal, org_code: str, kid: str, *, reason: str) -> None:
@@ -795,16 +853,28 @@ def access_licence(session: Session, actor: Principal, licence_id: str) -> Licen
     return licence
 
 
-def uses_of(session: Session, licence: Licence) -> list[LicenceUse]:
-    """Who fetched or verified a licence, newest first (the holder sees who looked)."""
-    return list(
-        session.scalars(
-            select(LicenceUse)
-            .where(LicenceUse.licence_id == licence.id)
-            .order_by(LicenceUse.at.desc())
-            .limit(100)
-        )
-    )
+@dataclass(frozen=True)
+class UseSeen:
+    """One use of a licence as its holder sees it: when, how, who, why."""
+
+    at: datetime
+    kind: str  # fetch (a department, by grant) or verify
+    actor: str
+    purpose: str | None
+    department: str | None  # the name of the department that looked, if one did
+
+
+def uses_of(session: Session, licence: Licence) -> list[UseSeen]:
+    """Who fetched or verified a licence, newest first, by department name where a department
+    looked (the holder sees who looked)."""
+    rows = session.execute(
+        select(LicenceUse, Organization.name)
+        .outerjoin(Organization, Organization.id == LicenceUse.organization_id)
+        .where(LicenceUse.licence_id == licence.id)
+        .order_by(LicenceUse.at.desc(), LicenceUse.id.desc())
+        .limit(100)
+    ).all()
+    return [UseSeen(u.at, u.kind, u.actor, u.purpose, name) for u, name in rows]
 
 
 def holder_licences(
@@ -976,6 +1046,18 @@ class TypeStats:
     live: int
     revoked: int
     uses: int
+    issuer_code: str = ""
+
+
+@dataclass(frozen=True)
+class IssuerStats:
+    issuer_code: str
+    issuer: str
+    types: int
+    issued: int
+    live: int
+    revoked: int
+    uses: int
 
 
 def statistics(session: Session, actor: Principal) -> list[TypeStats]:
@@ -1006,9 +1088,24 @@ def statistics(session: Session, actor: Principal) -> list[TypeStats]:
                 by[LicenceStatus.LIVE] + by[LicenceStatus.SUSPENDED],
                 by[LicenceStatus.REVOKED],
                 int(uses.get(kind.id, 0)),
+                kind.issuer.code,
             )
         )
     return out
+
+
+def issuer_statistics(stats: Sequence[TypeStats]) -> list[IssuerStats]:
+    """The per-type counts summed per issuing department, most issued first."""
+    groups: dict[str, list[TypeStats]] = {}
+    for row in stats:
+        groups.setdefault(row.issuer_code, []).append(row)
+    out = [
+        IssuerStats(code, rows[0].issuer, len(rows), sum(r.issued for r in rows),
+                    sum(r.live for r in rows), sum(r.revoked for r in rows),
+                    sum(r.uses for r in rows))
+        for code, rows in groups.items()
+    ]  # fmt: skip
+    return sorted(out, key=lambda r: (-r.issued, r.issuer_code))
 
 
 def find_licences(session: Session, actor: Principal, holder: str) -> list[Licence]:
