@@ -17,15 +17,25 @@ from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
 from minyun.subjects.models import SubjectModel
-from minyun.subjects.synth import SOURCES, Source, person_schema, person_sources
+from minyun.subjects.synth import (
+    ENTERPRISE_SOURCES,
+    SOURCES,
+    EnterpriseSource,
+    Source,
+    enterprise_schema,
+    enterprise_sources,
+    person_schema,
+    person_sources,
+)
 from tests.factories import make_org
 from tests.ingest.loadkit import load
 
 _n = itertools.count(1)
 
 
-def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
+def make_source(node: Platform, source: Source | EnterpriseSource) -> tuple[str, Principal]:
     """The source's resource (published, conditionally shared) and a steward of its department."""
+    descriptor = person_schema(source) if isinstance(source, Source) else enterprise_schema(source)
     with unit_of_work(node.factory) as session:
         org = make_org(session, name=f"{source.department}{next(_n)}")
         resource = Resource(
@@ -36,7 +46,7 @@ def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
         session.add(resource)
         session.flush()
         session.add(
-            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=person_schema(source),
+            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=descriptor,
                            change="initial", created_by="test")
         )  # fmt: skip
         steward = Principal(
@@ -86,6 +96,22 @@ def load_population(
     tables, truth = person_sources(n, seed=seed)
     stewards = {}
     for source in SOURCES:
+        code, steward = make_source(node, source)
+        stewards[code] = steward
+        job = finished(
+            node, load(node, steward, code, write_csv(tables[code], work / f"{code}.csv"))
+        )
+        assert job.state == "succeeded", (job.state, job.error, job.result)
+    return tables, truth, stewards
+
+
+def load_enterprises(
+    node: Platform, work: Path, n: int, *, seed: int = 7
+) -> tuple[dict[str, pa.Table], pa.Table, dict[str, Principal]]:
+    """The enterprise sources loaded as resources; their tables, the truth, each one's steward."""
+    tables, truth = enterprise_sources(n, seed=seed)
+    stewards = {}
+    for source in ENTERPRISE_SOURCES:
         code, steward = make_source(node, source)
         stewards[code] = steward
         job = finished(
