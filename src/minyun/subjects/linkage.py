@@ -402,13 +402,14 @@ class Model:
 def _spark_api() -> Any:
     from splink.backends.spark import SparkAPI
 
+    from minyun.subjects.spark import local as spark_local
     from minyun.subjects.spark import session
 
     # The comparisons use Spark's own functions only: no similarity jar to register.
     return SparkAPI(  # type: ignore[no-untyped-call]
         spark_session=session(),
         break_lineage_method="persist",
-        num_partitions_on_repartition=2,
+        num_partitions_on_repartition=1 if spark_local() else 2,
         register_udfs_automatically=False,
     )
 
@@ -587,8 +588,10 @@ def assign_ids(
     """Subject ids for new clusters, keeping the previous ones where they continue.
 
     `clusters` has `uid, cluster_id`; `previous` has `uid, subject_id` (the last run's).
-    Each previous subject is carried by the cluster holding most of its rows, and a cluster
-    carrying several keeps the one with most rows there (the others were merged into it);
+    The rule: each previous subject is carried by the cluster holding most of its rows (on a
+    tie, the one holding its smallest `uid`), so when a subject splits the larger part keeps
+    the id and the others are recorded as split off it; a cluster carrying several keeps the
+    one with most rows there (on a tie the oldest id) and the others are merged into it;
     every other cluster gets a new id `<prefix><number>` from `next_number` on.
     Returns `(uid, subject_id)` and the changes `(kind, subject_id, other_id, rows)`.
     """
@@ -609,16 +612,30 @@ CREATE TEMP TABLE joined AS
     SELECT c.uid, CAST(c.cluster_id AS VARCHAR) AS cluster_id, p.subject_id
     FROM clusters c LEFT JOIN previous p USING (uid);
 CREATE TEMP TABLE counts AS
-    SELECT cluster_id, subject_id, count(*) AS n FROM joined
+    SELECT cluster_id, subject_id, count(*) AS n, min(uid) AS first_uid FROM joined
     WHERE subject_id IS NOT NULL GROUP BY cluster_id, subject_id;
 CREATE TEMP TABLE subject_home AS
     SELECT subject_id, cluster_id, n FROM (
-        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, cluster_id) AS r
+        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, first_uid) AS r
         FROM counts) WHERE r = 1;
-CREATE TEMP TABLE kept AS
+CREATE TEMP TABLE kept_first AS
     SELECT cluster_id, subject_id FROM (
         SELECT *, row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, subject_id) AS r
         FROM subject_home) WHERE r = 1;
+-- A subject whose best cluster went to a larger one lives on in its next best cluster that is
+-- still free (its part left behind), if it has one; otherwise it was merged.
+CREATE TEMP TABLE second_home AS
+    SELECT subject_id, cluster_id, n FROM (
+        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, first_uid) AS r
+        FROM counts
+        WHERE subject_id NOT IN (SELECT subject_id FROM kept_first)
+          AND cluster_id NOT IN (SELECT cluster_id FROM kept_first)) WHERE r = 1;
+CREATE TEMP TABLE kept AS
+    SELECT cluster_id, subject_id FROM kept_first
+    UNION ALL
+    SELECT cluster_id, subject_id FROM (
+        SELECT *, row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, subject_id) AS r
+        FROM second_home) WHERE r = 1;
 CREATE TEMP TABLE fresh AS
     SELECT cluster_id, '{prefix}' || lpad(CAST({start} - 1 + row_number() OVER (ORDER BY first_uid)
         AS VARCHAR), 10, '0') AS subject_id
