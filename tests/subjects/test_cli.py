@@ -28,6 +28,7 @@ def test_resolve_then_write_the_links_file(var: Path, tmp_path: Path) -> None:
     out = tmp_path / "links.csv"
     result = runner.invoke(app, ["subjects", "links", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[0] == "resource,row_key,subject_id"
     with out.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["resource", "row_key", "subject_id"]

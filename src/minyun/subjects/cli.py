@@ -81,7 +81,11 @@ def links(
 
     with transaction() as session:
         table = service.links_table(session, CLI, kind=kind)
-    pacsv.write_csv(table, out)
+    # The header exactly `resource,row_key,subject_id` (Arrow quotes header names); values
+    # quoted only where they need it.
+    with out.open("wb") as f:
+        f.write((",".join(table.column_names) + "\n").encode())
+        pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     console.print(f"{table.num_rows} links written to {out}", highlight=False)
 
 

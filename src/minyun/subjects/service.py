@@ -15,7 +15,7 @@ once and are replayed by every later run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -412,7 +412,14 @@ def _incremental(
     subject_of = dict(
         zip(involved["uid"].to_pylist(), involved["subject_id"].to_pylist(), strict=True)
     )
-    clusters = _components(strong, subject_of, [*subject_of, *new_uids.to_pylist()])
+    apart = session.execute(
+        select(SubjectReview.left_uid, SubjectReview.right_uid).where(
+            SubjectReview.kind == kind, SubjectReview.status == ReviewStatus.SPLIT
+        )
+    ).all()
+    clusters = _components(
+        strong, subject_of, [*subject_of, *new_uids.to_pylist()], apart=[tuple(p) for p in apart]
+    )
     assigned, changes = linkage.assign_ids(
         clusters,
         pa.concat_tables([involved, moved]),
@@ -422,8 +429,18 @@ def _incremental(
     return pa.concat_tables([untouched, assigned.select(["uid", "subject_id"])]), changes, pairs
 
 
-def _components(strong: pa.Table, subject_of: dict[str, str], uids: list[str]) -> pa.Table:
-    """Connected components of the strong pairs, a previous subject's rows counting as one."""
+def _components(
+    strong: pa.Table,
+    subject_of: dict[str, str],
+    uids: list[str],
+    *,
+    apart: Sequence[tuple[str, str]] = (),
+) -> pa.Table:
+    """Connected components of the strong pairs, a previous subject's rows counting as one.
+
+    Pairs are joined most likely first, and never so that two rows a steward split (`apart`)
+    end up in one component: a new row matching both sides joins the likelier one.
+    """
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -435,10 +452,13 @@ def _components(strong: pa.Table, subject_of: dict[str, str], uids: list[str]) -
     def node(uid: str) -> str:
         return f"s:{subject_of[uid]}" if uid in subject_of else f"r:{uid}"
 
-    for left, right in zip(strong["uid_l"].to_pylist(), strong["uid_r"].to_pylist(), strict=True):
+    kept_apart = [(node(a), node(b)) for a, b in apart]
+    ordered = strong.sort_by([("match_probability", "descending")])
+    for left, right in zip(ordered["uid_l"].to_pylist(), ordered["uid_r"].to_pylist(), strict=True):
         a, b = find(node(left)), find(node(right))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        if a == b or any({find(x), find(y)} == {a, b} for x, y in kept_apart):
+            continue
+        parent[max(a, b)] = min(a, b)
     return pa.table(
         {"uid": pa.array(uids, pa.string()), "cluster_id": [find(node(u)) for u in uids]}
     )
