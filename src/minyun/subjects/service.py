@@ -418,7 +418,10 @@ def _incremental(
         )
     ).all()
     clusters = _components(
-        strong, subject_of, [*subject_of, *new_uids.to_pylist()], apart=[tuple(p) for p in apart]
+        strong,
+        subject_of,
+        [*subject_of, *new_uids.to_pylist()],
+        apart=[(str(a), str(b)) for a, b in apart],
     )
     assigned, changes = linkage.assign_ids(
         clusters,
