@@ -6,6 +6,7 @@ import secrets
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,9 @@ class Settings(BaseSettings):
     # Folders a batch subscription may deliver into (separated by the OS path separator),
     # each with everything under it; empty: `<var_dir>/outbox` only.
     exchange_folders: str = ""
+    # The engine of entity resolution (`minyun subjects resolve`): DuckDB in-process, or Apache
+    # Spark (local, or the cluster SPARK_MASTER names) at province scale. Same model, same job.
+    subjects_engine: Literal["duckdb", "spark"] = "duckdb"
 
     @field_validator("database_url")
     @classmethod
