@@ -33,9 +33,14 @@ from tests.ingest.loadkit import load
 _n = itertools.count(1)
 
 
-def make_source(node: Platform, source: Source | EnterpriseSource) -> tuple[str, Principal]:
+def make_source(
+    node: Platform, source: Source | EnterpriseSource, descriptor: dict[str, Any] | None = None
+) -> tuple[str, Principal]:
     """The source's resource (published, conditionally shared) and a steward of its department."""
-    descriptor = person_schema(source) if isinstance(source, Source) else enterprise_schema(source)
+    if descriptor is None:
+        descriptor = (
+            person_schema(source) if isinstance(source, Source) else enterprise_schema(source)
+        )
     with unit_of_work(node.factory) as session:
         org = make_org(session, name=f"{source.department}{next(_n)}")
         resource = Resource(

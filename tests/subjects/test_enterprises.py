@@ -146,3 +146,39 @@ def test_a_full_enterprise_run_through_the_lake_gives_stable_e_ids(
     with unit_of_work(node.factory) as session:
         again = service.resolve(session, node.lake, SYSTEM, kind="enterprise")
         assert again.mode == "unchanged"
+
+
+def test_the_demo_enterprise_resources_link_by_their_keys(node: Platform, tmp_path: Path) -> None:
+    from minyun.demo.resources import RESOURCES, build_table
+    from minyun.subjects.synth import EnterpriseNoise, EnterpriseSource
+    from tests.ingest.loadkit import load
+    from tests.subjects.kit import finished, make_source, write_csv
+
+    linking = [r for r in RESOURCES if parse_schema(r.schema()).subject_kind == "enterprise"]
+    assert {r.code for r in linking} >= {"amr-enterprise-registration", "eco-key-polluters"}
+    loaded: dict[str, pa.Table] = {}
+    for demo in linking:
+        source = EnterpriseSource(demo.code, demo.name, demo.provider, 1.0, (), EnterpriseNoise())
+        code, steward = make_source(node, source, demo.schema())
+        table = build_table(demo)
+        job = finished(node, load(node, steward, code, write_csv(table, tmp_path / f"{code}.csv")))
+        assert job.state == "succeeded", job.error
+        loaded[code] = table
+    with unit_of_work(node.factory) as session:
+        run = service.resolve(session, node.lake, SYSTEM, kind="enterprise")
+        assert run.stats["resources"] == len(linking)
+    with unit_of_work(node.factory) as session:
+        links = service.links_table(session, SYSTEM, kind="enterprise")
+    assert links.num_rows > 0
+    # A credit code names one enterprise: every resource's row with it is in one subject.
+    by_code: dict[str, set[str]] = {}
+    keys = list(zip(links["resource"].to_pylist(), links["row_key"].to_pylist(), strict=True))
+    for (_, key), subject in zip(keys, links["subject_id"].to_pylist(), strict=True):
+        by_code.setdefault(key, set()).add(subject)
+    assert all(len(subjects) == 1 for subjects in by_code.values())
+    # ...and different codes are different enterprises (the demo's are all distinct).
+    assert len(set(links["subject_id"].to_pylist())) == len(by_code)
+    holders: dict[str, set[str]] = {}
+    for resource, key in keys:
+        holders.setdefault(key, set()).add(resource)
+    assert sum(len(h) > 1 for h in holders.values()) > 100  # many held by several departments
