@@ -70,10 +70,22 @@ def _trained_person_model() -> dict[str, Any]:
     return linkage.train(linkage.features(records, "person"), "person").settings_json
 
 
-def seed_model(node: Platform) -> None:
-    """A person model trained once per test process, stored as the node's (saves training)."""
+@functools.cache
+def _trained_enterprise_model() -> dict[str, Any]:
+    from minyun.subjects import linkage
+    from tests.subjects.test_enterprises import _records
+
+    tables, _ = enterprise_sources(400, seed=21)
+    return linkage.train(
+        linkage.features(_records(tables), "enterprise"), "enterprise"
+    ).settings_json
+
+
+def seed_model(node: Platform, kind: str = "person") -> None:
+    """A model trained once per test process, stored as the node's (saves training)."""
+    trained = _trained_person_model() if kind == "person" else _trained_enterprise_model()
     with unit_of_work(node.factory) as session:
-        session.add(SubjectModel(kind="person", settings=_trained_person_model(), trained_on=0))
+        session.add(SubjectModel(kind=kind, settings=trained, trained_on=0))
 
 
 def finished(node: Platform, job: jobs.Job, timeout: float = 120) -> jobs.Job:
@@ -111,9 +123,12 @@ def load_population(
 
 
 def load_enterprises(
-    node: Platform, work: Path, n: int, *, seed: int = 7
+    node: Platform, work: Path, n: int, *, seed: int = 7, model: bool = True
 ) -> tuple[dict[str, pa.Table], pa.Table, dict[str, Principal]]:
-    """The enterprise sources loaded as resources; their tables, the truth, each one's steward."""
+    """The enterprise sources loaded as resources; their tables, the truth, each one's steward.
+    With `model`, the node gets a trained enterprise model, so runs do not train."""
+    if model:
+        seed_model(node, "enterprise")
     tables, truth = enterprise_sources(n, seed=seed)
     stewards = {}
     for source in ENTERPRISE_SOURCES:

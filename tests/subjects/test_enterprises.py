@@ -127,7 +127,7 @@ def test_the_enterprise_model_explains_a_pair_without_a_credit_code() -> None:
 def test_a_full_enterprise_run_through_the_lake_gives_stable_e_ids(
     node: Platform, tmp_path: Path
 ) -> None:
-    _, truth, _ = load_enterprises(node, tmp_path, 600)
+    _, truth, _ = load_enterprises(node, tmp_path, 600, model=False)
     with unit_of_work(node.factory) as session:
         run = service.resolve(session, node.lake, SYSTEM, kind="enterprise")
         assert run.mode == "full" and run.stats["resources"] == len(ENTERPRISE_SOURCES)
@@ -152,7 +152,9 @@ def test_the_demo_enterprise_resources_link_by_their_keys(node: Platform, tmp_pa
     from minyun.demo.resources import RESOURCES, build_table
     from minyun.subjects.synth import EnterpriseNoise, EnterpriseSource
     from tests.ingest.loadkit import load
-    from tests.subjects.kit import finished, make_source, write_csv
+    from tests.subjects.kit import finished, make_source, seed_model, write_csv
+
+    seed_model(node, "enterprise")
 
     linking = [r for r in RESOURCES if parse_schema(r.schema()).subject_kind == "enterprise"]
     assert {r.code for r in linking} >= {"amr-enterprise-registration", "eco-key-polluters"}
@@ -182,3 +184,30 @@ def test_the_demo_enterprise_resources_link_by_their_keys(node: Platform, tmp_pa
     for resource, key in keys:
         holders.setdefault(key, set()).add(resource)
     assert sum(len(h) > 1 for h in holders.values()) > 100  # many held by several departments
+
+
+def test_an_enterprise_file_shows_its_sources_and_their_conflicts_side_by_side(
+    node: Platform, tmp_path: Path
+) -> None:
+    from minyun.subjects import files
+
+    load_enterprises(node, tmp_path, 200)
+    with unit_of_work(node.factory) as session:
+        service.resolve(session, node.lake, SYSTEM, kind="enterprise")
+    with unit_of_work(node.factory) as session:
+        links = service.links_table(session, SYSTEM, kind="enterprise")
+    holders: dict[str, set[str]] = {}
+    for resource, subject in zip(
+        links["resource"].to_pylist(), links["subject_id"].to_pylist(), strict=True
+    ):
+        holders.setdefault(subject, set()).add(resource)
+    richest = max(holders, key=lambda s: (len(holders[s]), s))
+    with unit_of_work(node.factory) as session:
+        found = files.subject_file(session, node.lake, SYSTEM, richest)
+    assert found.kind == "enterprise" and len(found.departments) >= 4
+    assert all(r.department and r.lake_version >= 0 for r in found.records)
+    for conflict in found.conflicts:  # each differing value with the sources holding it
+        assert len(conflict.values) >= 2
+        assert all(records for _, records in conflict.values)
+    names = {r.values.get("name") for r in found.records} - {None}
+    assert (len(names) > 1) == ("name" in {c.link for c in found.conflicts})
