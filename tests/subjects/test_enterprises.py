@@ -109,8 +109,9 @@ def test_the_enterprise_model_links_the_noisy_sources_with_pairwise_f1_over_099(
 
 
 def test_the_enterprise_model_explains_a_pair_without_a_credit_code() -> None:
-    tables, _ = enterprise_sources(300, seed=5)
-    model = linkage.train(linkage.features(_records(tables), "enterprise"), "enterprise")
+    from tests.subjects.kit import _trained_enterprise_model
+
+    model = linkage.Model("enterprise", _trained_enterprise_model())
     left = {"uid": "x", "uscc": "91350102MA2XGUM50L", "name": "福州恒晟餐饮有限责任公司",
             "address": "福州市鼓楼区工业路8号", "legal_person_ric": "350102199003071234"}  # fmt: skip
     right = dict(
