@@ -8,8 +8,12 @@ DuckDB's string similarities work on UTF-8 bytes (伟 and 玮 score 0), so Chine
 compared by characters (a list of them) and by toneless pinyin (`pypinyin`), computed once
 per distinct name. Identity numbers are compared whole, by their first 17 characters (a wrong
 check digit) and by their sorted digits (a transposition); birth dates also with day and
-month exchanged; addresses by their division (city and county). Every comparison is written
-so that the same SQL runs on DuckDB and on Spark.
+month exchanged; addresses by their division (city and county). Enterprises have a model of
+their own: names by their core (no city, no company form: 福州恒晟餐饮有限责任公司 and
+恒晟餐饮（福州）有限公司 are both 恒晟餐饮), credit codes like identity numbers (GB 32100
+check character, transpositions), the legal representative's identity number, and
+addresses by their county's GB/T 2260 code. Every comparison is written so that the same
+SQL runs on DuckDB and on Spark.
 """
 
 from __future__ import annotations
