@@ -17,8 +17,16 @@ features, model training, Splink prediction and clustering, stable ids written b
 - `subjects.peak_rss_gib`: the child's peak RSS; target < 4 GiB.
 - `subjects.spark_same_clusters`: 1.0 when Spark gives the same clusters as DuckDB on a
   small slice of the same input (MINYUN_BENCH_SPARK_PERSONS, default 300), else 0.0.
+- `subjects.enterprise_f1`, `subjects.enterprise_precision`, `subjects.enterprise_recall`:
+  pairwise, against the truth, of the enterprises (一企一档) resolved end to end the same way
+  in a second child: five sources (`synth.ENTERPRISE_SOURCES`: 有限公司/有限责任公司 and
+  the city dropped or in brackets, homophones and typos in trade names, wrong GB 32100
+  check characters, transposed code characters, moves, addresses without their city, new
+  legal representatives, duplicates, one source without a credit code);
+  `subjects.enterprise_s` its seconds (not scaled).
 
-MINYUN_BENCH_PERSONS sets the population (default 1 million).
+MINYUN_BENCH_PERSONS sets the population (default 1 million), MINYUN_BENCH_ENTERPRISES the
+enterprises (default a tenth of it, at least 1,000).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +46,7 @@ import pyarrow.csv as pacsv
 
 # Read and removed here: Settings refuses MINYUN_ variables it does not know.
 PERSONS = int(os.environ.pop("MINYUN_BENCH_PERSONS", "1000000"))
+ENTERPRISES = int(os.environ.pop("MINYUN_BENCH_ENTERPRISES", str(max(PERSONS // 10, 1000))))
 SPARK_PERSONS = int(os.environ.pop("MINYUN_BENCH_SPARK_PERSONS", "300"))
 
 CHILD = """
@@ -51,7 +61,7 @@ from minyun.subjects import service
 node = Platform.open(load_settings(var_dir=sys.argv[1]), run_jobs_here=False)
 started = time.perf_counter()
 with unit_of_work(node.factory) as session:
-    run = service.resolve(session, node.lake, Principal.system(), kind="person")
+    run = service.resolve(session, node.lake, Principal.system(), kind=sys.argv[2])
     stats = dict(run.stats)
 seconds = time.perf_counter() - started
 node.close()
@@ -60,54 +70,73 @@ print(json.dumps({"seconds": seconds, "peak": peak, "stats": stats}))
 """
 
 
-def _load(var: Path, work: Path) -> pa.Table:
-    """The sources as resources of their departments, loaded through ingest; the truth."""
-    from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
-    from minyun.core import jobs
+def _load(var: Path, work: Path) -> tuple[pa.Table, pa.Table]:
+    """The sources as resources of their departments, loaded through ingest; the truths
+    (persons, enterprises)."""
     from minyun.core.config import load_settings
     from minyun.core.platform import Platform
-    from minyun.core.security import Principal, Role
     from minyun.core.uow import unit_of_work
-    from minyun.ingest import service as ingest
     from minyun.orgs import service as orgs
-    from minyun.subjects.synth import SOURCES, person_schema, person_sources
+    from minyun.subjects.synth import (
+        ENTERPRISE_SOURCES,
+        SOURCES,
+        enterprise_schema,
+        enterprise_sources,
+        person_schema,
+        person_sources,
+    )
 
     tables, truth = person_sources(PERSONS)
+    firms, firm_truth = enterprise_sources(ENTERPRISES)
     node = Platform.open(load_settings(var_dir=var), run_jobs_here=False)
     node.migrate()
     try:
         with unit_of_work(node.factory) as session:
             orgs.load_divisions(session, orgs.packaged_divisions())
         for i, source in enumerate(SOURCES):
-            path = work / f"{source.code}.csv"
-            pacsv.write_csv(tables[source.code], path)
-            with unit_of_work(node.factory) as session:
-                org = orgs.create_organization(
-                    session, Principal.system(), code=f"bench-{i}", name=source.department,
-                    uscc=_uscc(i), division_code="350000",
-                )  # fmt: skip
-                resource = Resource(
-                    code=source.code, name=source.title, provider_id=org.id,
-                    current_schema_version="1.0", status=ResourceStatus.PUBLISHED,
-                )  # fmt: skip
-                session.add(resource)
-                session.flush()
-                session.add(
-                    ResourceSchema(resource_id=resource.id, version="1.0",
-                                   descriptor=person_schema(source), change="initial",
-                                   created_by="bench")
-                )  # fmt: skip
-                steward = Principal(kind="user", name="bench", organization_id=org.id,
-                                    roles=frozenset({Role.STEWARD}))  # fmt: skip
-                job = ingest.submit_load(session, steward, source.code, str(path),
-                                         settings=node.settings)  # fmt: skip
-                job_id = job.id
-            done = jobs.run(node.factory, job_id)
-            if done.state != "succeeded":
-                raise RuntimeError(f"load of {source.code} failed: {done.error}")
+            _load_source(node, work, i, source, person_schema(source), tables[source.code])
+        for i, firm in enumerate(ENTERPRISE_SOURCES, start=len(SOURCES)):
+            _load_source(node, work, i, firm, enterprise_schema(firm), firms[firm.code])
     finally:
         node.close()
-    return truth
+    return truth, firm_truth
+
+
+def _load_source(
+    node: Any, work: Path, i: int, source: Any, descriptor: dict[str, object], table: pa.Table
+) -> None:
+    from minyun.catalog.models import Resource, ResourceSchema, ResourceStatus
+    from minyun.core import jobs
+    from minyun.core.security import Principal, Role
+    from minyun.core.uow import unit_of_work
+    from minyun.ingest import service as ingest
+    from minyun.orgs import service as orgs
+
+    path = work / f"{source.code}.csv"
+    pacsv.write_csv(table, path)
+    with unit_of_work(node.factory) as session:
+        org = orgs.create_organization(
+            session, Principal.system(), code=f"bench-{i}", name=source.department,
+            uscc=_uscc(i), division_code="350000",
+        )  # fmt: skip
+        resource = Resource(
+            code=source.code, name=source.title, provider_id=org.id,
+            current_schema_version="1.0", status=ResourceStatus.PUBLISHED,
+        )  # fmt: skip
+        session.add(resource)
+        session.flush()
+        session.add(
+            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=descriptor,
+                           change="initial", created_by="bench")
+        )  # fmt: skip
+        steward = Principal(kind="user", name="bench", organization_id=org.id,
+                            roles=frozenset({Role.STEWARD}))  # fmt: skip
+        job = ingest.submit_load(session, steward, source.code, str(path),
+                                 settings=node.settings)  # fmt: skip
+        job_id = job.id
+    done = jobs.run(node.factory, job_id)
+    if done.state != "succeeded":
+        raise RuntimeError(f"load of {source.code} failed: {done.error}")
 
 
 def _uscc(i: int) -> str:
@@ -116,7 +145,7 @@ def _uscc(i: int) -> str:
     return identifiers.make_uscc("1", "1", "350000", f"{90000000 + i:08d}")
 
 
-def _links(var: Path) -> pa.Table:
+def _links(var: Path, kind: str) -> pa.Table:
     from minyun.core.config import load_settings
     from minyun.core.platform import Platform
     from minyun.core.security import Principal
@@ -126,7 +155,7 @@ def _links(var: Path) -> pa.Table:
     node = Platform.open(load_settings(var_dir=var), run_jobs_here=False)
     try:
         with unit_of_work(node.factory) as session:
-            return service.links_table(session, Principal.system(), kind="person")
+            return service.links_table(session, Principal.system(), kind=kind)
     finally:
         node.close()
 
@@ -208,28 +237,20 @@ def run() -> dict[str, float]:
     import logging
 
     logging.getLogger("splink").setLevel(logging.WARNING)
-    from minyun.subjects import linkage
     from minyun.subjects.synth import person_sources
 
     with tempfile.TemporaryDirectory(prefix="bench-subjects-") as tmp:
         work = Path(tmp)
         var = work / "var"
-        truth = _load(var, work)
-        child = subprocess.run(
-            [sys.executable, "-c", CHILD, str(var)], capture_output=True, text=True, check=False
-        )
-        if child.returncode != 0:
-            raise RuntimeError(child.stderr[-4000:])
-        result = json.loads(child.stdout.strip().splitlines()[-1])
+        truth, firm_truth = _load(var, work)
+        result = _resolve(var, "person")
         print(f"  resolve steps (s): {result['stats'].get('seconds')}", flush=True)
-        links = _links(var)
-    predicted = pa.table(
-        {"uid": _uid(links["resource"], links["row_key"]), "cluster_id": links["subject_id"]}
-    )
-    expected = pa.table(
-        {"uid": _uid(truth["resource"], truth["row_key"]), "true_id": truth["person_id"]}
-    )
-    metrics = linkage.pairwise_metrics(predicted, expected)
+        links = _links(var, "person")
+        firm_result = _resolve(var, "enterprise")
+        print(f"  enterprise steps (s): {firm_result['stats'].get('seconds')}", flush=True)
+        firm_links = _links(var, "enterprise")
+    metrics = _metrics(links, truth, "person_id")
+    firm_metrics = _metrics(firm_links, firm_truth, "enterprise_id")
     tables, _ = person_sources(PERSONS)
     bare = _bare_splink_seconds(_records(tables))
     scale = 1_000_000 / PERSONS
@@ -243,4 +264,29 @@ def run() -> dict[str, float]:
         "subjects.vs_bare_splink": round(ours / (bare * scale), 3),
         "subjects.peak_rss_gib": round(result["peak"] / 2**30, 3),
         "subjects.spark_same_clusters": _spark_same_clusters(),
+        "subjects.enterprise_f1": round(firm_metrics["f1"], 5),
+        "subjects.enterprise_precision": round(firm_metrics["precision"], 5),
+        "subjects.enterprise_recall": round(firm_metrics["recall"], 5),
+        "subjects.enterprise_s": round(firm_result["seconds"], 2),
     }
+
+
+def _resolve(var: Path, kind: str) -> dict[str, Any]:
+    """One resolution run of `kind` in a child process: its seconds, peak RSS and stats."""
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(var), kind], capture_output=True, text=True, check=False
+    )
+    if child.returncode != 0:
+        raise RuntimeError(child.stderr[-4000:])
+    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _metrics(links: pa.Table, truth: pa.Table, who: str) -> dict[str, float]:
+    from minyun.subjects import linkage
+
+    predicted = pa.table(
+        {"uid": _uid(links["resource"], links["row_key"]), "cluster_id": links["subject_id"]}
+    )
+    expected = pa.table({"uid": _uid(truth["resource"], truth["row_key"]), "true_id": truth[who]})
+    return linkage.pairwise_metrics(predicted, expected)

@@ -17,15 +17,30 @@ from minyun.core.platform import Platform
 from minyun.core.security import Principal, Role
 from minyun.core.uow import unit_of_work
 from minyun.subjects.models import SubjectModel
-from minyun.subjects.synth import SOURCES, Source, person_schema, person_sources
+from minyun.subjects.synth import (
+    ENTERPRISE_SOURCES,
+    SOURCES,
+    EnterpriseSource,
+    Source,
+    enterprise_schema,
+    enterprise_sources,
+    person_schema,
+    person_sources,
+)
 from tests.factories import make_org
 from tests.ingest.loadkit import load
 
 _n = itertools.count(1)
 
 
-def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
+def make_source(
+    node: Platform, source: Source | EnterpriseSource, descriptor: dict[str, Any] | None = None
+) -> tuple[str, Principal]:
     """The source's resource (published, conditionally shared) and a steward of its department."""
+    if descriptor is None:
+        descriptor = (
+            person_schema(source) if isinstance(source, Source) else enterprise_schema(source)
+        )
     with unit_of_work(node.factory) as session:
         org = make_org(session, name=f"{source.department}{next(_n)}")
         resource = Resource(
@@ -36,7 +51,7 @@ def make_source(node: Platform, source: Source) -> tuple[str, Principal]:
         session.add(resource)
         session.flush()
         session.add(
-            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=person_schema(source),
+            ResourceSchema(resource_id=resource.id, version="1.0", descriptor=descriptor,
                            change="initial", created_by="test")
         )  # fmt: skip
         steward = Principal(
@@ -55,10 +70,22 @@ def _trained_person_model() -> dict[str, Any]:
     return linkage.train(linkage.features(records, "person"), "person").settings_json
 
 
-def seed_model(node: Platform) -> None:
-    """A person model trained once per test process, stored as the node's (saves training)."""
+@functools.cache
+def _trained_enterprise_model() -> dict[str, Any]:
+    from minyun.subjects import linkage
+    from tests.subjects.test_enterprises import _records
+
+    tables, _ = enterprise_sources(400, seed=21)
+    return linkage.train(
+        linkage.features(_records(tables), "enterprise"), "enterprise"
+    ).settings_json
+
+
+def seed_model(node: Platform, kind: str = "person") -> None:
+    """A model trained once per test process, stored as the node's (saves training)."""
+    trained = _trained_person_model() if kind == "person" else _trained_enterprise_model()
     with unit_of_work(node.factory) as session:
-        session.add(SubjectModel(kind="person", settings=_trained_person_model(), trained_on=0))
+        session.add(SubjectModel(kind=kind, settings=trained, trained_on=0))
 
 
 def finished(node: Platform, job: jobs.Job, timeout: float = 120) -> jobs.Job:
@@ -86,6 +113,25 @@ def load_population(
     tables, truth = person_sources(n, seed=seed)
     stewards = {}
     for source in SOURCES:
+        code, steward = make_source(node, source)
+        stewards[code] = steward
+        job = finished(
+            node, load(node, steward, code, write_csv(tables[code], work / f"{code}.csv"))
+        )
+        assert job.state == "succeeded", (job.state, job.error, job.result)
+    return tables, truth, stewards
+
+
+def load_enterprises(
+    node: Platform, work: Path, n: int, *, seed: int = 7, model: bool = True
+) -> tuple[dict[str, pa.Table], pa.Table, dict[str, Principal]]:
+    """The enterprise sources loaded as resources; their tables, the truth, each one's steward.
+    With `model`, the node gets a trained enterprise model, so runs do not train."""
+    if model:
+        seed_model(node, "enterprise")
+    tables, truth = enterprise_sources(n, seed=seed)
+    stewards = {}
+    for source in ENTERPRISE_SOURCES:
         code, steward = make_source(node, source)
         stewards[code] = steward
         job = finished(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from minyun.cli import app
@@ -28,6 +29,7 @@ def test_resolve_then_write_the_links_file(var: Path, tmp_path: Path) -> None:
     out = tmp_path / "links.csv"
     result = runner.invoke(app, ["subjects", "links", "--out", str(out)])
     assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[0] == "resource,row_key,subject_id"
     with out.open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["resource", "row_key", "subject_id"]
@@ -46,3 +48,22 @@ def test_resolve_then_write_the_links_file(var: Path, tmp_path: Path) -> None:
 def test_a_bad_kind_is_refused(var: Path) -> None:
     result = CliRunner().invoke(app, ["subjects", "resolve", "--kind", "dog"])
     assert result.exit_code != 0
+
+
+def test_the_engine_comes_from_the_node_configuration(
+    var: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import select
+
+    from minyun.subjects.models import SubjectRun
+
+    monkeypatch.setenv("MINYUN_SUBJECTS_ENGINE", "spark")
+    result = CliRunner().invoke(app, ["subjects", "resolve", "--kind", "enterprise"])
+    assert result.exit_code == 0, result.output
+    assert "empty run" in result.output  # no enterprise resource yet: Spark is not started
+    node = Platform.open(load_settings(), run_jobs_here=False)
+    try:
+        with node.factory() as session:
+            assert session.scalars(select(SubjectRun.engine)).all() == ["spark"]
+    finally:
+        node.close()

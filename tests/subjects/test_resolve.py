@@ -139,3 +139,58 @@ def test_a_kind_no_resource_links_is_an_empty_run(node: Platform) -> None:
     with unit_of_work(node.factory) as session:
         run = service.resolve(session, node.lake, SYSTEM, kind="enterprise")
         assert run.mode == "empty" and run.stats["rows"] == 0
+
+
+def test_a_changed_row_that_now_belongs_elsewhere_is_split_off_and_only_it_is_relinked(
+    node: Platform, tmp_path: Path
+) -> None:
+    from minyun.catalog.models import LoadMode
+    from tests.ingest.loadkit import load
+    from tests.subjects.kit import write_csv
+
+    tables, truth, stewards = load_population(node, tmp_path, 300)
+    with unit_of_work(node.factory) as session:
+        first = service.resolve(session, node.lake, SYSTEM, kind="person")
+        assert first.stats["linked_rows"] == truth.num_rows
+    before = _links(node)
+    subject = dict(zip(
+        pc.binary_join_element_wise(before["resource"], before["row_key"], "|").to_pylist(),
+        before["subject_id"].to_pylist(), strict=True))  # fmt: skip
+    sizes = pc.value_counts(before["subject_id"]).to_pylist()
+    big = {s["values"] for s in sizes if s["counts"] >= 3}
+    # A health record of a person with at least two other rows now holds another person's data.
+    health = tables["wjw_jmjk"].to_pylist()
+    row = next(r for r in health if r["ric"] and subject[f"wjw_jmjk|{r['id']}"] in big)
+    old_id = subject[f"wjw_jmjk|{row['id']}"]
+    other = next(
+        r for r in tables["gat_hjrk"].to_pylist() if subject[f"gat_hjrk|{r['id']}"] not in {old_id}
+    )
+    new_id = subject[f"gat_hjrk|{other['id']}"]
+    changed = dict(row, ric=other["ric"], name=other["name"], sex=other["sex"],
+                   birth_date=other["birth_date"], address=other["address"], phone=None)  # fmt: skip
+    upsert = pa.Table.from_pylist([changed], schema=tables["wjw_jmjk"].schema)
+    job = load(node, stewards["wjw_jmjk"], "wjw_jmjk", write_csv(upsert, tmp_path / "up.csv"),
+               mode=LoadMode.UPSERT)  # fmt: skip
+    assert job.state == "succeeded", job.error
+    with unit_of_work(node.factory) as session:
+        inc = service.resolve(session, node.lake, SYSTEM, kind="person")
+        assert inc.mode == "incremental"
+        # Only the changed row was linked and written; every other row kept its link untouched.
+        assert inc.stats["changed_rows"] == inc.stats["linked_rows"] == 1
+        assert inc.stats["links_written"] == 1 and inc.stats["split"] == 1
+        run_id = inc.id
+    after = _links(node)
+    now = dict(zip(
+        pc.binary_join_element_wise(after["resource"], after["row_key"], "|").to_pylist(),
+        after["subject_id"].to_pylist(), strict=True))  # fmt: skip
+    uid = f"wjw_jmjk|{row['id']}"
+    assert now[uid] == new_id  # the row went to the person it is now about
+    assert all(now[u] == s for u, s in subject.items() if u != uid)  # every other id kept
+    assert old_id in now.values()  # the larger part kept the old id
+    with node.factory() as session:
+        written = session.scalars(select(SubjectLink).where(SubjectLink.run_id == run_id)).all()
+        assert [(w.resource, w.row_key) for w in written] == [("wjw_jmjk", row["id"])]
+        split = session.scalars(select(SubjectChange).where(SubjectChange.run_id == run_id)).all()
+        assert [(c.kind, c.subject_id, c.other_id, c.rows) for c in split] == [
+            ("split", new_id, old_id, 1)
+        ]

@@ -92,3 +92,18 @@ def test_only_stewards_and_admins_decide(node: Platform) -> None:
     clerk = Principal(kind="user", name="c", organization_id=1, roles=frozenset({"consumer"}))
     with pytest.raises(Forbidden), unit_of_work(node.factory) as session:
         reviews.decide_review(session, clerk, 1, same=True, reason="x")
+
+
+def test_an_incremental_run_keeps_apart_what_a_steward_split() -> None:
+    import pyarrow as pa
+
+    strong = pa.table(
+        {"uid_l": ["new", "new"], "uid_r": ["a", "c"], "match_probability": [0.97, 0.99]}
+    )
+    subject_of = {"a": "P1", "b": "P1", "c": "P2"}
+    uids = ["a", "b", "c", "new"]
+    together = service._components(strong, subject_of, uids)
+    assert len(set(together["cluster_id"].to_pylist())) == 1  # without the decision: one
+    kept = service._components(strong, subject_of, uids, apart=[("a", "c")])
+    cluster = dict(zip(kept["uid"].to_pylist(), kept["cluster_id"].to_pylist(), strict=True))
+    assert cluster["new"] == cluster["c"] != cluster["a"] == cluster["b"]  # the likelier side

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     # What issuing departments' first e-licence keys sign with: Ed25519, or SM2 (GB/T 32918)
     # for a national-standard deployment. A department changes its own by a key rotation.
     licence_key_algorithm: Literal["Ed25519", "SM2"] = "Ed25519"
+    # The engine of entity resolution (`minyun subjects resolve`): DuckDB in-process, or Apache
+    # Spark (local, or the cluster SPARK_MASTER names) at province scale. Same model, same job.
+    subjects_engine: Literal["duckdb", "spark"] = "duckdb"
 
     @field_validator("database_url")
     @classmethod

@@ -55,6 +55,7 @@ class Col:
     sensitivity: str = "internal"
     mask: str | None = None
     codelist: str | tuple[str, ...] | None = None  # a code table name or the codes
+    link: str | None = None  # what the field holds for entity resolution (enterprise.uscc, ...)
 
     def descriptor(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type, "title": self.title}
@@ -80,6 +81,8 @@ class Col:
             out["codelist"] = (
                 self.codelist if isinstance(self.codelist, str) else list(self.codelist)
             )
+        if self.link:
+            out["link"] = self.link
         return out
 
 
@@ -205,8 +208,10 @@ def _uscc(title: str = "统一社会信用代码", name: str = "uscc", **kw: Any
     )  # fmt: skip
 
 
-def _ent_name() -> Col:
-    return _c("name", "string", "企业名称", lambda d: d.enterprise("name"), sensitivity="public")
+def _ent_name(**kw: Any) -> Col:
+    return _c(
+        "name", "string", "企业名称", lambda d: d.enterprise("name"), sensitivity="public", **kw
+    )
 
 
 def _county(title: str = "行政区划代码") -> Col:
@@ -387,9 +392,9 @@ RESOURCES: tuple[DemoResource, ...] = (
         "market-regulation",
         "市场主体登记的基本信息：统一社会信用代码、名称、法定代表人、注册资本、成立日期、行业和状态。",
         (
-            _uscc(unique=True),
-            _ent_name(),
-            _ric("法定代表人身份号码", "legal_rep_ric"),
+            _uscc(unique=True, link="enterprise.uscc"),
+            _ent_name(link="enterprise.name"),
+            _ric("法定代表人身份号码", "legal_rep_ric", link="enterprise.legal_person_ric"),
             _c(
                 "registered_capital",
                 "integer",
@@ -819,8 +824,8 @@ RESOURCES: tuple[DemoResource, ...] = (
         "environment",
         "重点排污单位及主要污染物类别。",
         (
-            _uscc(),
-            _ent_name(),
+            _uscc(link="enterprise.uscc"),
+            _ent_name(link="enterprise.name"),
             _c(
                 "pollutant",
                 "string",
@@ -1072,8 +1077,8 @@ RESOURCES: tuple[DemoResource, ...] = (
         "industry-agriculture",
         "县级以上示范家庭农场名录。",
         (
-            _uscc(),
-            _ent_name(),
+            _uscc(link="enterprise.uscc"),
+            _ent_name(link="enterprise.name"),
             _c("county_code", "string", "所在区划", lambda d: d.enterprise("county_code")),
             _c("area_mu", "number", "经营面积（亩）", lambda d: d.numbers(20, 800), minimum=0),
             _c(

@@ -30,7 +30,10 @@ _STEPS = {
 @subjects_app.command("resolve")
 def resolve(
     kind: Annotated[str, typer.Option(help="person or enterprise")] = "person",
-    engine: Annotated[str, typer.Option(help="duckdb (default) or spark")] = "duckdb",
+    engine: Annotated[
+        str | None,
+        typer.Option(help="duckdb or spark (default: the node's MINYUN_SUBJECTS_ENGINE, duckdb)"),
+    ] = None,
     full: Annotated[bool, typer.Option(help="link every row again, not only new ones")] = False,
     retrain: Annotated[bool, typer.Option(help="train the model again first")] = False,
 ) -> None:
@@ -55,7 +58,8 @@ def resolve(
                 bar.update(tasks[step], completed=done, total=max(total, 1))
 
             run = service.resolve(
-                session, node.lake, CLI, kind=kind, engine=engine,  # type: ignore[arg-type]
+                session, node.lake, CLI, kind=kind,
+                engine=engine or node.settings.subjects_engine,  # type: ignore[arg-type]
                 full=full, retrain=retrain, progress=progress,
             )  # fmt: skip
             stats = dict(run.stats)
@@ -81,7 +85,11 @@ def links(
 
     with transaction() as session:
         table = service.links_table(session, CLI, kind=kind)
-    pacsv.write_csv(table, out)
+    # The header exactly `resource,row_key,subject_id` (Arrow quotes header names); values
+    # quoted only where they need it.
+    with out.open("wb") as f:
+        f.write((",".join(table.column_names) + "\n").encode())
+        pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
     console.print(f"{table.num_rows} links written to {out}", highlight=False)
 
 

@@ -8,16 +8,24 @@ DuckDB's string similarities work on UTF-8 bytes (伟 and 玮 score 0), so Chine
 compared by characters (a list of them) and by toneless pinyin (`pypinyin`), computed once
 per distinct name. Identity numbers are compared whole, by their first 17 characters (a wrong
 check digit) and by their sorted digits (a transposition); birth dates also with day and
-month exchanged; addresses by their division (city and county). Every comparison is written
-so that the same SQL runs on DuckDB and on Spark.
+month exchanged; addresses by their division (city and county). Enterprises have a model of
+their own: names by their core (no city, no company form: 福州恒晟餐饮有限责任公司 and
+恒晟餐饮（福州）有限公司 are both 恒晟餐饮), credit codes like identity numbers (GB 32100
+check character, transpositions), the legal representative's identity number, and
+addresses by their county's GB/T 2260 code. Every comparison is written so that the same
+SQL runs on DuckDB and on Spark.
 """
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any, Literal
 
 import duckdb
@@ -65,15 +73,15 @@ def features(records: pa.Table, kind: Kind) -> pa.Table:
 
     out: dict[str, pa.Array] = {"uid": col("uid")}
     name = _clean(col("name"))
-    pinyin, chars = _pinyin_and_chars(name)
-    out["name"] = name
-    out["name_pinyin"] = pinyin
-    out["name_chars"] = chars
     address = _clean(col("address"))
-    out["address"] = address
-    county = pc.extract_regex(pc.fill_null(address, ""), _COUNTY.pattern).field("county")
-    out["addr_county"] = _clean(pc.if_else(pc.is_valid(address), county, None))
+    out["name"] = name
     if kind == "person":
+        pinyin, chars = _pinyin_and_chars(name)
+        out["name_pinyin"] = pinyin
+        out["name_chars"] = chars
+        out["address"] = address
+        county = pc.extract_regex(pc.fill_null(address, ""), _COUNTY.pattern).field("county")
+        out["addr_county"] = _clean(pc.if_else(pc.is_valid(address), county, None))
         ric = pc.utf8_upper(_clean(col("ric")))
         out["ric"] = ric
         out["ric17"] = pc.utf8_slice_codeunits(ric, 0, 17)
@@ -87,13 +95,80 @@ def features(records: pa.Table, kind: Kind) -> pa.Table:
         out["sex"] = _clean(col("sex"))
         out["phone"] = _clean(col("phone"))
     else:
+        core = _name_core(name)
+        pinyin, chars = _pinyin_and_chars(core)
+        out["name_core"] = core
+        out["name_pinyin"] = pinyin
+        out["name_chars"] = chars
+        out["address"] = address
+        division, place = _division_and_place(address)
+        out["addr_county"] = division
+        out["addr_place"] = place
         uscc = pc.utf8_upper(_clean(col("uscc")))
         out["uscc"] = uscc
         out["uscc17"] = pc.utf8_slice_codeunits(uscc, 0, 17)
         out["uscc_sorted"] = _sorted_chars(uscc)
         legal = pc.utf8_upper(_clean(col("legal_person_ric")))
         out["legal_person_ric"] = legal
+        out["legal17"] = pc.utf8_slice_codeunits(legal, 0, 17)
     return pa.table(out)
+
+
+@functools.cache
+def _divisions() -> tuple[list[str], dict[str, str]]:
+    """The city names (福州市), and county names with and without their city → county code."""
+    text = resources.files("minyun.core").joinpath("data/divisions.csv").read_text("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    cities = {r["code"]: r["name"] for r in rows if r["level"] == "city"}
+    counties = [r for r in rows if r["level"] == "county"]
+    short: dict[str, list[str]] = {}
+    for r in counties:
+        short.setdefault(r["name"], []).append(r["code"])
+    codes = {cities.get(r["parent_code"], "") + r["name"]: r["code"] for r in counties}
+    # A county name without its city counts only where it is unique in the province.
+    codes.update({name: found[0] for name, found in short.items() if len(found) == 1})
+    return sorted(cities.values(), key=len, reverse=True), codes
+
+
+def _alternatives(names: Sequence[str]) -> str:
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+def _division_and_place(address: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """An address's county code (GB/T 2260), written with or without its city, and the
+    address as that code plus the rest (`350102|工业路8号`): equal for 福州市鼓楼区工业路8号
+    and 鼓楼区工业路8号."""
+    cities, codes = _divisions()
+    counties = [c for c in codes if not any(c.startswith(city) for city in cities)]
+    pattern = f"^(?P<city>{_alternatives(cities)})?(?P<county>{_alternatives(counties)})"
+    parts = pc.extract_regex(pc.fill_null(address, ""), pattern)
+    key = pc.binary_join_element_wise(parts.field("city"), parts.field("county"), "")
+    division = pc.take(
+        pa.array(list(codes.values()), pa.string()),
+        pc.index_in(key, pa.array(list(codes), pa.string())),
+    )
+    rest = pc.replace_substring_regex(pc.fill_null(address, ""), pattern, "", max_replacements=1)
+    place = pc.binary_join_element_wise(division, rest, "|")
+    return division, _clean(pc.if_else(pc.is_valid(address), place, None))
+
+
+# An enterprise name's company form (有限公司, 有限责任公司, 股份有限公司, 股份公司) and a city in
+# brackets (恒晟餐饮（福州）有限公司): both dropped from the name's core.
+_FORM = r"(?:股份)?有限(?:责任)?公司$|股份公司$|公司$"
+_BRACKETS = r"[（(][^）)]*[）)]"
+
+
+def _name_core(names: pa.Array) -> pa.Array:
+    """An enterprise name without its city (prefix or in brackets) and its company form:
+    福州恒晟餐饮有限责任公司, 恒晟餐饮（福州）有限公司 and 恒晟餐饮有限公司 → 恒晟餐饮."""
+    cities, _ = _divisions()
+    prefixes = [c.removesuffix("市") for c in cities]
+    core = pc.replace_substring_regex(names, _BRACKETS, "")
+    core = pc.replace_substring_regex(
+        core, f"^(?:{_alternatives(prefixes)})市?", "", max_replacements=1
+    )
+    core = pc.replace_substring_regex(core, _FORM, "", max_replacements=1)
+    return _clean(core)
 
 
 def _clean(values: pa.Array) -> pa.Array:
@@ -106,7 +181,8 @@ def _pinyin_and_chars(names: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Toneless pinyin ("chen wei") and the list of characters of each name, vectorised:
     pypinyin is asked once per distinct character, never per row."""
     longest = min(int(pc.max(pc.utf8_length(names)).as_py() or 0), 8)
-    chars = [pc.utf8_slice_codeunits(names, i, i + 1) for i in range(longest)]
+    # Past a name's end a slice is "": null, so it is neither a character nor a sound.
+    chars = [_clean(pc.utf8_slice_codeunits(names, i, i + 1)) for i in range(longest)]
     if not chars:
         return pa.nulls(len(names), pa.string()), pa.nulls(len(names), pa.list_(pa.string()))
     distinct = pc.unique(pa.concat_arrays(chars)).drop_null()
@@ -246,27 +322,38 @@ def _enterprise_comparisons() -> list[Any]:
                     "uscc_sorted_l = uscc_sorted_r AND levenshtein(uscc_l, uscc_r) <= 2",
                     "two characters transposed",
                 ),
+                cll.LevenshteinLevel("uscc", 2),
                 cll.ElseLevel(),
             ],
         ),
         cl.CustomComparison(
             output_column_name="name",
-            comparison_description="name by characters and pinyin",
+            comparison_description="name by its core (no city, no company form), characters, pinyin",
             comparison_levels=[
                 _null("name"),
                 cll.ExactMatchLevel("name"),
-                cll.CustomLevel("name_pinyin_l = name_pinyin_r", "same pinyin"),
-                cll.ArrayIntersectLevel("name_chars", 4),
+                cll.CustomLevel("name_core_l = name_core_r", "same core name"),
+                cll.CustomLevel("name_pinyin_l = name_pinyin_r", "same pinyin (homophone)"),
+                cll.ArrayIntersectLevel("name_chars", 3),
                 cll.ElseLevel(),
             ],
         ),
-        cl.ExactMatch("legal_person_ric"),
+        cl.CustomComparison(
+            output_column_name="legal_person_ric",
+            comparison_description="legal representative's identity number",
+            comparison_levels=[
+                _null("legal_person_ric"),
+                cll.ExactMatchLevel("legal_person_ric"),
+                cll.CustomLevel("legal17_l = legal17_r", "same but the check digit"),
+                cll.ElseLevel(),
+            ],
+        ),
         cl.CustomComparison(
             output_column_name="address",
-            comparison_description="address by division",
+            comparison_description="address by division code",
             comparison_levels=[
                 _null("address"),
-                cll.ExactMatchLevel("address"),
+                cll.ExactMatchLevel("addr_place"),
                 cll.ExactMatchLevel("addr_county"),
                 cll.ElseLevel(),
             ],
@@ -287,8 +374,9 @@ def _blocking(kind: Kind) -> list[Any]:
     return [
         block_on("uscc17"),
         block_on("uscc_sorted"),
-        block_on("name"),
-        block_on("name_pinyin", "addr_county"),
+        block_on("name_core"),
+        block_on("name_pinyin"),
+        block_on("legal17"),
     ]
 
 
@@ -318,13 +406,14 @@ class Model:
 def _spark_api() -> Any:
     from splink.backends.spark import SparkAPI
 
+    from minyun.subjects.spark import local as spark_local
     from minyun.subjects.spark import session
 
     # The comparisons use Spark's own functions only: no similarity jar to register.
     return SparkAPI(  # type: ignore[no-untyped-call]
         spark_session=session(),
         break_lineage_method="persist",
-        num_partitions_on_repartition=2,
+        num_partitions_on_repartition=1 if spark_local() else 2,
         register_udfs_automatically=False,
     )
 
@@ -388,7 +477,7 @@ def train(frame: pa.Table, kind: Kind, *, engine: Engine = "duckdb", seed: int =
                 block_on("uscc17"), fix_u_probabilities=True
             )
             t.estimate_parameters_using_expectation_maximisation(
-                block_on("name"), fix_u_probabilities=True
+                block_on("name_core"), fix_u_probabilities=True
             )
         return Model(kind, linker.misc.save_model_to_json())
     finally:
@@ -503,8 +592,10 @@ def assign_ids(
     """Subject ids for new clusters, keeping the previous ones where they continue.
 
     `clusters` has `uid, cluster_id`; `previous` has `uid, subject_id` (the last run's).
-    Each previous subject is carried by the cluster holding most of its rows, and a cluster
-    carrying several keeps the one with most rows there (the others were merged into it);
+    The rule: each previous subject is carried by the cluster holding most of its rows (on a
+    tie, the one holding its smallest `uid`), so when a subject splits the larger part keeps
+    the id and the others are recorded as split off it; a cluster carrying several keeps the
+    one with most rows there (on a tie the oldest id) and the others are merged into it;
     every other cluster gets a new id `<prefix><number>` from `next_number` on.
     Returns `(uid, subject_id)` and the changes `(kind, subject_id, other_id, rows)`.
     """
@@ -525,16 +616,30 @@ CREATE TEMP TABLE joined AS
     SELECT c.uid, CAST(c.cluster_id AS VARCHAR) AS cluster_id, p.subject_id
     FROM clusters c LEFT JOIN previous p USING (uid);
 CREATE TEMP TABLE counts AS
-    SELECT cluster_id, subject_id, count(*) AS n FROM joined
+    SELECT cluster_id, subject_id, count(*) AS n, min(uid) AS first_uid FROM joined
     WHERE subject_id IS NOT NULL GROUP BY cluster_id, subject_id;
 CREATE TEMP TABLE subject_home AS
     SELECT subject_id, cluster_id, n FROM (
-        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, cluster_id) AS r
+        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, first_uid) AS r
         FROM counts) WHERE r = 1;
-CREATE TEMP TABLE kept AS
+CREATE TEMP TABLE kept_first AS
     SELECT cluster_id, subject_id FROM (
         SELECT *, row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, subject_id) AS r
         FROM subject_home) WHERE r = 1;
+-- A subject whose best cluster went to a larger one lives on in its next best cluster that is
+-- still free (its part left behind), if it has one; otherwise it was merged.
+CREATE TEMP TABLE second_home AS
+    SELECT subject_id, cluster_id, n FROM (
+        SELECT *, row_number() OVER (PARTITION BY subject_id ORDER BY n DESC, first_uid) AS r
+        FROM counts
+        WHERE subject_id NOT IN (SELECT subject_id FROM kept_first)
+          AND cluster_id NOT IN (SELECT cluster_id FROM kept_first)) WHERE r = 1;
+CREATE TEMP TABLE kept AS
+    SELECT cluster_id, subject_id FROM kept_first
+    UNION ALL
+    SELECT cluster_id, subject_id FROM (
+        SELECT *, row_number() OVER (PARTITION BY cluster_id ORDER BY n DESC, subject_id) AS r
+        FROM second_home) WHERE r = 1;
 CREATE TEMP TABLE fresh AS
     SELECT cluster_id, '{prefix}' || lpad(CAST({start} - 1 + row_number() OVER (ORDER BY first_uid)
         AS VARCHAR), 10, '0') AS subject_id

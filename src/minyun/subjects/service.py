@@ -15,7 +15,7 @@ once and are replayed by every later run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,6 +280,11 @@ def resolve(
         if records.num_rows < 10_000
         else int(pc.count_distinct(records["resource"]).as_py()),
         "changed_rows": changed.num_rows,
+        # The rows this run matched against the others: all of them in a full run, only the
+        # new and changed ones in an incremental run, none when nothing changed.
+        "linked_rows": records.num_rows
+        if run.mode == "full"
+        else (changed.num_rows if run.mode == "incremental" else 0),
         "removed_rows": removed.num_rows,
         "subjects": int(pc.count_distinct(assigned["subject_id"]).as_py())
         if assigned.num_rows
@@ -378,31 +383,67 @@ def _incremental(
     session: Session, frame: pa.Table, previous: _Previous, changed: pa.Table,
     model: linkage.Model, kind: Kind, progress: Progress,
 ) -> tuple[pa.Table, pa.Table, pa.Table]:  # fmt: skip
-    """New and changed rows linked against all rows; other rows keep their subject."""
+    """New and changed rows linked against all rows; other rows keep their subject.
+
+    Only the subjects a strong pair reaches, and those a changed row belonged to, are
+    re-clustered (each previous subject's unchanged rows counting as one node); every other
+    row keeps its id. A changed row that no longer belongs with its subject leaves it: to the
+    subject it now matches or a new one, recorded as a split of its old subject.
+    """
     progress("link", 0, 1)
     new_uids = changed["uid"].combine_chunks()
     pairs = linkage.match_new(frame, new_uids, model)
     progress("link", 1, 1)
-    kept = previous.links.filter(pc.invert(pc.is_in(previous.links["uid"], value_set=new_uids)))
-    kept = kept.select(["uid", "subject_id"]).filter(pc.is_in(kept["uid"], value_set=frame["uid"]))
+    current = previous.links.filter(pc.is_in(previous.links["uid"], value_set=frame["uid"]))
+    current = current.select(["uid", "subject_id"])
+    is_new = pc.is_in(current["uid"], value_set=new_uids)
+    kept = current.filter(pc.invert(is_new))
+    moved = current.filter(is_new)  # changed rows, with the subject they had
     strong = pairs.filter(pc.greater_equal(pairs["match_probability"], linkage.LINK_THRESHOLD))
-    # Only the subjects a strong pair reaches are re-clustered; every other row keeps its id.
     ends = pa.concat_arrays([strong["uid_l"].combine_chunks(), strong["uid_r"].combine_chunks()])
-    touched = kept.filter(pc.is_in(kept["uid"], value_set=ends))["subject_id"]
-    involved = kept.filter(pc.is_in(kept["subject_id"], value_set=touched.unique()))
-    untouched = kept.filter(pc.invert(pc.is_in(kept["subject_id"], value_set=touched.unique())))
+    touched = pa.concat_arrays(
+        [
+            kept.filter(pc.is_in(kept["uid"], value_set=ends))["subject_id"].combine_chunks(),
+            moved["subject_id"].combine_chunks(),
+        ]
+    ).unique()
+    involved = kept.filter(pc.is_in(kept["subject_id"], value_set=touched))
+    untouched = kept.filter(pc.invert(pc.is_in(kept["subject_id"], value_set=touched)))
     subject_of = dict(
         zip(involved["uid"].to_pylist(), involved["subject_id"].to_pylist(), strict=True)
     )
-    clusters = _components(strong, subject_of, [*subject_of, *new_uids.to_pylist()])
+    apart = session.execute(
+        select(SubjectReview.left_uid, SubjectReview.right_uid).where(
+            SubjectReview.kind == kind, SubjectReview.status == ReviewStatus.SPLIT
+        )
+    ).all()
+    clusters = _components(
+        strong,
+        subject_of,
+        [*subject_of, *new_uids.to_pylist()],
+        apart=[(str(a), str(b)) for a, b in apart],
+    )
     assigned, changes = linkage.assign_ids(
-        clusters, involved, prefix=PREFIX[kind], next_number=reviews.next_number(session, kind)
+        clusters,
+        pa.concat_tables([involved, moved]),
+        prefix=PREFIX[kind],
+        next_number=reviews.next_number(session, kind),
     )
     return pa.concat_tables([untouched, assigned.select(["uid", "subject_id"])]), changes, pairs
 
 
-def _components(strong: pa.Table, subject_of: dict[str, str], uids: list[str]) -> pa.Table:
-    """Connected components of the strong pairs, a previous subject's rows counting as one."""
+def _components(
+    strong: pa.Table,
+    subject_of: dict[str, str],
+    uids: list[str],
+    *,
+    apart: Sequence[tuple[str, str]] = (),
+) -> pa.Table:
+    """Connected components of the strong pairs, a previous subject's rows counting as one.
+
+    Pairs are joined most likely first, and never so that two rows a steward split (`apart`)
+    end up in one component: a new row matching both sides joins the likelier one.
+    """
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -414,10 +455,13 @@ def _components(strong: pa.Table, subject_of: dict[str, str], uids: list[str]) -
     def node(uid: str) -> str:
         return f"s:{subject_of[uid]}" if uid in subject_of else f"r:{uid}"
 
-    for left, right in zip(strong["uid_l"].to_pylist(), strong["uid_r"].to_pylist(), strict=True):
+    kept_apart = [(node(a), node(b)) for a, b in apart]
+    ordered = strong.sort_by([("match_probability", "descending")])
+    for left, right in zip(ordered["uid_l"].to_pylist(), ordered["uid_r"].to_pylist(), strict=True):
         a, b = find(node(left)), find(node(right))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+        if a == b or any({find(x), find(y)} == {a, b} for x, y in kept_apart):
+            continue
+        parent[max(a, b)] = min(a, b)
     return pa.table(
         {"uid": pa.array(uids, pa.string()), "cluster_id": [find(node(u)) for u in uids]}
     )
