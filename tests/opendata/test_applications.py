@@ -194,7 +194,7 @@ def test_a_key_reads_a_conditional_dataset_once_approved(platform: Platform, ser
     assert r.status_code == 403 and r.json()["error"]["__type"] == "Authorization Error"
     assert "35010019800101" not in r.text and "91350100MA" not in r.text
     r = httpx.get(f"{server}/opendata/datasets/cond/download.csv", headers={"X-CKAN-API-Key": raw})
-    assert r.status_code in (401, 403) and "91350100MA" not in r.text
+    assert r.status_code == 403 and "91350100MA" not in r.text
 
     with platform.factory.begin() as s:
         denied = s.scalars(select(AuditRecord).where(AuditRecord.actor == dev.label,
@@ -210,6 +210,9 @@ def test_a_key_reads_a_conditional_dataset_once_approved(platform: Platform, ser
         sql="SELECT count(*) AS n FROM (SELECT uscc FROM \"cond\" WHERE city = '福州市') AS s"
     )
     assert answer["records"] == [{"n": 10}]
+    r = httpx.get(f"{server}/opendata/datasets/cond/download.csv", headers={"X-CKAN-API-Key": raw})
+    assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbf")
+    assert r.text.count("\n") == 31  # the header and 30 rows
     with pytest.raises(NotAuthorized):  # the sibling dataset still needs its own approval
         ckan.action.datastore_search(resource_id="cond-fz")
     with pytest.raises(ValidationError):  # nothing beyond the release, approved or not
@@ -221,7 +224,8 @@ def test_a_key_reads_a_conditional_dataset_once_approved(platform: Platform, ser
         reads = s.scalars(select(AuditRecord.detail).where(AuditRecord.actor == dev.label,
                                                            AuditRecord.action == "resource.read",
                                                            AuditRecord.outcome == "success")).all()  # fmt: skip
-        assert len(reads) == 2 and all("policy=open-application" in (d or "") for d in reads)
+        assert len(reads) == 3 and all("policy=open-application" in (d or "") for d in reads)
+        assert sum(f"key={raw[4:16]}" in (d or "") for d in reads) == 3
     assert o.resource.code
 
 

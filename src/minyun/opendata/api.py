@@ -166,12 +166,15 @@ def action(
 
 @router.get("/opendata/datasets/{name}/download.{fmt}")
 def download(
-    name: str, fmt: str, session: SessionDep, actor: ActorDep, platform: PlatformDep
+    name: str, fmt: str, session: SessionDep, caller: CallerDep, platform: PlatformDep
 ) -> StreamingResponse:
-    """The dataset's rows as CSV (UTF-8 with BOM), XLSX, JSON or Parquet, streamed."""
+    """The dataset's rows as CSV (UTF-8 with BOM), XLSX, JSON or Parquet, streamed.
+
+    Anonymous, signed in, or with a developer key (`X-CKAN-API-Key`), as the CKAN API."""
     if fmt not in downloads.ENCODERS:
         raise NotFound(f"no download format {fmt}")
-    found = service.open_download(session, platform.lake, actor, name, fmt=fmt)
+    found = service.open_download(session, platform.lake, caller.actor, name, fmt=fmt,
+                                  key=caller.key)  # fmt: skip
     body = downloads.ENCODERS[fmt](found.schema, found.batches)
     filename = f"{found.dataset.name}-v{found.dataset.version}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -523,7 +523,7 @@ class Download:
 
 
 def open_download(
-    session: Session, lake: Lake, actor: Principal, ident: str, *, fmt: str
+    session: Session, lake: Lake, actor: Principal, ident: str, *, fmt: str, key: str | None = None
 ) -> Download:
     """The rows of a dataset for a download, audited before any leaves; read as they are sent."""
     dataset = access_dataset(session, actor, ident)
@@ -535,7 +535,7 @@ def open_download(
         raise Invalid(
             "more rows than an Excel sheet holds: download CSV or Parquet", field="format"
         )
-    _audit_read(session, actor, plan, dataset, what=f"download format={fmt}", count=None)
+    _audit_read(session, actor, plan, dataset, what=f"download format={fmt}", count=None, key=key)
     batches = views.stream(lake, plan, view, version=dataset.lake_version)
     return Download(dataset, batches, schema)
 
