@@ -155,10 +155,10 @@ def reject(
     session: Session, actor: Principal, application_id: int, *, reason: str
 ) -> OpenApplication:
     """Reject a submitted application; the reason is required and shown to the applicant."""
+    app = _pending(session, actor, application_id, "opendata.reject")
     text = (reason or "").strip()
     if not text:
         raise Invalid("give a reason", field="reason")
-    app = _pending(session, actor, application_id, "opendata.reject")
     _decide(app, actor, ApplicationStatus.REJECTED, text[:PURPOSE_MAX])
     _record(session, actor, "opendata.reject", app, reason=app.decision_reason)
     return app
