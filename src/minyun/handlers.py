@@ -9,6 +9,7 @@ import minyun.exchange.service  # the grant policy (core.policies.GRANTS)
 import minyun.ingest.service
 import minyun.licences.service  # licences.issue, queued by resource.updated
 import minyun.nodes.jobs  # the nodes.publish job and the remote-read check
+import minyun.opendata.applications  # developers' approved applications (core.policies.GRANTS)
 import minyun.opendata.service  # the open-data release finder and the refresh on new versions
 import minyun.push.relay
 import minyun.push.webhooks
