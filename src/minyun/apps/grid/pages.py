@@ -3,15 +3,17 @@ the map and the statistics. Each route calls the grid service once and renders."
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from minyun.apps.grid import catalog, open311, photos, service, stats
+from minyun.apps.grid import catalog, open311, photos, schedule, service, stats
 from minyun.apps.grid.models import Report, TaskState
 from minyun.apps.grid.photos import PhotoStore
 from minyun.apps.grid.service import NewReport
@@ -23,7 +25,24 @@ from minyun.web.i18n import N_
 from minyun.web.templating import PageActorDep, render
 from minyun.web.wording import sentence
 
-router = APIRouter(include_in_schema=False)
+
+@asynccontextmanager
+async def _escalation(app: FastAPI) -> AsyncIterator[None]:
+    """The SLA ticker runs while the web app runs (not where jobs run in the caller)."""
+    platform = app.state.platform
+    ticker = None
+    if platform.dispatcher.mode in ("inline", "worker"):
+        ticker = schedule.Escalator(platform.factory)
+        ticker.start()
+    app.state.grid_escalator = ticker
+    try:
+        yield
+    finally:
+        if ticker is not None:
+            await run_in_threadpool(ticker.stop)
+
+
+router = APIRouter(include_in_schema=False, lifespan=_escalation)
 
 # The service's refusals as the pages say them (see minyun.web.wording).
 for _pattern, _message in (

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import and_, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from minyun.accounts.models import User
@@ -480,41 +480,58 @@ def _settle(session: Session, actor: Principal, report: Report, closing_note: st
 # --- SLA clocks ----------------------------------------------------------------------
 
 
+def overdue(now: datetime) -> Any:
+    """The condition of a task whose next escalation is due at `now` (one SQL test)."""
+    live = Task.state.in_([TaskState.ROUTED, TaskState.ACCEPTED])
+    late_arrival = and_(Task.state == TaskState.ROUTED, Task.escalation < 1, Task.arrive_by < now)
+    late_close = and_(Task.escalation < 2, Task.close_by < now)
+    return and_(live, or_(late_arrival, late_close))
+
+
 def escalate_overdue(session: Session, actor: Principal, *, now: datetime | None = None) -> int:
     """Tasks past their arrival time go up to the street office, past their close time to
-    the district's grid centre; each step once. Returns how many tasks moved up."""
+    the district's grid centre; each step once, even with two runs at the same time.
+    Returns how many tasks moved up."""
     authorize(session, actor, "grid.manage")
     now = now or clock.now()
     moved = 0
-    late = session.scalars(
-        select(Task).where(Task.state.in_([TaskState.ROUTED, TaskState.ACCEPTED]))
-        .where(Task.escalation < 2).order_by(Task.id)
-    )  # fmt: skip
-    for task in late:
-        level = task.escalation
-        if task.close_by < now:
-            level = 2
-        elif task.state == TaskState.ROUTED and task.arrive_by < now:
-            level = max(level, 1)
-        if level == task.escalation:
-            continue
-        task.escalation = level
-        report = task.report
-        street = session.get(Area, report.street_code) if report.street_code else None
-        to = _org(session, catalog.GRID_CENTRE) if level == 2 else (
-            session.get(Organization, street.office_org_id) if street and street.office_org_id else None
+    for task in session.scalars(select(Task).where(overdue(now)).order_by(Task.id)).all():
+        level = 2 if task.close_by < now else 1
+        # Conditional on the level read: a concurrent run that moved it first wins, this one
+        # skips (PostgreSQL re-reads the row after the other commits; SQLite serialises).
+        won = session.execute(
+            update(Task).where(Task.id == task.id, Task.escalation == task.escalation)
+            .values(escalation=level).execution_options(synchronize_session=False)
         )  # fmt: skip
-        org = session.get(Organization, task.org_id)
-        _step(session, actor, report, "escalated",
-              f"{org.code if org else task.org_id} → {to.code if to else '-'}",
-              org_id=to.id if to else None)  # fmt: skip
-        events.publish(session, kind="grid.task.escalated", subject=f"grid-report:{report.id}",
-                       data={"report": report.id, "task": task.id, "level": level,
-                             "to": to.code if to else None})  # fmt: skip
+        if not _rowcount(won):
+            continue
+        session.refresh(task, ["escalation"])
+        _escalation_step(session, actor, task, level)
         moved += 1
     if moved:
-        audit.record(session, actor, "grid.escalate", target_type="grid-task", count=moved)
+        audit.record(session, actor, "grid.escalate", target_type="grid-task", count=moved,
+                     detail=f"due at {now.isoformat(timespec='seconds')}")  # fmt: skip
     return moved
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _escalation_step(session: Session, actor: Principal, task: Task, level: int) -> None:
+    """The timeline step and event of a task moved up to `level`."""
+    report = task.report
+    street = session.get(Area, report.street_code) if report.street_code else None
+    to = _org(session, catalog.GRID_CENTRE) if level == 2 else (
+        session.get(Organization, street.office_org_id) if street and street.office_org_id else None
+    )  # fmt: skip
+    org = session.get(Organization, task.org_id)
+    _step(session, actor, report, "escalated",
+          f"{org.code if org else task.org_id} → {to.code if to else '-'}",
+          org_id=to.id if to else None)  # fmt: skip
+    events.publish(session, kind="grid.task.escalated", subject=f"grid-report:{report.id}",
+                   data={"report": report.id, "task": task.id, "level": level,
+                         "to": to.code if to else None})  # fmt: skip
 
 
 # --- reading -------------------------------------------------------------------------
