@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from minyun.apps.grid import apikeys, open311, service
-from minyun.apps.grid.photos import PhotoStore
+from minyun.apps.grid.photos import store_for
 from minyun.apps.grid.service import NewReport
 from minyun.core.errors import DomainError, Invalid, NotFound, TooManyRequests
 from minyun.core.platform import Platform
@@ -196,7 +196,7 @@ async def create_request(
         return error(fmt, Invalid("the body is not a form", field="body"))
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     attributes = open311.attributes_of(form.multi_items())
-    store = PhotoStore(platform.settings.lake_uri)
+    store = store_for(platform.settings.lake_uri)
 
     def build() -> Response:
         _check(fmt, fields.get("jurisdiction_id"))
@@ -246,7 +246,7 @@ def _coordinate(fields: dict[str, str], name: str) -> float | None:
 def media_thumb(photo_id: IdPath, session: SessionDep, platform: PlatformDep) -> Response:
     """A report photo's thumbnail."""
     photo = service.get_photo(session, None, photo_id)
-    data = PhotoStore(platform.settings.lake_uri).get(photo.thumb_key)
+    data = store_for(platform.settings.lake_uri).get(photo.thumb_key)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
     )
@@ -256,7 +256,7 @@ def media_thumb(photo_id: IdPath, session: SessionDep, platform: PlatformDep) ->
 def media(photo_id: IdPath, session: SessionDep, platform: PlatformDep) -> Response:
     """A report's photo as stored: re-encoded, without EXIF (no location, no camera)."""
     photo = service.get_photo(session, None, photo_id)
-    data = PhotoStore(platform.settings.lake_uri).get(photo.key)
+    data = store_for(platform.settings.lake_uri).get(photo.key)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
     )

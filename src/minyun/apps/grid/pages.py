@@ -79,6 +79,8 @@ STEP_LABELS = {
     "escalated": N_("Escalated"),
     "note": N_("Note"),
 }
+# What the departments may see of how to reach the reporter (Open311 contact fields).
+CONTACT_SHOWN = ("first_name", "last_name", "phone", "email")
 STATE_LABELS = {
     "routed": N_("Routed"),
     "in_progress": N_("In progress"),
@@ -89,7 +91,7 @@ STATE_LABELS = {
 
 
 def _store(request: Request) -> PhotoStore:
-    return PhotoStore(request.app.state.platform.settings.lake_uri)
+    return photos.store_for(request.app.state.platform.settings.lake_uri)
 
 
 def _form_page(
@@ -189,6 +191,9 @@ def _report_page(
             and t.org_id == actor.organization_id and t.state in (TaskState.ROUTED, TaskState.ACCEPTED)]  # fmt: skip
     may_route = found.state != "closed" and service.may_reroute(session, actor, found)
     departments = [(code, name) for code, name in catalog.DEPARTMENTS]
+    own = actor.user_id is not None and found.reporter_user_id == actor.user_id
+    contact = ({k: v for k, v in found.contact.items() if k in CONTACT_SHOWN}
+               if not own and service.sees_contact(session, actor, found) else None)  # fmt: skip
     return render(
         request,
         "grid/report_page.html",
@@ -197,6 +202,7 @@ def _report_page(
         place=service.place_names(session, found),
         mine=mine,
         may_route=may_route,
+        contact=contact,
         departments=departments,
         step_labels=STEP_LABELS,
         state_labels=STATE_LABELS,

@@ -7,6 +7,7 @@ in the caller's transaction. No function here commits.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -545,7 +546,11 @@ def _get_report(session: Session, report_id: int) -> Report:
 
 
 def access_report(session: Session, actor: Principal, report_id: int) -> Report:
-    """The reporter's own report, or any report for civil servants; the same error otherwise."""
+    """The reporter's own report, or any report for civil servants; the same error otherwise.
+
+    A civil servant's opening is a read of personal data (the reporter, their photos and,
+    for those who work the report, their contact): it is audited before the page is sent.
+    """
     report = session.get(Report, report_id)
     mine = (
         report is not None
@@ -556,7 +561,22 @@ def access_report(session: Session, actor: Principal, report_id: int) -> Report:
         if not actor.authenticated:
             raise Unauthenticated("sign in to see this report")
         raise NotFound(f"no report {report_id}", code="unknown-report")
+    if not mine:
+        shown = {"contact": sees_contact(session, actor, report),
+                 "photos": [p.id for p in report.photos]}  # fmt: skip
+        audit.record_read(session, actor, "grid.report.read", target=str(report.id),
+                          target_type="grid-report", keys=[str(report.id)],
+                          purpose="grid.follow", detail=json.dumps(shown))  # fmt: skip
     return report
+
+
+def sees_contact(session: Session, actor: Principal, report: Report) -> bool:
+    """Who may see how to reach the reporter: the departments working the report, its street
+    office and the grid centre (who reroute), administrators."""
+    if actor.kind == "system" or actor.has_role(Role.ADMIN):
+        return True
+    working = {t.org_id for t in report.tasks if t.state != TaskState.WITHDRAWN}
+    return actor.organization_id in working or may_reroute(session, actor, report)
 
 
 def list_reports(
