@@ -127,7 +127,9 @@ class NewReport:
     long: float | None = None
     address_string: str = ""
     attributes: dict[str, list[str]] = field(default_factory=dict)
-    photos: Sequence[bytes] = ()
+    # Uploads as sent, or photos already checked (`photos.process`, done by the caller before
+    # its transaction so the decode holds no database lock).
+    photos: Sequence[bytes | Processed] = ()
     contact: dict[str, str] = field(default_factory=dict)
     api_key_id: int | None = None
 
@@ -204,10 +206,14 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
         raise Unauthenticated("sign in to report an issue")
     service = get_service(session, new.service_code)
     description = check_description(new.description)
+    address = new.address_string.strip()
+    if MARKUP.search(address) or len(address) > 300:
+        raise Invalid("address_string is not plain text of at most 300 characters",
+                      field="address_string", code="markup")  # fmt: skip
     answers = check_attributes(service, new.attributes)
     if len(new.photos) > PHOTOS_MAX:
         raise Invalid(f"at most {PHOTOS_MAX} photos", field="media", code="photo-count")
-    processed = [process(p) for p in new.photos]
+    processed = [p if isinstance(p, Processed) else process(p) for p in new.photos]
     lat, long = new.lat, new.long
     if lat is None or long is None:
         located = next((p for p in processed if p.lat is not None and p.long is not None), None)
@@ -228,12 +234,13 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
     report = Report(
         token=secrets.token_urlsafe(12), service_code=service.code, description=description,
         attributes=answers, lat=lat, long=long,
-        address=(new.address_string.strip()[:300] or place.address),
+        address=address or place.address,
         grid_code=place.grid_code, community_code=place.community_code,
         street_code=place.street_code, district_code=place.district_code,
         state=ReportState.ROUTED, reporter_user_id=actor.user_id, reporter=actor.label[:120],
         contact={k: v[:200] for k, v in new.contact.items() if v}, api_key_id=new.api_key_id,
         requested_at=now, updated_at=now, expected_at=now + timedelta(hours=service.close_hours),
+        tasks=[], photos=[], steps=[],  # new and empty: never loaded from the database
     )  # fmt: skip
     session.add(report)
     session.flush()
@@ -251,13 +258,13 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
 def add_photo(
     session: Session, store: PhotoStore, report: Report, item: Processed, *, kind: str
 ) -> Photo:
-    """Store a checked photo; its objects are removed again if the transaction rolls back."""
+    """Store a checked photo; its objects are removed again if the transaction rolls back.
+    The row is written with the transaction's next flush (one INSERT for all its rows)."""
     key, thumb_key = store.put(item)
     _forget_on_rollback(session, store, [key, thumb_key])
     photo = Photo(kind=kind, key=key, thumb_key=thumb_key, width=item.width,
                   height=item.height, size=len(item.jpeg), had_location=item.lat is not None)  # fmt: skip
     report.photos.append(photo)
-    session.flush()
     return photo
 
 
@@ -323,7 +330,6 @@ def _add_task(
                 arrive_by=now + timedelta(minutes=service.arrive_minutes),
                 close_by=now + timedelta(hours=service.close_hours))  # fmt: skip
     report.tasks.append(task)
-    session.flush()
     _step(session, actor, report, "routed", org.name, org_id=org.id)
     if audited:
         audit.record(session, actor, "grid.route", target=str(report.id),
@@ -445,6 +451,7 @@ def close_task(
     processed = process(photo)
     report = task.report
     result = add_photo(session, store, report, processed, kind="result")
+    session.flush()  # the result photo's id
     task.state = TaskState.CLOSED
     task.closed_at = clock.now()
     task.note = clean
