@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from minyun.apps.food import epcis, gs1
+from minyun.apps.food import batch, epcis, gs1, index
 from minyun.apps.food import lake as food_lake
 from minyun.apps.food import query as q
 from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, FoodName, NamedQuery
@@ -67,14 +67,6 @@ def parse_document(raw: bytes) -> dict[str, Any]:
 # --- capture ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """An event ready to store: its id, times, index columns and terms."""
-
-    row: dict[str, Any]
-    terms: list[epcis.Term]
-
-
 def capture(
     session: Session,
     actor: Principal,
@@ -85,7 +77,11 @@ def capture(
     source: str = "capture",
 ) -> CaptureJob:
     """Store every event of a document (its JSON text, or parsed), or none; the capture job
-    says which. A document the schema refuses raises ValidationException."""
+    says which. A document the schema refuses raises ValidationException.
+
+    The document is one batch (`food.batch`): validated whole, its events normalised and
+    hashed in one pass, indexed with one bulk write per table and appended to the lake as
+    one commit; bulk uploads and pulls come through here too."""
     authorize(session, actor, CAPTURE, target="capture", target_type="epcis-capture")
     doc = parse_document(document) if isinstance(document, bytes) else document
     if isinstance(document, Mapping):
@@ -108,8 +104,9 @@ def capture(
     )  # fmt: skip
     session.add(job)
     session.flush()
-    prepared = [_prepare(e, epcis.context_prefixes(doc), job, clock.now()) for e in events]
-    errors = _duplicates(session, prepared)
+    prepared = batch.prepare(events, epcis.context_prefixes(doc), capture=job.id,
+                             organization_id=job.organization_id, now=clock.now())  # fmt: skip
+    errors = _twice(prepared.ids)
     if not errors:
         errors = _store(session, lake, job, prepared)
     if not errors:
@@ -126,86 +123,41 @@ def capture(
     return job
 
 
-def _prepare(
-    event: Mapping[str, Any], context: dict[str, str], job: CaptureJob, now: datetime
-) -> Prepared:
-    body = dict(event)
-    body["eventID"] = body.get("eventID") or epcis.event_hash_id(body, context)
-    body["recordTime"] = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    error = body.get("errorDeclaration") or {}
-    row = {
-        "event_id": body["eventID"],
-        "event_type": body["type"],
-        "event_time": epcis.parse_time(body["eventTime"]),
-        "record_time": now,
-        "action": body.get("action"),
-        "biz_step": _short("bizStep", body.get("bizStep")),
-        "disposition": _short("disposition", body.get("disposition")),
-        "read_point": gs1.canonical(body["readPoint"]["id"]) if body.get("readPoint") else None,
-        "biz_location": gs1.canonical(body["bizLocation"]["id"])
-        if body.get("bizLocation") else None,
-        "transformation_id": body.get("transformationID"),
-        "error_time": epcis.parse_time(error["declarationTime"]) if error else None,
-        "error_reason": _short("errorReason", error.get("reason")),
-        "capture_id": job.id,
-        "organization_id": job.organization_id,
-        "body": body,
-        "context": context,
-    }  # fmt: skip
-    return Prepared(row, list(epcis.terms(body)))
-
-
-def _short(kind: str, value: str | None) -> str | None:
-    return epcis.cbv_short(kind, value) if value else None
-
-
 def _problem(detail: str, title: str = "Validation error") -> dict[str, Any]:
     return {"type": "epcisException:ValidationException", "title": title, "status": 400,
             "detail": detail}  # fmt: skip
 
 
-def _duplicates(session: Session, prepared: list[Prepared]) -> list[dict[str, Any]]:
-    ids = [p.row["event_id"] for p in prepared]
+def _twice(ids: list[str]) -> list[dict[str, Any]]:
     seen: set[str] = set()
-    errors = [_problem(f"eventID {i} appears twice in the document")
-              for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]  # fmt: skip
-    for chunk in range(0, len(ids), 500):
+    twice = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    return [_problem(f"eventID {i} appears twice in the document") for i in twice[:100]]
+
+
+def _already_stored(session: Session, ids: list[str]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for chunk in range(0, len(ids), 5000):
         stored = session.scalars(
-            select(FoodEvent.event_id).where(FoodEvent.event_id.in_(ids[chunk : chunk + 500]))
+            select(FoodEvent.event_id).where(FoodEvent.event_id.in_(ids[chunk : chunk + 5000]))
         ).all()
         errors.extend(_problem(f"eventID {i} is already stored") for i in stored)
-    return errors
+    return errors[:100] or [_problem("an eventID of this document was stored by another capture")]
 
 
 def _store(
-    session: Session, lake: Lake, job: CaptureJob, prepared: list[Prepared]
+    session: Session, lake: Lake, job: CaptureJob, prepared: batch.EventBatch
 ) -> list[dict[str, Any]]:
-    """Index the events (savepoint) then append them to the lake; errors, or none."""
-    if not prepared:
+    """Index the batch (savepoint) then append it to the lake; errors, or none. The unique
+    eventID decides whether an event is stored already (no look-up first): on a clash the
+    savepoint leaves nothing and the errors name the ids."""
+    if prepared.events.num_rows == 0:
         return []
     try:
         with session.begin_nested():
-            # Core executemany: batched as multi-row INSERTs ("insertmanyvalues").
-            connection = session.connection()
-            events: Table = FoodEvent.__table__  # type: ignore[assignment]
-            terms: Table = FoodEventTerm.__table__  # type: ignore[assignment]
-            returned = connection.execute(
-                insert(events).returning(events.c.id, events.c.event_id),
-                [p.row for p in prepared],
-            )
-            pks = {eid: pk for pk, eid in returned}
-            rows = [
-                {"event_pk": pks[p.row["event_id"]], "kind": t.kind[:120], "value": t.value[:500],
-                 "number": t.number}
-                for p in prepared
-                for t in p.terms
-            ]  # fmt: skip
-            if rows:
-                connection.execute(insert(terms), rows)
+            index.append(session.connection(), prepared)
     except IntegrityError:
-        # Another capture stored one of these eventIDs since we looked.
-        return [_problem("an eventID of this document was stored by another capture")]
-    job.lake_version = food_lake.append(lake, job.id, [p.row for p in prepared])
+        return _already_stored(session, prepared.ids)
+    job.lake_version = food_lake.append(lake, job.id, prepared)
     return []
 
 

@@ -1,0 +1,45 @@
+"""food: the event index's indexes for queries at scale — each compared column with the time
+
+A standard query names a value (a business step, a read point, an event type, …) and pages
+in eventTime order: one index on (column, event_time, id) answers both, where a
+single-column index made the database sort every matching event first. Rarely set columns
+(transformationID, the error declaration's time) are indexed only where set, and the
+capture id's index (nothing reads by it) goes: fewer indexes for each captured event to
+update.
+
+Revision ID: 0028
+Revises: 0023
+Create Date: 2026-12-07 02:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0028"
+down_revision: str | None = "0023"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PAIRED = ("event_type", "biz_step", "disposition", "read_point", "biz_location")
+
+
+def upgrade() -> None:
+    for column in (*PAIRED, "transformation_id", "capture_id"):
+        op.drop_index(f"ix_food_events_{column}", table_name="food_events")
+    for column in PAIRED:
+        op.create_index(f"ix_food_events_{column}", "food_events", [column, "event_time", "id"])
+    for column in ("transformation_id", "error_time"):
+        where = sa.text(f"{column} IS NOT NULL")
+        op.create_index(
+            f"ix_food_events_{column}", "food_events", [column],
+            postgresql_where=where, sqlite_where=where,
+        )  # fmt: skip
+
+
+def downgrade() -> None:
+    for column in (*PAIRED, "transformation_id", "error_time"):
+        op.drop_index(f"ix_food_events_{column}", table_name="food_events")
+    for column in (*PAIRED, "transformation_id", "capture_id"):
+        op.create_index(f"ix_food_events_{column}", "food_events", [column])
