@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Body, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -128,11 +128,7 @@ def top_level(actor: ActorDep, session: SessionDep) -> JSONResponse:
     return _json(["capture", "events", *RESOURCES, "queries"])
 
 
-@epcis_router.post("/capture", status_code=202)
-async def capture(
-    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
-) -> JSONResponse:
-    """Capture an EPCISDocument (JSON / JSON-LD): 202 and the capture job's Location."""
+def _capture_headers(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA:
         raise Invalid("send application/json or application/ld+json",
@@ -141,6 +137,14 @@ async def capture(
     if version and not version.startswith("2."):
         raise Invalid(f"GS1-EPCIS-Version {version} is not served: 2.0.0",
                       code="NotAcceptableException")  # fmt: skip
+
+
+@epcis_router.post("/capture", status_code=202)
+async def capture(
+    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
+) -> JSONResponse:
+    """Capture an EPCISDocument (JSON / JSON-LD): 202 and the capture job's Location."""
+    _capture_headers(request)
     behaviour = request.headers.get("GS1-Capture-Error-Behaviour", "rollback")
     raw = await request.body()
     job = svc.capture(session, actor, platform.lake, raw, error_behaviour=behaviour)
@@ -191,6 +195,23 @@ def events(
     """The events matching the standard query parameters, as an EPCISQueryDocument."""
     page = svc.query_events(session, actor, _params(request), per_page=per_page, token=token)
     return _page(request, page, per_page)
+
+
+@epcis_router.post("/events", status_code=201)
+async def capture_event(
+    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
+) -> JSONResponse:
+    """Capture a single EPCIS event synchronously: 201 and the event's Location."""
+    _capture_headers(request)
+    event_id = svc.capture_event(session, actor, platform.lake, await request.body())
+    return _json({"eventID": event_id}, 201, Location=f"/epcis/events/{quote(event_id, safe='')}")
+
+
+@epcis_router.delete("/nextPageToken/{token}", status_code=204)
+def release_token(token: str, actor: ActorDep, session: SessionDep) -> Response:
+    """Release a page token's resources (none are held: tokens are signed positions)."""
+    svc.release_page_token(session, actor, token)
+    return Response(status_code=204, headers=HEADERS)
 
 
 @epcis_router.get("/events/{event_id:path}")

@@ -104,8 +104,11 @@ def capture(
     )  # fmt: skip
     session.add(job)
     session.flush()
-    prepared = batch.prepare(events, epcis.context_prefixes(doc), capture=job.id,
-                             organization_id=job.organization_id, now=clock.now())  # fmt: skip
+    try:
+        prepared = batch.prepare(events, epcis.context_prefixes(doc), capture=job.id,
+                                 organization_id=job.organization_id, now=clock.now())  # fmt: skip
+    except ValueError as exc:  # a time RFC 3339 allows that cannot be stored (a leap second)
+        raise invalid_document([str(exc)]) from exc
     errors = _twice(prepared.ids)
     if not errors:
         errors = _store(session, lake, job, prepared)
@@ -121,6 +124,26 @@ def capture(
                            "source": source}, ensure_ascii=False),
     )  # fmt: skip
     return job
+
+
+def capture_event(session: Session, actor: Principal, lake: Lake, raw: bytes) -> str:
+    """Capture one event at once (`POST /epcis/events`): its eventID. The event goes in as a
+    document of one event through `capture`; an eventID already stored is
+    ResourceAlreadyExistsException."""
+    try:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_document([f"not JSON: {exc}"]) from exc
+    if not isinstance(event, dict):
+        raise invalid_document(["the body is not a JSON object (an EPCIS event)"])
+    context = event.pop("@context", epcis.CONTEXT)
+    doc = {"@context": context, "type": "EPCISDocument", "schemaVersion": "2.0",
+           "creationDate": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+           "epcisBody": {"eventList": [event]}}  # fmt: skip
+    job = capture(session, actor, lake, doc, source="event")
+    if not job.success:
+        raise Conflict(job.errors[0]["detail"], code="ResourceAlreadyExistsException")
+    return str(event.get("eventID") or epcis.event_hash_id(event, epcis.context_prefixes(doc)))
 
 
 def _problem(detail: str, title: str = "Validation error") -> dict[str, Any]:
@@ -162,19 +185,26 @@ def _store(
 
 
 def keep_names(session: Session, doc: Mapping[str, Any]) -> None:
-    """Keep the names the document's master data gives its locations and parties."""
+    """Keep the names the document's master data gives its locations and parties (one
+    look-up for all of them; a name is written only when it is new or changed)."""
     header = doc.get("epcisHeader") or {}
     vocabularies = (header.get("epcisMasterData") or {}).get("vocabularyList") or []
+    names: dict[str, str] = {}
     for vocabulary in vocabularies:
         for element in vocabulary.get("vocabularyElementList") or []:
             for attribute in element.get("attributes") or []:
                 if str(attribute.get("id", "")).endswith("#name") and element.get("id"):
-                    uri, name = gs1.canonical(element["id"]), str(attribute.get("attribute"))
-                    found = session.get(FoodName, uri)
-                    if found is None:
-                        session.add(FoodName(uri=uri[:300], name=name[:200]))
-                    else:
-                        found.name, found.updated_at = name[:200], clock.now()
+                    uri = gs1.canonical(element["id"])[:300]
+                    names[uri] = str(attribute.get("attribute"))[:200]
+    if not names:
+        return
+    known = {n.uri: n for n in session.scalars(select(FoodName).where(FoodName.uri.in_(names)))}
+    for uri, name in names.items():
+        found = known.get(uri)
+        if found is None:
+            session.add(FoodName(uri=uri, name=name))
+        elif found.name != name:
+            found.name, found.updated_at = name, clock.now()
 
 
 def get_capture(session: Session, actor: Principal, capture_id: str) -> CaptureJob:
@@ -317,6 +347,13 @@ def _read_token(session: Session, token: str, bound: str) -> tuple[str, int, int
     if not decoded or decoded[0] != bound:
         raise q.refuse("nextPageToken: not a token of this query")
     return decoded[1], int(decoded[2]), int(decoded[3])
+
+
+def release_page_token(session: Session, actor: Principal, token: str) -> None:
+    """`DELETE /epcis/nextPageToken/{token}`: nothing is held for a token (it is signed and
+    carries its own position), so there is nothing to free; the caller must be allowed to
+    query."""
+    authorize(session, actor, QUERY, target="nextPageToken", target_type="epcis-query")
 
 
 def query_document(page: EventPage) -> dict[str, Any]:
