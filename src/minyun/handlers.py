@@ -2,6 +2,7 @@
 
 import minyun.apps.ecocloud.lake
 import minyun.apps.food.pull
+import minyun.apps.food.subscriptions  # query subscriptions delivered (food.subscriptions)
 import minyun.core.serving
 import minyun.demo.province
 import minyun.exchange.batch  # batch deliveries (exchange.batch)

@@ -199,3 +199,12 @@ def test_a_time_the_schema_allows_but_no_clock_has_is_refused_whole(repo: Repo) 
     assert r.status_code == 400, r.text
     assert r.json()["type"] == "epcisException:ValidationException"
     assert _stored(repo) == 0
+
+
+def test_a_value_too_long_for_the_index_is_refused_whole(repo: Repo) -> None:
+    doc = example("Example_9.6.1-ObjectEvent.jsonld")
+    doc["epcisBody"]["eventList"][-1]["eventID"] = "urn:uuid:" + "x" * 400
+    r = repo.capture(doc)
+    assert r.status_code == 400, r.text
+    assert "eventList/1: eventID is longer than 300" in r.json()["detail"]
+    assert _stored(repo) == 0

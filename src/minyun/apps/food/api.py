@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minyun.apps.food import epcis, product, pull, risk, trace
+from minyun.apps.food import epcis, product, pull, risk, subscriptions, trace
 from minyun.apps.food import service as svc
 from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep
@@ -269,6 +269,54 @@ def named_query_events(
     return _page(request, page, per_page)
 
 
+class SubscriptionIn(BaseModel):
+    """A query subscription as the binding sends it."""
+
+    dest: str = Field(min_length=8, max_length=2000)
+    signatureToken: str | None = Field(default=None, max_length=2000)
+    stream: bool = False
+    schedule: dict[str, str | int] | None = None
+    reportIfEmpty: bool = False
+    initialRecordTime: str | None = None
+
+
+@epcis_router.post("/queries/{name}/subscriptions", status_code=201)
+def subscribe(
+    name: str, body: SubscriptionIn, actor: ActorDep, session: SessionDep
+) -> JSONResponse:
+    """Subscribe a webhook to a named query's new events (streamed or scheduled)."""
+    made = subscriptions.subscribe(
+        session, actor, name, dest=body.dest, signature_token=body.signatureToken,
+        stream=body.stream, schedule=body.schedule, report_if_empty=body.reportIfEmpty,
+        initial_record_time=body.initialRecordTime,
+    )  # fmt: skip
+    return _json(subscriptions.as_dict(made), 201,
+                 Location=f"/epcis/queries/{name}/subscriptions/{made.subscription_id}")  # fmt: skip
+
+
+@epcis_router.get("/queries/{name}/subscriptions")
+def query_subscriptions(name: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
+    """The subscriptions to a named query."""
+    found = subscriptions.list_subscriptions(session, actor, name)
+    return _json([subscriptions.as_dict(s) for s in found])
+
+
+@epcis_router.get("/queries/{name}/subscriptions/{subscription_id}")
+def query_subscription(
+    name: str, subscription_id: str, actor: ActorDep, session: SessionDep
+) -> JSONResponse:
+    """One subscription."""
+    found = subscriptions.get_subscription(session, actor, name, subscription_id)
+    return _json(subscriptions.as_dict(found))
+
+
+@epcis_router.delete("/queries/{name}/subscriptions/{subscription_id}", status_code=204)
+def unsubscribe(name: str, subscription_id: str, actor: ActorDep, session: SessionDep) -> Response:
+    """End a subscription."""
+    subscriptions.unsubscribe(session, actor, name, subscription_id)
+    return Response(status_code=204, headers=HEADERS)
+
+
 @epcis_router.get("/{resource}")
 def resource_list(resource: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
     """The values of a top-level resource seen in stored events (`/epcis/bizSteps`, …)."""
@@ -362,6 +410,13 @@ def add_pull_source(actor: ActorDep, session: SessionDep, body: PullSourceIn) ->
     source = pull.add_source(session, actor, name=body.name, base_url=body.base_url,
                              token=body.token, query=body.query)  # fmt: skip
     return {"id": source.id, "name": source.name, "base_url": source.base_url}
+
+
+@food_router.post("/subscription-runs", status_code=202)
+def run_subscriptions(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """Queue a delivery of every due query subscription (one per minute)."""
+    job = subscriptions.submit(session, actor)
+    return {"job": job.id}
 
 
 @food_router.post("/pulls", status_code=202)

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from minyun.apps.food import epcis, gs1
 
@@ -94,9 +95,28 @@ def prepare(
     cols["capture_id"] = [capture] * n
     cols["organization_id"] = [organization_id] * n
     cols["context"] = [context_text] * n
-    return EventBatch(
-        pa.Table.from_pydict(cols, schema=EVENTS), pa.Table.from_pydict(terms, schema=TERMS)
-    )
+    table = pa.Table.from_pydict(cols, schema=EVENTS)
+    _check_lengths(table)
+    return EventBatch(table, pa.Table.from_pydict(terms, schema=TERMS))
+
+
+# The index's text columns: what the standard calls them, and their widths (FoodEvent).
+_WIDTHS = {"event_id": ("eventID", 300), "biz_step": ("bizStep", 300),
+           "disposition": ("disposition", 300), "read_point": ("readPoint", 300),
+           "biz_location": ("bizLocation", 300), "transformation_id": ("transformationID", 300),
+           "error_reason": ("errorDeclaration.reason", 300)}  # fmt: skip
+
+
+def _check_lengths(table: pa.Table) -> None:
+    """ValueError naming the first value too long for the index (checked column-wise)."""
+    for name, (label, width) in _WIDTHS.items():
+        lengths = pc.utf8_length(table.column(name))
+        longest = pc.max(lengths).as_py()
+        if longest is not None and longest > width:
+            row = pc.index(pc.greater(lengths, width), True).as_py()
+            raise ValueError(
+                f"epcisBody/eventList/{row}: {label} is longer than {width} characters"
+            )
 
 
 def _columns(cols: dict[str, list[Any]], body: dict[str, Any]) -> None:

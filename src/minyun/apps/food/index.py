@@ -11,6 +11,7 @@ savepoint then leaves nothing behind.
 from __future__ import annotations
 
 import io
+from typing import Any, cast
 
 import psycopg
 import pyarrow as pa
@@ -98,8 +99,7 @@ def _copy(connection: Connection, name: str, data: pa.Table) -> None:
     buffer = io.BytesIO()
     pacsv.write_csv(data, buffer, write_options=pacsv.WriteOptions(include_header=False))
     columns = ", ".join(data.column_names)
-    raw = connection.connection.driver_connection
-    assert raw is not None
+    raw = cast(psycopg.Connection[Any], connection.connection.driver_connection)
     statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT csv)"
     try:
         with raw.cursor() as cursor, cursor.copy(statement) as copy:

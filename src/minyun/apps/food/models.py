@@ -128,3 +128,28 @@ class FoodName(Base):
     uri: Mapped[str] = mapped_column(String(300), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+
+class QuerySubscription(Base):
+    """A webhook subscription to a named query (`POST /epcis/queries/{name}/subscriptions`):
+    its new events are sent to `dest` as they come (`stream`) or on a schedule."""
+
+    __tablename__ = "food_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(40), unique=True)
+    query_name: Mapped[str] = mapped_column(String(100), index=True)
+    dest: Mapped[str] = mapped_column(Text)
+    signature_token: Mapped[str | None] = mapped_column(Text, default=None)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The schedule's fields (second, minute, hour, dayOfMonth, month, dayOfWeek), each a
+    # value or a comma-separated list; a field left out matches every value.
+    schedule: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    report_if_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str] = mapped_column(String(120))
+    organization_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The last event sent (its index key): the next delivery sends the events after it.
+    watermark: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_result: Mapped[str | None] = mapped_column(Text, default=None)

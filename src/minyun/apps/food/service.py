@@ -18,7 +18,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -249,6 +249,7 @@ class EventPage:
     contexts: list[dict[str, str]]
     next_token: str | None
     query_name: str
+    keys: list[int] = field(default_factory=list)  # the events' index keys
 
 
 def query_events(
@@ -297,7 +298,8 @@ def query_events(
         keys=[r.event_id for r in rows][:100], count=len(rows), purpose=purpose,
         detail=json.dumps(parsed.params, ensure_ascii=False, sort_keys=True)[:2000],
     )  # fmt: skip
-    return EventPage([r.body for r in rows], [r.context for r in rows], next_token, query_name)
+    return EventPage([r.body for r in rows], [r.context for r in rows], next_token, query_name,
+                     [r.id for r in rows])  # fmt: skip
 
 
 def _per_page(per_page: int | None) -> int:
