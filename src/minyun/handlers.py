@@ -2,6 +2,7 @@
 
 import minyun.apps.ecocloud.lake
 import minyun.apps.food.pull
+import minyun.apps.food.subscriptions  # query subscriptions delivered (food.subscriptions)
 import minyun.apps.grid.schedule  # grid.escalate, the SLA clocks run out
 import minyun.core.serving
 import minyun.demo.province
