@@ -8,16 +8,17 @@ import hashlib
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from minyun.core import audit, context
-from minyun.core.audit import AuditRecord, Entry, Problem
+from minyun.core.audit import AuditCheckpoint, AuditRecord, Entry, Problem
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
 from tests.core.test_audit import drop_sqlite_append_only
@@ -222,6 +223,18 @@ def _fill(node: Platform, n: int, per_batch: int = 10) -> None:
         ]
         for f in futures:
             f.result()
+    # The writer signs the last head's checkpoint row when it falls idle (IDLE_SECONDS) or
+    # with the next batch: wait for it, so that an attack below acts on a settled chain and
+    # not on a row still on its way (which would sign the original hash after the rewrite).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with node.factory() as s:
+            newest = s.scalar(select(func.max(AuditRecord.seq)))
+            signed = s.scalar(select(func.max(AuditCheckpoint.seq)))
+        if newest is None or signed == newest:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the checkpoint of audit record {newest} was never written")
 
 
 def _attacker(node: Platform) -> Session:

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from minyun.apps.food import epcis, product, pull, risk, subscriptions, trace
@@ -269,13 +269,21 @@ def named_query_events(
     return _page(request, page, per_page)
 
 
+def _as_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class SubscriptionIn(BaseModel):
     """A query subscription as the binding sends it."""
 
     dest: str = Field(min_length=8, max_length=2000)
     signatureToken: str | None = Field(default=None, max_length=2000)
     stream: bool = False
-    schedule: dict[str, str | int] | None = None
+    # Cron-like fields (second … dayOfWeek) as the binding writes them, "5" or "0,30"; a
+    # number sent bare is taken as its text (the service checks each field's range).
+    schedule: dict[str, Annotated[str, BeforeValidator(_as_text), Field(max_length=200)]] | None = (
+        None
+    )
     reportIfEmpty: bool = False
     initialRecordTime: str | None = None
 
