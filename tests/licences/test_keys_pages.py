@@ -77,8 +77,13 @@ def test_a_steward_lists_rotates_and_retires_keys_and_old_licences_still_verify(
     assert _methods(http, org) == ["key-1"]
     old = list(node.factory().scalars(select(Licence.credential)))
 
+    # Without the confirmation ticked, nothing changes.
+    unconfirmed = http.post(f"/licences/keys/{org}/rotate",
+                            data={"algorithm": "SM2", "csrf": _csrf(page.text)})  # fmt: skip
+    assert unconfirmed.status_code == 422 and "请勾选以确认轮换。" in unconfirmed.text
+    assert _methods(http, org) == ["key-1"]
     made = http.post(f"/licences/keys/{org}/rotate",
-                     data={"algorithm": "SM2", "csrf": _csrf(page.text)})  # fmt: skip
+                     data={"algorithm": "SM2", "confirm": "yes", "csrf": _csrf(page.text)})  # fmt: skip
     assert made.status_code == 303 and made.headers["location"].startswith(
         f"/licences/keys/{org}?made=key-2"
     )
@@ -162,7 +167,11 @@ def test_citizens_and_other_departments_are_refused_and_nothing_changes(issued: 
         for method, url, data in (
             ("GET", f"/licences/keys/{org}", None),
             ("GET", f"/licences/keys/{org}/key-1/retire", None),
-            ("POST", f"/licences/keys/{org}/rotate", {"algorithm": "SM2", "csrf": token}),
+            (
+                "POST",
+                f"/licences/keys/{org}/rotate",
+                {"algorithm": "SM2", "confirm": "yes", "csrf": token},
+            ),
             ("POST", f"/licences/keys/{org}/key-1/retire", {"reason": "x", "csrf": token}),
         ):
             answer = http.request(method, url, data=data)

@@ -220,6 +220,9 @@ OrgCode = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Kid = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 KEY_STATES = {"active": N_("Signing"), "rotated": N_("Rotated"), "retired": N_("Retired")}
 wording.sentence(r"key (?P<kid>\S+) is already retired", N_("Key %(kid)s is already retired."))
+wording.sentence(
+    r"tick the box to confirm the rotation", N_("Tick the box to confirm the rotation.")
+)
 wording.sentence(r"a key signs with Ed25519 or SM2, not (?P<given>.+)",
                  N_("A key signs with Ed25519 or SM2."))  # fmt: skip
 
@@ -257,8 +260,12 @@ def rotate_key(
     session: SessionDep,
     actor: PageActorDep,
     algorithm: Annotated[str, Form(max_length=16)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """A new signing key of the chosen kind; the old one stops signing, what it signed verifies."""
+    if confirm != "yes":
+        error = "tick the box to confirm the rotation"
+        return _keys_page(request, session, actor, org_code, error=error, status_code=422)
     try:
         with session.begin_nested():
             made = service.rotate_key(session, actor, org_code, algorithm=algorithm or None)
