@@ -51,13 +51,14 @@ class Issuer:
 
 
 @pytest.fixture
-def issued(sqlite_node: Platform, tmp_path: Path) -> Issuer:
-    """A market regulator issuing two business licences with its first (Ed25519) key."""
-    code, steward, org = kit.registrations(sqlite_node)
-    kit.load(sqlite_node, steward, code, tmp_path, [kit.row(1), kit.row(2)])
-    kit.define(sqlite_node, steward, org, code)
-    kit.issue(sqlite_node)
-    return Issuer(sqlite_node, code, steward, org.code, org.id)
+def issued(node: Platform, tmp_path: Path) -> Issuer:
+    """A market regulator issuing two business licences with its first (Ed25519) key, on
+    SQLite and on PostgreSQL."""
+    code, steward, org = kit.registrations(node)
+    kit.load(node, steward, code, tmp_path, [kit.row(1), kit.row(2)])
+    kit.define(node, steward, org, code)
+    kit.issue(node)
+    return Issuer(node, code, steward, org.code, org.id)
 
 
 def test_a_steward_lists_rotates_and_retires_keys_and_old_licences_still_verify(
