@@ -76,7 +76,8 @@ def test_a_steward_lists_rotates_and_retires_keys_and_old_licences_still_verify(
     # The rotation form offers both kinds, the current one (Ed25519) chosen.
     assert 'value="Ed25519" checked' in page.text and 'value="SM2">' in page.text
     assert _methods(http, org) == ["key-1"]
-    old = list(node.factory().scalars(select(Licence.credential)))
+    with node.factory() as session:
+        old = list(session.scalars(select(Licence.credential)))
 
     # Without the confirmation ticked, nothing changes.
     unconfirmed = http.post(f"/licences/keys/{org}/rotate",
