@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from ckanapi import NotFound, RemoteCKAN, SearchQueryError, ValidationError
+from ckanapi import NotAuthorized, NotFound, RemoteCKAN, SearchQueryError, ValidationError
 
 from minyun.core.platform import Platform
 from tests.conftest import make_settings
@@ -180,7 +180,6 @@ def test_datastore_search_sql_reads_only_open_views(site: tuple[kit.Portal, str]
         f'SELECT * FROM ents WHERE uscc IN (SELECT uscc FROM "{p.closed_code}")',
         "SELECT capital FROM ents",
         "SELECT rep_ric FROM ents",
-        "SELECT * FROM cond",
         "SELECT * FROM information_schema.tables",
         "SELECT * FROM duckdb_views()",
         "SELECT * FROM pg_catalog.pg_class",
@@ -194,6 +193,11 @@ def test_datastore_search_sql_reads_only_open_views(site: tuple[kit.Portal, str]
             ckan.action.datastore_search_sql(sql=sql)
         text = json.dumps(caught.value.error_dict, ensure_ascii=False)
         assert "35010019800101" not in text and "root:" not in text, sql
+    # A conditional dataset is listed to everyone: the answer says it needs an application.
+    for sql in ("SELECT * FROM cond", "SELECT * FROM ents WHERE uscc IN (SELECT uscc FROM cond)"):
+        with pytest.raises(NotAuthorized) as denied:
+            ckan.action.datastore_search_sql(sql=sql)
+        assert "91350100MA" not in str(denied.value) and "apply for it" in str(denied.value)
 
 
 def test_ckan_envelope_for_unknown_actions_and_bad_bodies(site: tuple[kit.Portal, str]) -> None:

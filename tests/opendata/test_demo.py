@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from minyun.core.platform import Platform
 from minyun.demo import province
 from minyun.opendata import ckan, demo, service
-from minyun.opendata.models import OpenDataset
+from minyun.opendata.models import OpenApplication, OpenDataset
 from tests.conftest import make_settings
 
 
@@ -31,7 +31,15 @@ def test_demo_opens_500_datasets_in_21_domains_quickly(tmp_path: Path) -> None:
             assert len(domains) == 21
             listed = s.scalar(service.listed_query().with_only_columns(func.count()))
             assert listed == made
+            police = service.get_dataset(s, demo.CITIZEN_APPLIES_FOR)
+            assert police.resource.open_type == "conditional"  # listed; rows on application
             found = ckan.search(s, q="福州市企业登记", facet_fields=["groups"])
             assert found.datasets[0].title == "福州市企业登记信息"
+        with node.factory.begin() as s:  # with the accounts, the demo citizen applies (once)
+            province.load_accounts(s, node.settings.var_dir)
+            assert demo.load(s, node.lake, big_rows=5_000) == 0
+            assert demo.load(s, node.lake, big_rows=5_000) == 0
+            waiting = [(a.dataset.name, a.status) for a in s.scalars(select(OpenApplication))]
+            assert waiting == [(demo.CITIZEN_APPLIES_FOR, "submitted")]
     finally:
         node.close()

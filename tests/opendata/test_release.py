@@ -207,3 +207,15 @@ def test_a_committed_loads_event_refreshes_the_datasets_in_its_transaction(
     events.publish(session, kind="resource.updated", subject=o.resource.code, data={})
     assert (ds.version, ds.lake_version) == (2, 1)
     assert service.search_rows(session, lake, ANON, ds.name).total == 12
+
+
+def test_a_big_download_is_sent_batch_by_batch(session: Session, lake: Lake) -> None:
+    from minyun.opendata import downloads
+
+    o = kit.open_resource(session, lake, n=150_000)
+    _open(session, o, name="big", fields=["uscc", "city"])
+    found = service.open_download(session, lake, ANON, "big", fmt="csv")
+    sizes = [len(chunk) for chunk in downloads.csv(found.schema, found.batches)]
+    lines = 150_001  # the header and every row, none held back
+    assert sum(sizes) > lines * len("91350100MA00000000,福州市") and len(sizes) >= 4
+    assert max(sizes) < sum(sizes) / 2  # never the whole table in one piece

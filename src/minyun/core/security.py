@@ -265,9 +265,12 @@ POLICY: dict[str, frozenset[str]] = {
     # Reads of resource data (rows, rejects, quality) are not here: core.policies plans them.
     # Grid governance (apps.grid): civil servants follow reports and work their department's
     # tasks (its own only, checked by the service); admins set up grids, keys and SLA runs.
+    # Open311 keys, routing rules and due times: admins and the stewards of the district's
+    # grid centre (apps.grid.rules.configure checks the centre).
     "grid.read": frozenset({"*"}),
     "grid.work": frozenset({"*"}),
     "grid.manage": frozenset({Role.ADMIN}),
+    "grid.configure": frozenset({Role.ADMIN, Role.STEWARD}),
 }
 
 # Open to everyone, anonymous visitors too: what each reader sees is narrowed by its audience

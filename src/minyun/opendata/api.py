@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from minyun.core.errors import DomainError, Invalid, NotFound, Unauthenticated
 from minyun.core.platform import Platform
 from minyun.core.security import Principal
-from minyun.opendata import ckan, dcat, developers, downloads, service
+from minyun.opendata import applications, ckan, dcat, developers, downloads, service
 from minyun.opendata.models import OpenDataset
 from minyun.web import problems
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep, get_actor
@@ -166,12 +166,15 @@ def action(
 
 @router.get("/opendata/datasets/{name}/download.{fmt}")
 def download(
-    name: str, fmt: str, session: SessionDep, actor: ActorDep, platform: PlatformDep
+    name: str, fmt: str, session: SessionDep, caller: CallerDep, platform: PlatformDep
 ) -> StreamingResponse:
-    """The dataset's rows as CSV (UTF-8 with BOM), XLSX, JSON or Parquet, streamed."""
+    """The dataset's rows as CSV (UTF-8 with BOM), XLSX, JSON or Parquet, streamed.
+
+    Anonymous, signed in, or with a developer key (`X-CKAN-API-Key`), as the CKAN API."""
     if fmt not in downloads.ENCODERS:
         raise NotFound(f"no download format {fmt}")
-    found = service.open_download(session, platform.lake, actor, name, fmt=fmt)
+    found = service.open_download(session, platform.lake, caller.actor, name, fmt=fmt,
+                                  key=caller.key)  # fmt: skip
     body = downloads.ENCODERS[fmt](found.schema, found.batches)
     filename = f"{found.dataset.name}-v{found.dataset.version}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
@@ -269,3 +272,41 @@ def dataset_versions(name: str, session: SessionDep, actor: ActorDep) -> list[di
          "created_at": v.created_at.isoformat()}
         for v in service.versions(session, dataset)
     ]  # fmt: skip
+
+
+# --- developers' applications for conditionally open datasets -------------------------------
+
+
+class ApplicationIn(BaseModel):
+    dataset: str = Field(max_length=100)
+    purpose: str = Field(max_length=2000)
+
+
+class ApplicationRead(BaseModel):
+    id: int
+    dataset: str
+    purpose: str
+    status: str
+    decision_reason: str | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+def _application(app: Any) -> ApplicationRead:
+    return ApplicationRead(id=app.id, dataset=app.dataset.name, purpose=app.purpose,
+                           status=app.status, decision_reason=app.decision_reason,
+                           expires_at=app.expires_at, created_at=app.created_at)  # fmt: skip
+
+
+@router.post("/api/v1/open-applications", status_code=201)
+def apply(body: ApplicationIn, session: SessionDep, caller: CallerDep) -> ApplicationRead:
+    """Apply for a conditionally open dataset with a purpose (signed in, or with an API key)."""
+    return _application(
+        applications.apply(session, caller.actor, body.dataset, purpose=body.purpose)
+    )
+
+
+@router.get("/api/v1/open-applications")
+def my_applications(session: SessionDep, caller: CallerDep) -> list[ApplicationRead]:
+    """Your applications and their state: submitted, approved (until when), rejected (why)."""
+    return [_application(a) for a in applications.mine(session, caller.actor)]

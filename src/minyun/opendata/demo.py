@@ -17,17 +17,27 @@ import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from minyun.accounts import service as accounts
+from minyun.accounts.models import User
 from minyun.catalog import service as catalog
 from minyun.catalog.models import LoadMode, LoadState, Version
 from minyun.catalog.themes import THEMES
 from minyun.core import clock
 from minyun.core.lake import Lake, LoadRecord
 from minyun.core.security import Principal
-from minyun.opendata import service
+from minyun.opendata import applications, service
 from minyun.opendata.models import OpenDataset
 from minyun.orgs.models import Division
 
 SYSTEM = Principal.system(on_behalf_of="demo")
+# Resources opened on conditions (有条件开放): their legal basis and the condition.
+CONDITIONAL = {
+    "open-public-security-1": (
+        "《福建省公共数据资源开放管理办法》第十五条",
+        "仅用于交通安全研究与公益用途，须经公安厅审批",
+    ),
+}
+CITIZEN_APPLIES_FOR = "open-public-security-1"
 CITY_CODES = ("350100", "350200", "350300", "350400", "350500", "350600", "350700", "350800",
               "350900")  # fmt: skip
 
@@ -249,10 +259,14 @@ def load(session: Session, lake: Lake, *, seed: int = 2026, big_rows: int = 20_0
         for i, (title, noun, categories) in enumerate(items):
             code = f"open-{theme.code}-{i + 1}"
             if catalog.find_resource(session, code) is None:
+                terms = CONDITIONAL.get(code)
                 catalog.create_resource(
                     session, SYSTEM, code=code, name=title, provider=provider, theme=theme.code,
                     summary=f"{theme.zh}领域开放数据：{title}", sharing_type="unconditional",
-                    open_type="unconditional", update_cycle="monthly", schema=_schema(),
+                    open_type="conditional" if terms else "unconditional",
+                    legal_basis=terms[0] if terms else None,
+                    open_condition=terms[1] if terms else None,
+                    update_cycle="monthly", schema=_schema(),
                 )  # fmt: skip
                 catalog.publish_resource(session, SYSTEM, code)
                 rows = (
@@ -262,7 +276,20 @@ def load(session: Session, lake: Lake, *, seed: int = 2026, big_rows: int = 20_0
                 )
                 _commit(session, lake, code, _table(code, noun, categories, rows, seed + t * 2 + i))
             made += _open_all(session, code, title, theme.code, categories, cities, existing)
+    _citizen_applies(session)
     return made
+
+
+def _citizen_applies(session: Session) -> None:
+    """The demo citizen (when the accounts are loaded) waits for the police's approver (开放申请)."""
+    user = session.scalars(select(User).where(User.username == "citizen")).first()
+    if user is None:
+        return
+    actor = accounts.principal_for(user)
+    if any(a.dataset.name == CITIZEN_APPLIES_FOR for a in applications.mine(session, actor)):
+        return
+    applications.apply(session, actor, CITIZEN_APPLIES_FOR,
+                       purpose="研究全省交通违法高发路段的分布，改进导航软件的安全提示")  # fmt: skip
 
 
 def _open_all(

@@ -109,3 +109,35 @@ class DeveloperKey(Base):
     state: Mapped[str] = mapped_column(String(12), default=KeyState.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class ApplicationStatus(StrEnum):
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class OpenApplication(Base):
+    """A developer's application (开放申请) for a conditionally open dataset, with its purpose.
+
+    The publisher's approvers approve it (until `expires_at`) or reject it with a reason;
+    while approved, the account — and every API key of it — reads the dataset through the
+    access plan (`opendata.applications.application_verdict`).
+    """
+
+    __tablename__ = "open_applications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("open_datasets.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    applicant: Mapped[str] = mapped_column(String(100))  # the actor's label
+    purpose: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default=ApplicationStatus.SUBMITTED, index=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+    dataset: Mapped[OpenDataset] = relationship(lazy="joined")

@@ -11,15 +11,16 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 
 from minyun.catalog.themes import THEME_BY_CODE, THEMES
+from minyun.core import clock
 from minyun.core.errors import Conflict, Forbidden, Invalid, Unauthenticated
-from minyun.opendata import ckan, developers, service
+from minyun.opendata import applications, ckan, developers, service
 from minyun.opendata.models import OpenDataset
 from minyun.orgs.models import Organization
-from minyun.web.deps import CsrfDep, PlatformDep, SessionDep
+from minyun.web.deps import CsrfDep, IdPath, PlatformDep, SessionDep
 from minyun.web.i18n import N_
 from minyun.web.templating import PageActorDep, render
 
@@ -122,9 +123,24 @@ def dataset(
         count = preview.total
     except (Forbidden, Unauthenticated):
         refused = True  # a conditional dataset: rows only with an approved application
+    return _dataset_page(request, session, actor, platform, found, preview=preview,
+                         refused=refused, count=count)  # fmt: skip
+
+
+def _dataset_page(
+    request: Request, session: Any, actor: Any, platform: Any, found: OpenDataset, *,
+    preview: service.Rows | None, refused: bool, count: int | None, purpose: str = "",
+    error: str | None = None, status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
     base = platform.settings.base_url.rstrip("/")
+    mine = None
+    if found.resource.open_type == "conditional" and actor.kind == "user":
+        mine = next((a for a in applications.mine(session, actor) if a.dataset_id == found.id),
+                    None)  # fmt: skip
     return render(
-        request, "opendata/dataset.html", d=found, preview=preview, refused=refused, count=count,
+        request, "opendata/dataset.html", status_code=status_code, application=mine,
+        purpose=purpose, error=error, signed_in_user=actor.kind == "user",
+        d=found, preview=preview, refused=refused, count=count,
         rows=ckan.records(preview.table) if preview else [], base=base,
         chart=_chart(preview) if preview else None, versions=service.versions(session, found),
         usage=_usage_json(developers.dataset_usage(session, found)),
@@ -168,11 +184,12 @@ def _developer_page(
 ) -> HTMLResponse:  # fmt: skip
     if not actor.authenticated or actor.kind != "user":
         return render(request, "opendata/developer.html", keys=[], usage={}, secret=None,
-                      error=None, signed_in_user=False)  # fmt: skip
+                      error=None, signed_in_user=False, applications=[])  # fmt: skip
     keys = developers.list_keys(session, actor)
     usage = {k.prefix: _usage_json(developers.key_usage(session, actor, k.prefix)) for k in keys}
     return render(request, "opendata/developer.html", keys=keys, usage=usage, secret=secret,
-                  error=error, signed_in_user=True, status_code=status_code)  # fmt: skip
+                  error=error, signed_in_user=True, status_code=status_code,
+                  applications=applications.mine(session, actor), now=clock.now())  # fmt: skip
 
 
 @router.post("/opendata/developer/keys", dependencies=[CsrfDep])
@@ -194,3 +211,75 @@ def revoke_key(request: Request, prefix: str, session: SessionDep, actor: PageAc
     """Revoke a key: its next call is refused."""
     developers.revoke_key(session, actor, prefix)
     return _developer_page(request, session, actor)
+
+
+# --- applications for conditionally open datasets (开放申请) ---------------------------------
+
+
+@router.post("/opendata/datasets/{name}/apply", dependencies=[CsrfDep])
+def apply(
+    request: Request, name: str, session: SessionDep, actor: PageActorDep, platform: PlatformDep,
+    purpose: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:  # fmt: skip
+    """Apply for a conditionally open dataset with a purpose; its status shows on the key page."""
+    found = service.access_dataset(session, actor, name)
+    try:
+        with session.begin_nested():
+            made = applications.apply(session, actor, found.name, purpose=purpose)
+    except (Invalid, Conflict) as exc:
+        return _dataset_page(request, session, actor, platform, found, preview=None, refused=True,
+                             count=None, purpose=purpose, error=str(exc), status_code=422)  # fmt: skip
+    return RedirectResponse(f"/opendata/developer?applied={made.id}#applications", 303)
+
+
+@router.post("/opendata/applications/{application_id}/withdraw", dependencies=[CsrfDep])
+def withdraw(application_id: IdPath, session: SessionDep, actor: PageActorDep) -> Response:
+    """The applicant takes an application back (an approved one stops the reads)."""
+    applications.withdraw(session, actor, application_id)
+    return RedirectResponse("/opendata/developer#applications", 303)
+
+
+@router.get("/opendata/applications")
+def inbox(request: Request, session: SessionDep, actor: PageActorDep) -> HTMLResponse:
+    """The approver's inbox: developers' applications for the department's datasets."""
+    return _inbox_page(request, session, actor)
+
+
+def _inbox_page(
+    request: Request, session: Any, actor: Any, *, errors: dict[int, str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:  # fmt: skip
+    found = applications.inbox(session, actor)
+    return render(request, "opendata/applications.html", applications=found,
+                  errors=errors or {}, status_code=status_code, term=applications.TERM_DAYS)  # fmt: skip
+
+
+@router.post("/opendata/applications/{application_id}/approve", dependencies=[CsrfDep])
+def approve(
+    request: Request, application_id: IdPath, session: SessionDep, actor: PageActorDep,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    days: Annotated[int, Form(ge=1, le=applications.MAX_TERM_DAYS)] = applications.TERM_DAYS,
+) -> Response:  # fmt: skip
+    """Approve: the applicant's keys read the dataset for `days` days."""
+    try:
+        with session.begin_nested():
+            applications.approve(session, actor, application_id, reason=reason, days=days)
+    except (Invalid, Conflict) as exc:
+        return _inbox_page(request, session, actor, errors={application_id: str(exc)},
+                           status_code=422)  # fmt: skip
+    return RedirectResponse("/opendata/applications", 303)
+
+
+@router.post("/opendata/applications/{application_id}/reject", dependencies=[CsrfDep])
+def reject(
+    request: Request, application_id: IdPath, session: SessionDep, actor: PageActorDep,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:  # fmt: skip
+    """Reject with a reason, which the applicant sees."""
+    try:
+        with session.begin_nested():
+            applications.reject(session, actor, application_id, reason=reason)
+    except (Invalid, Conflict) as exc:
+        return _inbox_page(request, session, actor, errors={application_id: str(exc)},
+                           status_code=422)  # fmt: skip
+    return RedirectResponse("/opendata/applications", 303)

@@ -35,15 +35,30 @@ from minyun.catalog import service as catalog
 from minyun.catalog.models import OpenType, Resource, ResourceStatus
 from minyun.catalog.themes import THEME_BY_CODE, theme_code
 from minyun.core import audit, clock, events, policies, views
-from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from minyun.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+)
 from minyun.core.events import Event
 from minyun.core.filters import parse_filter
 from minyun.core.lake import Lake
 from minyun.core.policies import AccessPlan, DataResource, OpenRelease
 from minyun.core.security import Principal
-from minyun.opendata.models import DatasetState, Frequency, OpenDataset, OpenVersion
+from minyun.opendata.models import (
+    ApplicationStatus,
+    DatasetState,
+    Frequency,
+    OpenApplication,
+    OpenDataset,
+    OpenVersion,
+)
 
 PURPOSE = "open data"
+APPLICATION_POLICY = "open-application"  # a developer's approved application (applications.py)
 XLSX_ROWS = 1_048_575  # an Excel sheet's rows under its header
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{1,99}$")
 LICENCES = {
@@ -314,11 +329,16 @@ def release_finder(session: Session, resource: DataResource) -> OpenRelease | No
     ).all()
     if not rows:
         return None
+    return union_of([tuple(r) for r in rows])
+
+
+def union_of(views_: Sequence[tuple[Any, ...]]) -> OpenRelease:
+    """What views (name, fields, row filter, aggregates) open together: the plan's part."""
     fields: set[str] = set()
     aggregate: set[str] = set()
     filters: list[str] = []
     everything = False
-    for _name, shown, row_filter, aggs in rows:
+    for _name, shown, row_filter, aggs in views_:
         fields.update(shown)
         if row_filter:
             fields.update(policies.filter_fields(parse_filter(row_filter)))
@@ -327,10 +347,19 @@ def release_finder(session: Session, resource: DataResource) -> OpenRelease | No
             everything = True
         aggregate.update(str(a["field"]) for a in aggs if a.get("field"))
     return OpenRelease(
-        datasets=tuple(str(r[0]) for r in rows),
+        datasets=tuple(str(v[0]) for v in views_),
         fields=frozenset(fields),
         aggregate=frozenset(aggregate),
         row_filter=None if everything else " or ".join(filters),
+    )
+
+
+def approved_for(user_id: int) -> Any:
+    """The condition of an account's applications in force: approved and not expired."""
+    return and_(
+        OpenApplication.user_id == user_id,
+        OpenApplication.status == ApplicationStatus.APPROVED,
+        OpenApplication.expires_at > clock.now(),
     )
 
 
@@ -376,10 +405,42 @@ def access_dataset(session: Session, actor: Principal, ident: str) -> OpenDatase
 
 
 def read_plan(session: Session, actor: Principal, dataset: OpenDataset) -> AccessPlan:
-    """The plan of a read of the dataset's rows (open-data policy, or a grant, or the steward)."""
-    return catalog.access_data(
-        session, actor, dataset.resource.code, policies.READ, purpose=PURPOSE
+    """The plan of a read of the dataset's rows (open data, an application, a grant, a steward).
+
+    A developer's approved application opens its own dataset only, even when another dataset
+    of the same resource was approved: the plan is the resource's, the approval the dataset's.
+    """
+    try:
+        plan = catalog.access_data(
+            session, actor, dataset.resource.code, policies.READ, purpose=PURPOSE
+        )
+    except (Forbidden, Unauthenticated):
+        if dataset.resource.open_type == OpenType.CONDITIONAL:
+            raise needs_application(actor, dataset) from None
+        raise
+    if plan.policy == APPLICATION_POLICY and actor.user_id is not None:
+        approved = session.scalar(
+            select(OpenApplication.id)
+            .where(approved_for(actor.user_id), OpenApplication.dataset_id == dataset.id)
+            .limit(1)
+        )
+        if approved is None:
+            raise needs_application(actor, dataset)
+    return plan
+
+
+def needs_application(actor: Principal, dataset: OpenDataset) -> DomainError:
+    """The refusal of a conditional dataset's rows without an approved application, audited."""
+    reason = (
+        f"{dataset.name} is open on conditions (有条件开放): apply for it at "
+        f"/opendata/datasets/{dataset.name} and read it once approved"
     )
+    error: DomainError = Forbidden(reason) if actor.authenticated else Unauthenticated(reason)
+    error.audit = audit.Pending(
+        actor=actor, action=policies.READ, target=dataset.resource.code, target_type="resource",
+        purpose=PURPOSE, outcome=audit.Outcome.DENIED, detail=f"dataset={dataset.name}; {reason}",
+    )  # fmt: skip
+    return error
 
 
 def _audit_read(
@@ -462,7 +523,7 @@ class Download:
 
 
 def open_download(
-    session: Session, lake: Lake, actor: Principal, ident: str, *, fmt: str
+    session: Session, lake: Lake, actor: Principal, ident: str, *, fmt: str, key: str | None = None
 ) -> Download:
     """The rows of a dataset for a download, audited before any leaves; read as they are sent."""
     dataset = access_dataset(session, actor, ident)
@@ -474,7 +535,7 @@ def open_download(
         raise Invalid(
             "more rows than an Excel sheet holds: download CSV or Parquet", field="format"
         )
-    _audit_read(session, actor, plan, dataset, what=f"download format={fmt}", count=None)
+    _audit_read(session, actor, plan, dataset, what=f"download format={fmt}", count=None, key=key)
     batches = views.stream(lake, plan, view, version=dataset.lake_version)
     return Download(dataset, batches, schema)
 
@@ -501,6 +562,8 @@ def run_sql(
             dataset = access_dataset(session, actor, dataset.key)
             plan = read_plan(session, actor, dataset)
         except (NotFound, Forbidden, Unauthenticated) as exc:
+            if dataset.resource.open_type == OpenType.CONDITIONAL and not isinstance(exc, NotFound):
+                raise  # listed to everyone: say that it needs an approved application
             # Same answer for a closed table as for a missing one.
             error = Invalid(f"{name!r} is not an open dataset", field="sql")
             error.audit = exc.audit

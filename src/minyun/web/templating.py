@@ -223,6 +223,8 @@ ACTIONS: dict[str, str] = {
     "epcis.query": N_("EPCIS events queried"),
     "epcis.query.create": N_("EPCIS named query saved"),
     "epcis.query.delete": N_("EPCIS named query removed"),
+    "epcis.subscribe": N_("EPCIS query subscription created"),
+    "epcis.unsubscribe": N_("EPCIS query subscription ended"),
     "food.trace": N_("Recall traced"),
     "food.product": N_("Product traceability viewed"),
     "food.risk": N_("Food risk scores read"),

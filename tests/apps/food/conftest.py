@@ -21,6 +21,7 @@ from minyun.apps.food.models import (
     FoodName,
     NamedQuery,
     PullSource,
+    QuerySubscription,
 )
 from minyun.core.platform import Platform
 from minyun.web.app import create_app
@@ -106,6 +107,7 @@ def repo(shared: Repo) -> Iterator[Repo]:
     """The module's repository, emptied after the test (index tables and the lake table)."""
     yield shared
     with shared.node.factory.begin() as s:
-        for table in (FoodEventTerm, FoodEvent, FoodName, NamedQuery, PullSource, CaptureJob):
+        for table in (FoodEventTerm, FoodEvent, FoodName, QuerySubscription, NamedQuery,
+                      PullSource, CaptureJob):  # fmt: skip
             s.execute(delete(table))
     shutil.rmtree(shared.node.lake.table_uri(food_lake.CODE), ignore_errors=True)

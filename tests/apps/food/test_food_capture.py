@@ -171,3 +171,40 @@ def test_standard_request_headers(repo: Repo) -> None:
     ok = repo.capture(doc, **{"GS1-EPCIS-Version": "2.0.0"})
     assert ok.status_code == 202 and ok.headers["GS1-Capture-Error-Behaviour"] == "rollback"
     assert ok.headers["GS1-EPCIS-Capture-Limit"] == "10000"
+
+
+def test_a_single_event_is_captured_at_once_and_a_repeat_is_refused(repo: Repo) -> None:
+    doc = example("Example_9.6.1-ObjectEvent.jsonld")
+    event = {"@context": doc["@context"], **doc["epcisBody"]["eventList"][0]}
+    headers = {**repo.headers, "Content-Type": "application/json"}
+    r = repo.http.post("/epcis/events", json=event, headers=headers)
+    assert r.status_code == 201, r.text
+    assert r.headers["Location"] == f"/epcis/events/{quote(event['eventID'], safe='')}"
+    assert r.headers["GS1-EPCIS-Version"] == "2.0.0"
+    got = repo.event_list(r.headers["Location"])
+    assert [e["eventID"] for e in got] == [event["eventID"]]
+    again = repo.http.post("/epcis/events", json=event, headers=headers)
+    assert again.status_code == 409
+    assert again.json()["type"] == "epcisException:ResourceAlreadyExistsException"
+    bad = repo.http.post("/epcis/events", json={**event, "action": "CREATE", "eventID": "urn:x:1"},
+                         headers=headers)  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["type"] == "epcisException:ValidationException"
+    assert _stored(repo) == 1
+
+
+def test_a_time_the_schema_allows_but_no_clock_has_is_refused_whole(repo: Repo) -> None:
+    doc = example("Example_9.6.1-ObjectEvent.jsonld")
+    doc["epcisBody"]["eventList"][-1]["eventTime"] = "2016-12-31T23:59:60Z"  # a leap second
+    r = repo.capture(doc)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"] == "epcisException:ValidationException"
+    assert _stored(repo) == 0
+
+
+def test_a_value_too_long_for_the_index_is_refused_whole(repo: Repo) -> None:
+    doc = example("Example_9.6.1-ObjectEvent.jsonld")
+    doc["epcisBody"]["eventList"][-1]["eventID"] = "urn:uuid:" + "x" * 400
+    r = repo.capture(doc)
+    assert r.status_code == 400, r.text
+    assert "eventList/1: eventID is longer than 300" in r.json()["detail"]
+    assert _stored(repo) == 0

@@ -201,3 +201,9 @@ def test_query_results_are_valid_query_documents_with_extension_prefixes(full: R
     epcis.validate_document(doc)  # the official schema accepts what we answer
     assert {"example": "http://ns.example.com/epcis/"} in doc["@context"]
     assert doc["epcisBody"]["queryResults"]["resultsBody"]["eventList"][0]["example:myField"]
+
+
+def test_a_page_token_can_be_released(repo: Repo) -> None:
+    r = repo.http.delete("/epcis/nextPageToken/anything", headers=repo.headers)
+    assert r.status_code == 204 and r.headers["GS1-EPCIS-Version"] == "2.0.0"
+    assert repo.http.delete("/epcis/nextPageToken/anything").status_code == 401

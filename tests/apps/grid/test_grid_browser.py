@@ -93,3 +93,75 @@ def test_a_report_with_a_photo_from_a_phone(
             assert errors == []
         finally:
             browser.close()
+
+
+def test_the_grid_centre_keeps_keys_and_rules_from_a_phone_and_a_desk(
+    platform: Platform, server: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from minyun.core.security import Role
+
+    with platform.factory.begin() as session:
+        service.load_gulou(session, SYSTEM)
+        factories.make_user(session, username="zhongxin", display_name="网格中心管理员",
+                            roles=[Role.STEWARD], organization=org(session, "gl-grid-centre"))  # fmt: skip
+
+    def shot(page: Any, name: str) -> None:
+        page.screenshot(path=tmp_path / name, full_page=True)
+        keep(tmp_path / name)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            errors: list[str] = []
+            for size, viewport in (("phone", PHONE), ("desk", DESK)):
+                context = browser.new_context(viewport=viewport, device_scale_factor=2,  # type: ignore[arg-type]
+                                              is_mobile=size == "phone", has_touch=size == "phone")  # fmt: skip
+                page = context.new_page()
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(f"{server}/login?next=/grid/keys")
+                page.fill("#username", "zhongxin")
+                page.fill("#password", factories.PASSWORD)
+                page.click("form.stack button[type=submit]")
+                page.wait_for_url(f"{server}/grid/keys")
+                page.fill("input[name=name]", f"fixmystreet-{size}")
+                page.locator("#create-key button[type=submit]").click()
+                expect(page.locator("#key-secret")).to_contain_text("o311_")
+                assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+                shot(page, f"grid-keys-created-{size}.png")
+                page.goto(f"{server}/grid/keys")
+                expect(page.locator("#key-secret")).to_have_count(0)  # shown once
+                row = page.locator("#keys tr", has_text=f"fixmystreet-{size}")
+                row.get_by_role("button").click()
+                page.wait_for_url(f"{server}/grid/keys")
+                expect(page.locator("#keys tr", has_text=f"fixmystreet-{size}")).to_contain_text(
+                    "已吊销"
+                )
+                assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+                shot(page, f"grid-keys-{size}.png")
+
+                page.goto(f"{server}/grid/rules")
+                card = page.locator("#service-streetlight")
+                card.locator("input[name=arrive_minutes]").fill("90")
+                card.get_by_role("button", name="保存时限").click()
+                page.wait_for_url(re.compile(r".*/grid/rules(#.*)?$"))
+                expect(
+                    page.locator("#service-streetlight input[name=arrive_minutes]")
+                ).to_have_value("90")
+                if size == "phone":
+                    card = page.locator("#service-streetlight")
+                    card.locator("summary").click()
+                    card.locator("select[name=area_code]").select_option(label="鼓东街道")
+                    card.locator("select[name=org_code]").select_option("gl-housing")
+                    card.get_by_role("button", name="添加", exact=True).click()
+                    page.wait_for_url(re.compile(r".*/grid/rules(#.*)?$"))
+                expect(
+                    page.locator("#service-streetlight .grid-rules li", has_text="鼓东街道")
+                ).to_have_count(1)
+                assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+                shot(page, f"grid-rules-{size}.png")
+                context.close()
+            assert errors == []
+        finally:
+            browser.close()

@@ -215,6 +215,14 @@ def test_errors_are_the_spec_error_list(
         (httpx.get(f"{base}{ROOT}/requests/999999.{fmt}"), 404),
         (httpx.get(f"{base}{ROOT}/tokens/nope.{fmt}"), 404),
         (httpx.get(f"{base}{ROOT}/services.{fmt}", params={"jurisdiction_id": "x"}), 404),
+        (post(base, fmt, api_key=key, **{**FIRE_LANE, "address_string": "<a href=x>here</a>"}), 400),
+        (httpx.post(f"{base}{ROOT}/requests.{fmt}", data={**FIRE_LANE, "api_key": key},
+                    files={"media": ("p.jpg", b"<html>not a photo</html>", "image/jpeg")}), 400),
+        (httpx.post(f"{base}{ROOT}/requests.{fmt}", data={**FIRE_LANE, "api_key": key},
+                    files={"media": ("p.jpg", b"\xff" * (8 * 1024 * 1024 + 1), "image/jpeg")}), 400),
+        (httpx.get(f"{base}{ROOT}/request/1.{fmt}"), 404),  # the draft's path, not the spec's
+        (httpx.delete(f"{base}{ROOT}/requests/1.{fmt}"), 405),
+        (httpx.post(f"{base}{ROOT}/services.{fmt}", data={"api_key": key}), 405),
     ]  # fmt: skip
     for response, status in cases:
         assert response.status_code == status, response.text

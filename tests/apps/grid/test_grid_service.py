@@ -118,7 +118,7 @@ def test_fire_lane_report_reaches_three_departments_and_closes(
     assert kinds[:4] == ["reported", "routed", "routed", "routed"]
     assert kinds.count("accepted") == 3 and kinds.count("closed") == 3 and kinds[-1] == "resolved"
     assert [p.kind for p in report.photos] == ["report", "result", "result", "result"]
-    assert all((store.root / p.key).exists() for p in report.photos)
+    assert all(store.exists(p.key) for p in report.photos)
     numbers = stats.summary(gulou, SYSTEM)
     assert (numbers.reports, numbers.closed_reports) == (1, 1)
     [category] = numbers.by_category

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Body, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from minyun.apps.food import epcis, product, pull, risk, trace
+from minyun.apps.food import epcis, product, pull, risk, subscriptions, trace
 from minyun.apps.food import service as svc
 from minyun.core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from minyun.web.deps import ActorDep, PlatformDep, SessionDep
@@ -128,11 +128,7 @@ def top_level(actor: ActorDep, session: SessionDep) -> JSONResponse:
     return _json(["capture", "events", *RESOURCES, "queries"])
 
 
-@epcis_router.post("/capture", status_code=202)
-async def capture(
-    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
-) -> JSONResponse:
-    """Capture an EPCISDocument (JSON / JSON-LD): 202 and the capture job's Location."""
+def _capture_headers(request: Request) -> None:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in MEDIA:
         raise Invalid("send application/json or application/ld+json",
@@ -141,6 +137,14 @@ async def capture(
     if version and not version.startswith("2."):
         raise Invalid(f"GS1-EPCIS-Version {version} is not served: 2.0.0",
                       code="NotAcceptableException")  # fmt: skip
+
+
+@epcis_router.post("/capture", status_code=202)
+async def capture(
+    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
+) -> JSONResponse:
+    """Capture an EPCISDocument (JSON / JSON-LD): 202 and the capture job's Location."""
+    _capture_headers(request)
     behaviour = request.headers.get("GS1-Capture-Error-Behaviour", "rollback")
     raw = await request.body()
     job = svc.capture(session, actor, platform.lake, raw, error_behaviour=behaviour)
@@ -191,6 +195,23 @@ def events(
     """The events matching the standard query parameters, as an EPCISQueryDocument."""
     page = svc.query_events(session, actor, _params(request), per_page=per_page, token=token)
     return _page(request, page, per_page)
+
+
+@epcis_router.post("/events", status_code=201)
+async def capture_event(
+    request: Request, actor: ActorDep, session: SessionDep, platform: PlatformDep
+) -> JSONResponse:
+    """Capture a single EPCIS event synchronously: 201 and the event's Location."""
+    _capture_headers(request)
+    event_id = svc.capture_event(session, actor, platform.lake, await request.body())
+    return _json({"eventID": event_id}, 201, Location=f"/epcis/events/{quote(event_id, safe='')}")
+
+
+@epcis_router.delete("/nextPageToken/{token}", status_code=204)
+def release_token(token: str, actor: ActorDep, session: SessionDep) -> Response:
+    """Release a page token's resources (none are held: tokens are signed positions)."""
+    svc.release_page_token(session, actor, token)
+    return Response(status_code=204, headers=HEADERS)
 
 
 @epcis_router.get("/events/{event_id:path}")
@@ -246,6 +267,54 @@ def named_query_events(
     page = svc.query_events(session, actor, saved.query, per_page=per_page, token=token,
                             query_name=name)  # fmt: skip
     return _page(request, page, per_page)
+
+
+class SubscriptionIn(BaseModel):
+    """A query subscription as the binding sends it."""
+
+    dest: str = Field(min_length=8, max_length=2000)
+    signatureToken: str | None = Field(default=None, max_length=2000)
+    stream: bool = False
+    schedule: dict[str, str | int] | None = None
+    reportIfEmpty: bool = False
+    initialRecordTime: str | None = None
+
+
+@epcis_router.post("/queries/{name}/subscriptions", status_code=201)
+def subscribe(
+    name: str, body: SubscriptionIn, actor: ActorDep, session: SessionDep
+) -> JSONResponse:
+    """Subscribe a webhook to a named query's new events (streamed or scheduled)."""
+    made = subscriptions.subscribe(
+        session, actor, name, dest=body.dest, signature_token=body.signatureToken,
+        stream=body.stream, schedule=body.schedule, report_if_empty=body.reportIfEmpty,
+        initial_record_time=body.initialRecordTime,
+    )  # fmt: skip
+    return _json(subscriptions.as_dict(made), 201,
+                 Location=f"/epcis/queries/{name}/subscriptions/{made.subscription_id}")  # fmt: skip
+
+
+@epcis_router.get("/queries/{name}/subscriptions")
+def query_subscriptions(name: str, actor: ActorDep, session: SessionDep) -> JSONResponse:
+    """The subscriptions to a named query."""
+    found = subscriptions.list_subscriptions(session, actor, name)
+    return _json([subscriptions.as_dict(s) for s in found])
+
+
+@epcis_router.get("/queries/{name}/subscriptions/{subscription_id}")
+def query_subscription(
+    name: str, subscription_id: str, actor: ActorDep, session: SessionDep
+) -> JSONResponse:
+    """One subscription."""
+    found = subscriptions.get_subscription(session, actor, name, subscription_id)
+    return _json(subscriptions.as_dict(found))
+
+
+@epcis_router.delete("/queries/{name}/subscriptions/{subscription_id}", status_code=204)
+def unsubscribe(name: str, subscription_id: str, actor: ActorDep, session: SessionDep) -> Response:
+    """End a subscription."""
+    subscriptions.unsubscribe(session, actor, name, subscription_id)
+    return Response(status_code=204, headers=HEADERS)
 
 
 @epcis_router.get("/{resource}")
@@ -341,6 +410,13 @@ def add_pull_source(actor: ActorDep, session: SessionDep, body: PullSourceIn) ->
     source = pull.add_source(session, actor, name=body.name, base_url=body.base_url,
                              token=body.token, query=body.query)  # fmt: skip
     return {"id": source.id, "name": source.name, "base_url": source.base_url}
+
+
+@food_router.post("/subscription-runs", status_code=202)
+def run_subscriptions(actor: ActorDep, session: SessionDep) -> dict[str, Any]:
+    """Queue a delivery of every due query subscription (one per minute)."""
+    job = subscriptions.submit(session, actor)
+    return {"job": job.id}
 
 
 @food_router.post("/pulls", status_code=202)

@@ -7,7 +7,8 @@ Pure functions over the JSON an EPCIS client sends; no database, no HTTP.
   with a zone; an absolute URI), since the schema leaves formats to the validator. The
   same schema compiled by jsonschema-rs answers first: a document it accepts is accepted
   (about 100 times faster); anything else is judged by `jsonschema`, whose errors are the
-  refusal's. `tests/apps/food/test_food_epcis.py` checks the two agree.
+  refusal's. `tests/apps/food/test_food_epcis.py` checks the two agree; a time the RFC
+  allows and Python cannot read (a leap second) is refused by the capture.
 - `event_hash_id`: CBV 2.0 §8.9 — the canonical pre-hash string of an event (its type,
   then its properties in the standard order, values normalised: times in UTC at
   millisecond precision, EPC URNs as Digital Links, CBV URNs and bare CBV words as Web
@@ -112,11 +113,11 @@ def _validator() -> jsonschema.protocols.Validator:
 
 @cache
 def _fast() -> Any:
-    """The same schema and format checks compiled by jsonschema-rs (about 100 times faster):
-    it only says yes quickly; every refusal and its reasons come from `jsonschema`."""
-    return jsonschema_rs.validator_for(
-        schema(), formats={"date-time": _is_time, "uri": _is_uri}, validate_formats=True
-    )
+    """The same schema compiled by jsonschema-rs with its own `date-time` (RFC 3339) and
+    `uri` (RFC 3986) checks, all in Rust (about 400 times faster than `jsonschema`; Python
+    format functions called back from Rust cost it three quarters of its time): it only
+    says yes quickly; every refusal and its reasons come from `jsonschema`."""
+    return jsonschema_rs.validator_for(schema(), validate_formats=True)
 
 
 def validate_document(doc: Any) -> None:

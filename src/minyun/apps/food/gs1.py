@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 DL_ROOT = "https://id.gs1.org"
@@ -41,9 +42,12 @@ def _unescape(part: str) -> str:
     return unquote(part)
 
 
+_URN = re.compile(r"^urn:epc:(id|class|idpat):([a-z0-9]+):(.+)$")
+
+
 def urn_to_dl(urn: str) -> str | None:
     """The canonical Digital Link of an EPC URN (id, class or pattern), or None if not one."""
-    m = re.match(r"^urn:epc:(id|class|idpat):([a-z0-9]+):(.+)$", urn.strip())
+    m = _URN.match(urn.strip())
     if m is None:
         return None
     kind, scheme, rest = m.groups()
@@ -81,6 +85,7 @@ def urn_to_dl(urn: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def canonical(uri: str) -> str:
     """The one form minyun stores and matches: the Digital Link on id.gs1.org where the URI
     names a GS1 key (an EPC URN or a Digital Link on any host), else the URI as sent."""

@@ -12,13 +12,14 @@ its lake commit left rows no index knows).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from minyun.apps.food.batch import EventBatch
 from minyun.apps.food.models import CaptureJob
 from minyun.core.lake import Lake, LoadRecord
 from minyun.core.policies import DataResource, FieldFacts
@@ -49,24 +50,26 @@ RESOURCE = DataResource(
 )
 
 
-def append(lake: Lake, capture: int, rows: Sequence[dict[str, Any]]) -> int:
-    """Append one capture's events as one Delta commit; the table version."""
+def append(lake: Lake, capture: int, batch: EventBatch) -> int:
+    """Append one capture's batch as one Delta commit; the table version."""
+    events = batch.events
+    # {"event": <body>, "context": <prefixes>} put together column-wise from the batch's text.
+    body = pc.binary_join_element_wise(
+        '{"event":', events.column("body"), ',"context":', events.column("context"), "}", ""
+    )
     table = pa.table(
         {
-            "event_id": [r["event_id"] for r in rows],
-            "event_type": [r["event_type"] for r in rows],
-            "event_time": [r["event_time"] for r in rows],
-            "record_time": [r["record_time"] for r in rows],
-            "capture": [capture] * len(rows),
-            "organization_id": [r["organization_id"] for r in rows],
-            "body": [
-                json.dumps({"event": r["body"], "context": r["context"]}, ensure_ascii=False)
-                for r in rows
-            ],
+            "event_id": events.column("event_id"),
+            "event_type": events.column("event_type"),
+            "event_time": events.column("event_time"),
+            "record_time": events.column("record_time"),
+            "capture": pa.array([capture] * events.num_rows, pa.int64()),
+            "organization_id": events.column("organization_id"),
+            "body": body,
         },
         schema=SCHEMA,
     )
-    load = LoadRecord(load_id=capture, rows_read=len(rows), rows_accepted=len(rows))
+    load = LoadRecord(load_id=capture, rows_read=table.num_rows, rows_accepted=table.num_rows)
     return lake.commit_rows(CODE, load, mode="append", data=pa.RecordBatchReader.from_batches(
         SCHEMA, table.to_batches()))  # fmt: skip
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from minyun.core import clock
@@ -39,6 +39,10 @@ class CaptureJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+_PAIRED = ("event_type", "biz_step", "disposition", "read_point", "biz_location")
+_SPARSE = ("transformation_id", "error_time")
+
+
 class FoodEvent(Base):
     """One captured EPCIS event in the query index."""
 
@@ -46,22 +50,26 @@ class FoodEvent(Base):
     __table_args__ = (
         Index("ix_food_events_time", "event_time", "id"),
         Index("ix_food_events_record", "record_time", "id"),
-    )
+        # A compared column with the time: a query names the value and pages in time order.
+        *(Index(f"ix_food_events_{c}", c, "event_time", "id") for c in _PAIRED),
+        *(Index(f"ix_food_events_{c}", c, postgresql_where=text(f"{c} IS NOT NULL"),
+                sqlite_where=text(f"{c} IS NOT NULL")) for c in _SPARSE),
+    )  # fmt: skip
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_id: Mapped[str] = mapped_column(String(300), unique=True)
-    event_type: Mapped[str] = mapped_column(String(24), index=True)
+    event_type: Mapped[str] = mapped_column(String(24))
     event_time: Mapped[datetime] = mapped_column(UTCDateTime())
     record_time: Mapped[datetime] = mapped_column(UTCDateTime())
     action: Mapped[str | None] = mapped_column(String(8), default=None)
-    biz_step: Mapped[str | None] = mapped_column(String(300), index=True, default=None)
-    disposition: Mapped[str | None] = mapped_column(String(300), index=True, default=None)
-    read_point: Mapped[str | None] = mapped_column(String(300), index=True, default=None)
-    biz_location: Mapped[str | None] = mapped_column(String(300), index=True, default=None)
-    transformation_id: Mapped[str | None] = mapped_column(String(300), index=True, default=None)
+    biz_step: Mapped[str | None] = mapped_column(String(300), default=None)
+    disposition: Mapped[str | None] = mapped_column(String(300), default=None)
+    read_point: Mapped[str | None] = mapped_column(String(300), default=None)
+    biz_location: Mapped[str | None] = mapped_column(String(300), default=None)
+    transformation_id: Mapped[str | None] = mapped_column(String(300), default=None)
     error_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     error_reason: Mapped[str | None] = mapped_column(String(300), default=None)
-    capture_id: Mapped[int] = mapped_column(ForeignKey("food_captures.id"), index=True)
+    capture_id: Mapped[int] = mapped_column(ForeignKey("food_captures.id"))
     organization_id: Mapped[int | None] = mapped_column(Integer, index=True, default=None)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The namespace prefixes of the document's @context, for the event's extensions.
@@ -120,3 +128,28 @@ class FoodName(Base):
     uri: Mapped[str] = mapped_column(String(300), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+
+
+class QuerySubscription(Base):
+    """A webhook subscription to a named query (`POST /epcis/queries/{name}/subscriptions`):
+    its new events are sent to `dest` as they come (`stream`) or on a schedule."""
+
+    __tablename__ = "food_subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(40), unique=True)
+    query_name: Mapped[str] = mapped_column(String(100), index=True)
+    dest: Mapped[str] = mapped_column(Text)
+    signature_token: Mapped[str | None] = mapped_column(Text, default=None)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The schedule's fields (second, minute, hour, dayOfMonth, month, dayOfWeek), each a
+    # value or a comma-separated list; a field left out matches every value.
+    schedule: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    report_if_empty: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str] = mapped_column(String(120))
+    organization_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    # The last event sent (its index key): the next delivery sends the events after it.
+    watermark: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=clock.now)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_result: Mapped[str | None] = mapped_column(Text, default=None)

@@ -18,15 +18,15 @@ import hmac
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from minyun.apps.food import epcis, gs1
+from minyun.apps.food import batch, epcis, gs1, index
 from minyun.apps.food import lake as food_lake
 from minyun.apps.food import query as q
 from minyun.apps.food.models import CaptureJob, FoodEvent, FoodEventTerm, FoodName, NamedQuery
@@ -67,14 +67,6 @@ def parse_document(raw: bytes) -> dict[str, Any]:
 # --- capture ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """An event ready to store: its id, times, index columns and terms."""
-
-    row: dict[str, Any]
-    terms: list[epcis.Term]
-
-
 def capture(
     session: Session,
     actor: Principal,
@@ -85,7 +77,11 @@ def capture(
     source: str = "capture",
 ) -> CaptureJob:
     """Store every event of a document (its JSON text, or parsed), or none; the capture job
-    says which. A document the schema refuses raises ValidationException."""
+    says which. A document the schema refuses raises ValidationException.
+
+    The document is one batch (`food.batch`): validated whole, its events normalised and
+    hashed in one pass, indexed with one bulk write per table and appended to the lake as
+    one commit; bulk uploads and pulls come through here too."""
     authorize(session, actor, CAPTURE, target="capture", target_type="epcis-capture")
     doc = parse_document(document) if isinstance(document, bytes) else document
     if isinstance(document, Mapping):
@@ -108,8 +104,12 @@ def capture(
     )  # fmt: skip
     session.add(job)
     session.flush()
-    prepared = [_prepare(e, epcis.context_prefixes(doc), job, clock.now()) for e in events]
-    errors = _duplicates(session, prepared)
+    try:
+        prepared = batch.prepare(events, epcis.context_prefixes(doc), capture=job.id,
+                                 organization_id=job.organization_id, now=clock.now())  # fmt: skip
+    except ValueError as exc:  # a time RFC 3339 allows that cannot be stored (a leap second)
+        raise invalid_document([str(exc)]) from exc
+    errors = _twice(prepared.ids)
     if not errors:
         errors = _store(session, lake, job, prepared)
     if not errors:
@@ -126,37 +126,24 @@ def capture(
     return job
 
 
-def _prepare(
-    event: Mapping[str, Any], context: dict[str, str], job: CaptureJob, now: datetime
-) -> Prepared:
-    body = dict(event)
-    body["eventID"] = body.get("eventID") or epcis.event_hash_id(body, context)
-    body["recordTime"] = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    error = body.get("errorDeclaration") or {}
-    row = {
-        "event_id": body["eventID"],
-        "event_type": body["type"],
-        "event_time": epcis.parse_time(body["eventTime"]),
-        "record_time": now,
-        "action": body.get("action"),
-        "biz_step": _short("bizStep", body.get("bizStep")),
-        "disposition": _short("disposition", body.get("disposition")),
-        "read_point": gs1.canonical(body["readPoint"]["id"]) if body.get("readPoint") else None,
-        "biz_location": gs1.canonical(body["bizLocation"]["id"])
-        if body.get("bizLocation") else None,
-        "transformation_id": body.get("transformationID"),
-        "error_time": epcis.parse_time(error["declarationTime"]) if error else None,
-        "error_reason": _short("errorReason", error.get("reason")),
-        "capture_id": job.id,
-        "organization_id": job.organization_id,
-        "body": body,
-        "context": context,
-    }  # fmt: skip
-    return Prepared(row, list(epcis.terms(body)))
-
-
-def _short(kind: str, value: str | None) -> str | None:
-    return epcis.cbv_short(kind, value) if value else None
+def capture_event(session: Session, actor: Principal, lake: Lake, raw: bytes) -> str:
+    """Capture one event at once (`POST /epcis/events`): its eventID. The event goes in as a
+    document of one event through `capture`; an eventID already stored is
+    ResourceAlreadyExistsException."""
+    try:
+        event = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_document([f"not JSON: {exc}"]) from exc
+    if not isinstance(event, dict):
+        raise invalid_document(["the body is not a JSON object (an EPCIS event)"])
+    context = event.pop("@context", epcis.CONTEXT)
+    doc = {"@context": context, "type": "EPCISDocument", "schemaVersion": "2.0",
+           "creationDate": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+           "epcisBody": {"eventList": [event]}}  # fmt: skip
+    job = capture(session, actor, lake, doc, source="event")
+    if not job.success:
+        raise Conflict(job.errors[0]["detail"], code="ResourceAlreadyExistsException")
+    return str(event.get("eventID") or epcis.event_hash_id(event, epcis.context_prefixes(doc)))
 
 
 def _problem(detail: str, title: str = "Validation error") -> dict[str, Any]:
@@ -164,65 +151,60 @@ def _problem(detail: str, title: str = "Validation error") -> dict[str, Any]:
             "detail": detail}  # fmt: skip
 
 
-def _duplicates(session: Session, prepared: list[Prepared]) -> list[dict[str, Any]]:
-    ids = [p.row["event_id"] for p in prepared]
+def _twice(ids: list[str]) -> list[dict[str, Any]]:
     seen: set[str] = set()
-    errors = [_problem(f"eventID {i} appears twice in the document")
-              for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]  # fmt: skip
-    for chunk in range(0, len(ids), 500):
+    twice = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    return [_problem(f"eventID {i} appears twice in the document") for i in twice[:100]]
+
+
+def _already_stored(session: Session, ids: list[str]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for chunk in range(0, len(ids), 5000):
         stored = session.scalars(
-            select(FoodEvent.event_id).where(FoodEvent.event_id.in_(ids[chunk : chunk + 500]))
+            select(FoodEvent.event_id).where(FoodEvent.event_id.in_(ids[chunk : chunk + 5000]))
         ).all()
         errors.extend(_problem(f"eventID {i} is already stored") for i in stored)
-    return errors
+    return errors[:100] or [_problem("an eventID of this document was stored by another capture")]
 
 
 def _store(
-    session: Session, lake: Lake, job: CaptureJob, prepared: list[Prepared]
+    session: Session, lake: Lake, job: CaptureJob, prepared: batch.EventBatch
 ) -> list[dict[str, Any]]:
-    """Index the events (savepoint) then append them to the lake; errors, or none."""
-    if not prepared:
+    """Index the batch (savepoint) then append it to the lake; errors, or none. The unique
+    eventID decides whether an event is stored already (no look-up first): on a clash the
+    savepoint leaves nothing and the errors name the ids."""
+    if prepared.events.num_rows == 0:
         return []
     try:
         with session.begin_nested():
-            # Core executemany: batched as multi-row INSERTs ("insertmanyvalues").
-            connection = session.connection()
-            events: Table = FoodEvent.__table__  # type: ignore[assignment]
-            terms: Table = FoodEventTerm.__table__  # type: ignore[assignment]
-            returned = connection.execute(
-                insert(events).returning(events.c.id, events.c.event_id),
-                [p.row for p in prepared],
-            )
-            pks = {eid: pk for pk, eid in returned}
-            rows = [
-                {"event_pk": pks[p.row["event_id"]], "kind": t.kind[:120], "value": t.value[:500],
-                 "number": t.number}
-                for p in prepared
-                for t in p.terms
-            ]  # fmt: skip
-            if rows:
-                connection.execute(insert(terms), rows)
+            index.append(session.connection(), prepared)
     except IntegrityError:
-        # Another capture stored one of these eventIDs since we looked.
-        return [_problem("an eventID of this document was stored by another capture")]
-    job.lake_version = food_lake.append(lake, job.id, [p.row for p in prepared])
+        return _already_stored(session, prepared.ids)
+    job.lake_version = food_lake.append(lake, job.id, prepared)
     return []
 
 
 def keep_names(session: Session, doc: Mapping[str, Any]) -> None:
-    """Keep the names the document's master data gives its locations and parties."""
+    """Keep the names the document's master data gives its locations and parties (one
+    look-up for all of them; a name is written only when it is new or changed)."""
     header = doc.get("epcisHeader") or {}
     vocabularies = (header.get("epcisMasterData") or {}).get("vocabularyList") or []
+    names: dict[str, str] = {}
     for vocabulary in vocabularies:
         for element in vocabulary.get("vocabularyElementList") or []:
             for attribute in element.get("attributes") or []:
                 if str(attribute.get("id", "")).endswith("#name") and element.get("id"):
-                    uri, name = gs1.canonical(element["id"]), str(attribute.get("attribute"))
-                    found = session.get(FoodName, uri)
-                    if found is None:
-                        session.add(FoodName(uri=uri[:300], name=name[:200]))
-                    else:
-                        found.name, found.updated_at = name[:200], clock.now()
+                    uri = gs1.canonical(element["id"])[:300]
+                    names[uri] = str(attribute.get("attribute"))[:200]
+    if not names:
+        return
+    known = {n.uri: n for n in session.scalars(select(FoodName).where(FoodName.uri.in_(names)))}
+    for uri, name in names.items():
+        found = known.get(uri)
+        if found is None:
+            session.add(FoodName(uri=uri, name=name))
+        elif found.name != name:
+            found.name, found.updated_at = name, clock.now()
 
 
 def get_capture(session: Session, actor: Principal, capture_id: str) -> CaptureJob:
@@ -267,6 +249,7 @@ class EventPage:
     contexts: list[dict[str, str]]
     next_token: str | None
     query_name: str
+    keys: list[int] = field(default_factory=list)  # the events' index keys
 
 
 def query_events(
@@ -315,7 +298,8 @@ def query_events(
         keys=[r.event_id for r in rows][:100], count=len(rows), purpose=purpose,
         detail=json.dumps(parsed.params, ensure_ascii=False, sort_keys=True)[:2000],
     )  # fmt: skip
-    return EventPage([r.body for r in rows], [r.context for r in rows], next_token, query_name)
+    return EventPage([r.body for r in rows], [r.context for r in rows], next_token, query_name,
+                     [r.id for r in rows])  # fmt: skip
 
 
 def _per_page(per_page: int | None) -> int:
@@ -365,6 +349,13 @@ def _read_token(session: Session, token: str, bound: str) -> tuple[str, int, int
     if not decoded or decoded[0] != bound:
         raise q.refuse("nextPageToken: not a token of this query")
     return decoded[1], int(decoded[2]), int(decoded[3])
+
+
+def release_page_token(session: Session, actor: Principal, token: str) -> None:
+    """`DELETE /epcis/nextPageToken/{token}`: nothing is held for a token (it is signed and
+    carries its own position), so there is nothing to free; the caller must be allowed to
+    query."""
+    authorize(session, actor, QUERY, target="nextPageToken", target_type="epcis-query")
 
 
 def query_document(page: EventPage) -> dict[str, Any]:

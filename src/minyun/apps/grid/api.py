@@ -8,6 +8,7 @@ jurisdiction, 429 over the key's rate); nothing of a refused request is kept.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from minyun.apps.grid import apikeys, open311, service
-from minyun.apps.grid.photos import PhotoStore
+from minyun.apps.grid.photos import process, store_for
 from minyun.apps.grid.service import NewReport
 from minyun.core.errors import DomainError, Invalid, NotFound, TooManyRequests
 from minyun.core.platform import Platform
@@ -196,14 +197,22 @@ async def create_request(
         return error(fmt, Invalid("the body is not a form", field="body"))
     fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
     attributes = open311.attributes_of(form.multi_items())
-    store = PhotoStore(platform.settings.lake_uri)
+    store = store_for(platform.settings.lake_uri)
 
     def build() -> Response:
         _check(fmt, fields.get("jurisdiction_id"))
-        key, actor = apikeys.check_key(session, fields.get("api_key", ""),
-                                       storage_uri=platform.settings.rate_limit_uri)  # fmt: skip
         if not fields.get("service_code"):
             raise Invalid("service_code was not provided", field="service_code")
+        # The key is checked in a short read of its own, and the photos are decoded, stripped
+        # and thumbnailed before the report's transaction starts: on SQLite a transaction holds
+        # the node's one write lock, which the photo work must not keep for a whole decode.
+        with platform.factory() as check, check.begin():
+            key, actor = apikeys.check_key(check, fields.get("api_key", ""),
+                                           storage_uri=platform.settings.rate_limit_uri)  # fmt: skip
+            key_id = key.id
+        if len(photos) > service.PHOTOS_MAX:
+            raise Invalid(f"at most {service.PHOTOS_MAX} photos", field="media", code="photo-count")
+        checked = [process(p) for p in photos]
         contact = {f: fields[f] for f in CONTACT_FIELDS if fields.get(f)}
         media_url = fields.get("media_url", "").strip()
         if media_url:
@@ -217,9 +226,9 @@ async def create_request(
             long=_coordinate(fields, "long"),
             address_string=fields.get("address_string", ""),
             attributes=attributes,
-            photos=photos,
+            photos=checked,
             contact=contact,
-            api_key_id=key.id,
+            api_key_id=key_id,
         ))  # fmt: skip
         notice = service.get_service(session, report.service_code).notice
         body = [{"service_request_id": report.id, "token": report.token,
@@ -246,7 +255,7 @@ def _coordinate(fields: dict[str, str], name: str) -> float | None:
 def media_thumb(photo_id: IdPath, session: SessionDep, platform: PlatformDep) -> Response:
     """A report photo's thumbnail."""
     photo = service.get_photo(session, None, photo_id)
-    data = PhotoStore(platform.settings.lake_uri).get(photo.thumb_key)
+    data = store_for(platform.settings.lake_uri).get(photo.thumb_key)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
     )
@@ -256,7 +265,28 @@ def media_thumb(photo_id: IdPath, session: SessionDep, platform: PlatformDep) ->
 def media(photo_id: IdPath, session: SessionDep, platform: PlatformDep) -> Response:
     """A report's photo as stored: re-encoded, without EXIF (no location, no camera)."""
     photo = service.get_photo(session, None, photo_id)
-    data = PhotoStore(platform.settings.lake_uri).get(photo.key)
+    data = store_for(platform.settings.lake_uri).get(photo.key)
     return Response(
         data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"}
     )
+
+
+CALLS = re.compile(r"(discovery|services|requests)|(services|requests|tokens)/[^/]+")
+
+
+@router.api_route(
+    "/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
+def not_a_call(path: str, request: Request) -> Response:
+    """Anything else under the endpoint: the spec's error list, in the format the path names
+    (XML otherwise) — 405 for a known call with another method, 404 for an unknown one."""
+    stem, _, fmt = path.rpartition(".")
+    fmt = fmt if stem and fmt in open311.FORMATS else "xml"
+    if stem and CALLS.fullmatch(stem):
+        exc: DomainError = Invalid(f"{request.method} is not a GeoReport v2 call on {path}",
+                                   code="method")  # fmt: skip
+        return document(fmt, "errors", open311.error_list(405, str(exc)), 405,
+                        Allow="POST, GET" if stem == "requests" else "GET")  # fmt: skip
+    return error(fmt, NotFound(f"{path} is not a GeoReport v2 call", code="unknown-call"))

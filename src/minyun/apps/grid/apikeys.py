@@ -11,9 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from minyun.apps.grid.models import ApiKey
+from minyun.apps.grid.rules import configure
 from minyun.core import audit, clock
 from minyun.core.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests
-from minyun.core.security import Principal, authorize
+from minyun.core.security import Principal
 from minyun.core.throttle import Throttle
 
 PREFIX = "o311_"
@@ -35,8 +36,8 @@ def _hash(key: str) -> str:
 def create_key(
     session: Session, actor: Principal, name: str, *, rate_limit: str = "60/minute"
 ) -> NewKey:
-    """A new api_key for an Open311 client (admins)."""
-    authorize(session, actor, "grid.manage", target=name, target_type="open311-key")
+    """A new api_key for an Open311 client (admins, the grid centre's stewards)."""
+    configure(session, actor, target=name, target_type="open311-key")
     name = name.strip()
     if not name or len(name) > 100:
         raise Invalid("a key needs a name of at most 100 characters", field="name")
@@ -58,10 +59,12 @@ def create_key(
 
 def revoke_key(session: Session, actor: Principal, name: str) -> ApiKey:
     """Stop a key at once: its next request is refused."""
-    authorize(session, actor, "grid.manage", target=name, target_type="open311-key")
+    configure(session, actor, target=name, target_type="open311-key")
     found = session.scalars(select(ApiKey).where(ApiKey.name == name)).first()
     if found is None:
         raise NotFound(f"no key named {name}", code="unknown-key")
+    if not found.active:
+        raise Conflict(f"the key {name} is already revoked", code="key-revoked")
     found.active = False
     found.revoked_at = clock.now()
     audit.record(session, actor, "grid.api-key.revoke", target=name, target_type="open311-key")
@@ -69,7 +72,8 @@ def revoke_key(session: Session, actor: Principal, name: str) -> ApiKey:
 
 
 def list_keys(session: Session, actor: Principal) -> list[ApiKey]:
-    authorize(session, actor, "grid.manage")
+    """Every key, active and revoked (never the secret: only its first characters)."""
+    configure(session, actor, target="keys", target_type="open311-key")
     return list(session.scalars(select(ApiKey).order_by(ApiKey.name)))
 
 

@@ -7,16 +7,20 @@ no one downstream sees the camera's location, time or serial number.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import re
 import uuid
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+import pyarrow.fs as pafs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minyun.core import clock
-from minyun.core.errors import Invalid
+from minyun.core.errors import Invalid, NotFound
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_PIXELS = 40_000_000
@@ -110,30 +114,71 @@ def _degrees(value: tuple[float, float, float], ref: object, negative: str) -> f
     return sign * (d + m / 60 + s / 3600)
 
 
+KEY = re.compile(r"\d{4}/\d{2}/\d{2}/[0-9a-f]{32}(\.thumb)?\.jpg")
+
+
 class PhotoStore:
-    """Photos as objects under the lake's storage: `<lake>/objects/grid/photos/…`."""
+    """Photos as objects in the lake's own storage, under `<lake>/objects/grid/photos/`.
+
+    The lake's URI chooses the storage as it does for the Delta tables: a folder by default,
+    S3-compatible object storage for `s3://bucket/prefix` (pyarrow reads the same AWS_*
+    variables — keys, region, `AWS_ENDPOINT_URL` — that delta-rs reads for the tables).
+    Only stripped copies are ever written here (see `process`).
+    """
 
     def __init__(self, lake_uri: str) -> None:
-        if "://" in lake_uri and not lake_uri.startswith("file://"):
-            raise ValueError("the photo store needs a local lake folder (object storage: later)")
-        self.root = Path(lake_uri.removeprefix("file://")) / "objects" / "grid" / "photos"
+        uri = lake_uri.rstrip("/")
+        if uri.startswith("file://"):
+            uri = uri.removeprefix("file://")
+        if "://" not in uri:
+            uri = str(Path(uri).resolve())
+        self.fs, base = pafs.FileSystem.from_uri(uri)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.base = f"{base.rstrip('/')}/objects/grid/photos"
 
     def put(self, processed: Processed) -> tuple[str, str]:
         """Write the photo and its thumbnail; their object keys."""
         day = clock.now().strftime("%Y/%m/%d")
         name = uuid.uuid4().hex
         key, thumb_key = f"{day}/{name}.jpg", f"{day}/{name}.thumb.jpg"
+        if self.local:
+            self.fs.create_dir(f"{self.base}/{day}", recursive=True)
         for k, data in ((key, processed.jpeg), (thumb_key, processed.thumb)):
-            path = self.root / k
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            with self.fs.open_output_stream(
+                self._path(k), metadata={"Content-Type": "image/jpeg"}
+            ) as out:
+                out.write(data)
         return key, thumb_key
 
-    def get(self, key: str) -> bytes:
-        path = (self.root / key).resolve()
-        if self.root.resolve() not in path.parents:
+    def _path(self, key: str) -> str:
+        # Keys are ours (day/uuid): anything else is refused before it reaches the storage.
+        if not KEY.fullmatch(key):
             raise Invalid("bad photo key", field="key")
-        return path.read_bytes()
+        return f"{self.base}/{key}"
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; NotFound if it is gone."""
+        try:
+            with self.fs.open_input_stream(self._path(key)) as stream:
+                return bytes(stream.read())
+        except FileNotFoundError:
+            raise NotFound(f"no photo object {key}", code="unknown-photo") from None
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.get_file_info(self._path(key)).type == pafs.FileType.File)
+
+    def keys(self) -> list[str]:
+        """Every object key held (for checks and clean-ups)."""
+        selector = pafs.FileSelector(self.base, recursive=True, allow_not_found=True)
+        return sorted(i.path.removeprefix(self.base + "/") for i in self.fs.get_file_info(selector)
+                      if i.type == pafs.FileType.File)  # fmt: skip
 
     def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.delete_file(self._path(key))
+
+
+@lru_cache(maxsize=8)
+def store_for(lake_uri: str) -> PhotoStore:
+    """The photo store of a lake (one per process: an object-storage client is not free)."""
+    return PhotoStore(lake_uri)

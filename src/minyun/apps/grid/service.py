@@ -7,6 +7,7 @@ in the caller's transaction. No function here commits.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Sequence
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import and_, event, or_, select, update
 from sqlalchemy.orm import Session
 
 from minyun.accounts.models import User
@@ -126,7 +127,9 @@ class NewReport:
     long: float | None = None
     address_string: str = ""
     attributes: dict[str, list[str]] = field(default_factory=dict)
-    photos: Sequence[bytes] = ()
+    # Uploads as sent, or photos already checked (`photos.process`, done by the caller before
+    # its transaction so the decode holds no database lock).
+    photos: Sequence[bytes | Processed] = ()
     contact: dict[str, str] = field(default_factory=dict)
     api_key_id: int | None = None
 
@@ -203,10 +206,14 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
         raise Unauthenticated("sign in to report an issue")
     service = get_service(session, new.service_code)
     description = check_description(new.description)
+    address = new.address_string.strip()
+    if MARKUP.search(address) or len(address) > 300:
+        raise Invalid("address_string is not plain text of at most 300 characters",
+                      field="address_string", code="markup")  # fmt: skip
     answers = check_attributes(service, new.attributes)
     if len(new.photos) > PHOTOS_MAX:
         raise Invalid(f"at most {PHOTOS_MAX} photos", field="media", code="photo-count")
-    processed = [process(p) for p in new.photos]
+    processed = [p if isinstance(p, Processed) else process(p) for p in new.photos]
     lat, long = new.lat, new.long
     if lat is None or long is None:
         located = next((p for p in processed if p.lat is not None and p.long is not None), None)
@@ -227,12 +234,13 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
     report = Report(
         token=secrets.token_urlsafe(12), service_code=service.code, description=description,
         attributes=answers, lat=lat, long=long,
-        address=(new.address_string.strip()[:300] or place.address),
+        address=address or place.address,
         grid_code=place.grid_code, community_code=place.community_code,
         street_code=place.street_code, district_code=place.district_code,
         state=ReportState.ROUTED, reporter_user_id=actor.user_id, reporter=actor.label[:120],
         contact={k: v[:200] for k, v in new.contact.items() if v}, api_key_id=new.api_key_id,
         requested_at=now, updated_at=now, expected_at=now + timedelta(hours=service.close_hours),
+        tasks=[], photos=[], steps=[],  # new and empty: never loaded from the database
     )  # fmt: skip
     session.add(report)
     session.flush()
@@ -250,13 +258,13 @@ def file_report(session: Session, actor: Principal, store: PhotoStore, new: NewR
 def add_photo(
     session: Session, store: PhotoStore, report: Report, item: Processed, *, kind: str
 ) -> Photo:
-    """Store a checked photo; its objects are removed again if the transaction rolls back."""
+    """Store a checked photo; its objects are removed again if the transaction rolls back.
+    The row is written with the transaction's next flush (one INSERT for all its rows)."""
     key, thumb_key = store.put(item)
     _forget_on_rollback(session, store, [key, thumb_key])
     photo = Photo(kind=kind, key=key, thumb_key=thumb_key, width=item.width,
                   height=item.height, size=len(item.jpeg), had_location=item.lat is not None)  # fmt: skip
     report.photos.append(photo)
-    session.flush()
     return photo
 
 
@@ -322,7 +330,6 @@ def _add_task(
                 arrive_by=now + timedelta(minutes=service.arrive_minutes),
                 close_by=now + timedelta(hours=service.close_hours))  # fmt: skip
     report.tasks.append(task)
-    session.flush()
     _step(session, actor, report, "routed", org.name, org_id=org.id)
     if audited:
         audit.record(session, actor, "grid.route", target=str(report.id),
@@ -444,6 +451,7 @@ def close_task(
     processed = process(photo)
     report = task.report
     result = add_photo(session, store, report, processed, kind="result")
+    session.flush()  # the result photo's id
     task.state = TaskState.CLOSED
     task.closed_at = clock.now()
     task.note = clean
@@ -480,41 +488,58 @@ def _settle(session: Session, actor: Principal, report: Report, closing_note: st
 # --- SLA clocks ----------------------------------------------------------------------
 
 
+def overdue(now: datetime) -> Any:
+    """The condition of a task whose next escalation is due at `now` (one SQL test)."""
+    live = Task.state.in_([TaskState.ROUTED, TaskState.ACCEPTED])
+    late_arrival = and_(Task.state == TaskState.ROUTED, Task.escalation < 1, Task.arrive_by < now)
+    late_close = and_(Task.escalation < 2, Task.close_by < now)
+    return and_(live, or_(late_arrival, late_close))
+
+
 def escalate_overdue(session: Session, actor: Principal, *, now: datetime | None = None) -> int:
     """Tasks past their arrival time go up to the street office, past their close time to
-    the district's grid centre; each step once. Returns how many tasks moved up."""
+    the district's grid centre; each step once, even with two runs at the same time.
+    Returns how many tasks moved up."""
     authorize(session, actor, "grid.manage")
     now = now or clock.now()
     moved = 0
-    late = session.scalars(
-        select(Task).where(Task.state.in_([TaskState.ROUTED, TaskState.ACCEPTED]))
-        .where(Task.escalation < 2).order_by(Task.id)
-    )  # fmt: skip
-    for task in late:
-        level = task.escalation
-        if task.close_by < now:
-            level = 2
-        elif task.state == TaskState.ROUTED and task.arrive_by < now:
-            level = max(level, 1)
-        if level == task.escalation:
-            continue
-        task.escalation = level
-        report = task.report
-        street = session.get(Area, report.street_code) if report.street_code else None
-        to = _org(session, catalog.GRID_CENTRE) if level == 2 else (
-            session.get(Organization, street.office_org_id) if street and street.office_org_id else None
+    for task in session.scalars(select(Task).where(overdue(now)).order_by(Task.id)).all():
+        level = 2 if task.close_by < now else 1
+        # Conditional on the level read: a concurrent run that moved it first wins, this one
+        # skips (PostgreSQL re-reads the row after the other commits; SQLite serialises).
+        won = session.execute(
+            update(Task).where(Task.id == task.id, Task.escalation == task.escalation)
+            .values(escalation=level).execution_options(synchronize_session=False)
         )  # fmt: skip
-        org = session.get(Organization, task.org_id)
-        _step(session, actor, report, "escalated",
-              f"{org.code if org else task.org_id} → {to.code if to else '-'}",
-              org_id=to.id if to else None)  # fmt: skip
-        events.publish(session, kind="grid.task.escalated", subject=f"grid-report:{report.id}",
-                       data={"report": report.id, "task": task.id, "level": level,
-                             "to": to.code if to else None})  # fmt: skip
+        if not _rowcount(won):
+            continue
+        session.refresh(task, ["escalation"])
+        _escalation_step(session, actor, task, level)
         moved += 1
     if moved:
-        audit.record(session, actor, "grid.escalate", target_type="grid-task", count=moved)
+        audit.record(session, actor, "grid.escalate", target_type="grid-task", count=moved,
+                     detail=f"due at {now.isoformat(timespec='seconds')}")  # fmt: skip
     return moved
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _escalation_step(session: Session, actor: Principal, task: Task, level: int) -> None:
+    """The timeline step and event of a task moved up to `level`."""
+    report = task.report
+    street = session.get(Area, report.street_code) if report.street_code else None
+    to = _org(session, catalog.GRID_CENTRE) if level == 2 else (
+        session.get(Organization, street.office_org_id) if street and street.office_org_id else None
+    )  # fmt: skip
+    org = session.get(Organization, task.org_id)
+    _step(session, actor, report, "escalated",
+          f"{org.code if org else task.org_id} → {to.code if to else '-'}",
+          org_id=to.id if to else None)  # fmt: skip
+    events.publish(session, kind="grid.task.escalated", subject=f"grid-report:{report.id}",
+                   data={"report": report.id, "task": task.id, "level": level,
+                         "to": to.code if to else None})  # fmt: skip
 
 
 # --- reading -------------------------------------------------------------------------
@@ -528,7 +553,11 @@ def _get_report(session: Session, report_id: int) -> Report:
 
 
 def access_report(session: Session, actor: Principal, report_id: int) -> Report:
-    """The reporter's own report, or any report for civil servants; the same error otherwise."""
+    """The reporter's own report, or any report for civil servants; the same error otherwise.
+
+    A civil servant's opening is a read of personal data (the reporter, their photos and,
+    for those who work the report, their contact): it is audited before the page is sent.
+    """
     report = session.get(Report, report_id)
     mine = (
         report is not None
@@ -539,7 +568,22 @@ def access_report(session: Session, actor: Principal, report_id: int) -> Report:
         if not actor.authenticated:
             raise Unauthenticated("sign in to see this report")
         raise NotFound(f"no report {report_id}", code="unknown-report")
+    if not mine:
+        shown = {"contact": sees_contact(session, actor, report),
+                 "photos": [p.id for p in report.photos]}  # fmt: skip
+        audit.record_read(session, actor, "grid.report.read", target=str(report.id),
+                          target_type="grid-report", keys=[str(report.id)],
+                          purpose="grid.follow", detail=json.dumps(shown))  # fmt: skip
     return report
+
+
+def sees_contact(session: Session, actor: Principal, report: Report) -> bool:
+    """Who may see how to reach the reporter: the departments working the report, its street
+    office and the grid centre (who reroute), administrators."""
+    if actor.kind == "system" or actor.has_role(Role.ADMIN):
+        return True
+    working = {t.org_id for t in report.tasks if t.state != TaskState.WITHDRAWN}
+    return actor.organization_id in working or may_reroute(session, actor, report)
 
 
 def list_reports(
