@@ -139,3 +139,11 @@ def test_spark_gives_the_same_clusters_as_duckdb() -> None:
     assert max(len(g) for g in partition(duck.clusters)) >= 3  # real clusters, not singletons
     assert partition(duck.clusters) == partition(spark.clusters)
     assert duck.pairs.num_rows == spark.pairs.num_rows
+
+
+def test_rows_without_a_name_keep_their_place_among_the_features() -> None:
+    from minyun.subjects.linkage import _pinyin_and_chars
+
+    pinyin, chars = _pinyin_and_chars(pa.array(["林小闽", None, "张三", "李"]))
+    assert pinyin.to_pylist() == ["lin xiao min", None, "zhang san", "li"]
+    assert chars.to_pylist() == [["林", "小", "闽"], None, ["张", "三"], ["李"]]

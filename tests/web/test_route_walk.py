@@ -160,7 +160,7 @@ def _url(path: str, w: dict[str, Any]) -> str:
         "request_id": "1", "token": "walk", "photo_id": "1", "report_id": "1",
         # Food traceability (EPCIS): capture jobs, events, resources, named queries, products.
         # E-licences: an issuer's DID document (an organisation no one registered here).
-        "org_code": "no-such-org", "purpose": "revocation", "licence_id": "1",
+        "org_code": "no-such-org", "purpose": "revocation", "licence_id": "1", "kid": "key-1",
         "holder": "no-such-holder",
         # One file per subject: files and review items (none here: 404).
         "subject_id": "1", "review_id": "1",

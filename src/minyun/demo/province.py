@@ -267,6 +267,11 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
             ctx.factory, Lake(ctx.params["lake_uri"]), lake / "licences", settings, seed=seed
         )
         ctx.save_point(state)
+    if not state.get("subjects") and ctx.params.get("resources", True):
+        from minyun.demo import subjects  # after the licences' holder rows
+
+        state["subjects"] = subjects.resolve(ctx, seed=seed)
+        ctx.save_point(state)
     if not state.get("air") and ctx.params.get("air", True):
         state["air"] = load_air_quality(ctx)
         ctx.save_point(state)
@@ -293,7 +298,10 @@ def load_province(ctx: jobs.JobContext) -> dict[str, Any]:
             n_enterprises, seed=seed, n_persons=n_persons, batch_size=batch, start=start
         ),
     )  # fmt: skip
-    return {"persons": persons, "enterprises": enterprises, "lake": str(lake)}
+    return {
+        "persons": persons, "enterprises": enterprises, "lake": str(lake),
+        "subjects": state.get("subjects"),
+    }  # fmt: skip
 
 
 def ingest_air_day(session: Session) -> IngestReport:

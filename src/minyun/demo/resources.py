@@ -232,13 +232,14 @@ RESOURCES: tuple[DemoResource, ...] = (
         "public-security",
         "全省户籍人口的身份号码、姓名、性别、出生日期和户籍地址，人口基础库的核心资源。",
         (
-            _ric(unique=True),
+            _ric(unique=True, link="person.ric"),
             _c(
                 "name",
                 "string",
                 "姓名",
                 lambda d: d.person("name"),
                 required=True,
+                link="person.name",
                 sensitivity="sensitive",
                 mask="name",
             ),
@@ -248,6 +249,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 "性别",
                 lambda d: d.person("sex"),
                 enum=("M", "F"),
+                link="person.sex",
             ),
             _c(
                 "birth_date",
@@ -256,6 +258,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.person("birth_date"),
                 sensitivity="sensitive",
                 mask="date(year)",
+                link="person.birth_date",
             ),
             _county("户籍地行政区划"),
             _c(
@@ -265,6 +268,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.person("address"),
                 sensitivity="sensitive",
                 mask="address(city)",
+                link="person.address",
             ),
         ),
         ("ric",),
@@ -282,7 +286,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "户口迁入、迁出登记记录。",
         (
             _c("record_no", "string", "登记编号", lambda d: d.serial("QY2024"), required=True),
-            _ric(),
+            _ric(link="person.ric"),
             _c("move_date", "date", "迁移日期", lambda d: d.dates(D(2023, 1, 1), D(2025, 6, 30))),
             _c("from_county", "string", "迁出地", lambda d: d.person("county_code", 3)),
             _c("to_county", "string", "迁入地", lambda d: d.counties()),
@@ -321,7 +325,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "social-assistance",
         "城乡低保对象及月保障金额。",
         (
-            _ric(unique=True),
+            _ric(unique=True, link="person.ric"),
             _c(
                 "name",
                 "string",
@@ -329,6 +333,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.person("name"),
                 sensitivity="sensitive",
                 mask="name",
+                link="person.name",
             ),
             _county(),
             _c(
@@ -553,7 +558,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "employment",
         "职工养老、医疗、失业保险参保状态。",
         (
-            _ric(),
+            _ric(link="person.ric"),
             _c(
                 "insurance",
                 "string",
@@ -606,7 +611,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "employment",
         "城镇登记失业人员信息。",
         (
-            _ric(unique=True),
+            _ric(unique=True, link="person.ric"),
             _c("reg_date", "date", "登记日期", lambda d: d.dates(D(2024, 1, 1), D(2025, 6, 30))),
             _county("登记地"),
         ),
@@ -639,7 +644,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                     ]
                 ),
             ),
-            _ric("持证人身份号码", "holder_ric", required=False),
+            _ric("持证人身份号码", "holder_ric", required=False, link="person.ric"),
             _c(
                 "issuer",
                 "string",
@@ -758,7 +763,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 lambda d: d.serial("闽(2024)不动产权第", 7),
                 required=True,
             ),
-            _ric("权利人身份号码", "owner_ric"),
+            _ric("权利人身份号码", "owner_ric", link="person.ric"),
             _county("坐落区划"),
             _c(
                 "area",
@@ -879,7 +884,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "housing",
         "个人住房公积金月缴存额和账户余额。",
         (
-            _ric(unique=True),
+            _ric(unique=True, link="person.ric"),
             _uscc("缴存单位代码", "employer_uscc"),
             _c(
                 "monthly_amount",
@@ -1009,7 +1014,7 @@ RESOURCES: tuple[DemoResource, ...] = (
                 mask="name",
             ),
             _c("birth_date", "date", "出生日期", lambda d: d.dates(D(2024, 1, 1), D(2025, 6, 30))),
-            _ric("母亲身份号码", "mother_ric", shift=200),
+            _ric("母亲身份号码", "mother_ric", shift=200, link="person.ric"),
         ),
         ("cert_no",),
         rows=300,
@@ -1049,7 +1054,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "高等教育学历证书和学位证书信息。",
         (
             _c("cert_no", "string", "证书编号", lambda d: d.serial("103862024", 9), required=True),
-            _ric(),
+            _ric(link="person.ric"),
             _c(
                 "degree",
                 "string",
@@ -1235,7 +1240,7 @@ RESOURCES: tuple[DemoResource, ...] = (
         "social-assistance",
         "防止返贫动态监测对象及家庭人均纯收入。",
         (
-            _ric(unique=True),
+            _ric(unique=True, link="person.ric"),
             _county(),
             _c(
                 "household_size",

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from minyun.core import jobs
 from minyun.licences import credentials as vc
 from minyun.licences import service
-from minyun.licences.models import Licence
+from minyun.licences.models import IssuerKey, Licence
 from minyun.web.deps import ActorDep, SessionDep
 
 router = APIRouter(tags=["licences"])
@@ -229,3 +229,49 @@ def statistics(
     stats = service.statistics(session, actor)
     rows = service.issuer_statistics(stats) if by == "issuer" else stats
     return [s.__dict__ for s in rows]
+
+
+class KeyRead(BaseModel):
+    kid: str
+    id: str  # the key's DID URL, as the DID document's verificationMethod names it
+    algorithm: Literal["Ed25519", "SM2"]
+    status: Literal["active", "rotated", "retired"]
+    created_at: datetime
+    rotated_at: datetime | None
+    retired_at: datetime | None
+
+    @classmethod
+    def of(cls, key: IssuerKey) -> KeyRead:
+        return cls(
+            kid=key.kid, id=str(key.public_jwk.get("kid", key.kid)),
+            algorithm=service.algorithm_of(key).value, status=key.status,
+            created_at=key.created_at, rotated_at=key.rotated_at, retired_at=key.retired_at,
+        )  # fmt: skip
+
+
+class RotateIn(BaseModel):
+    algorithm: Literal["Ed25519", "SM2"] | None = None
+
+
+Kid = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+@router.get("/api/v1/licence-issuers/{org_code}/keys", response_model=list[KeyRead])
+def issuer_keys(org_code: OrgCode, session: SessionDep, actor: ActorDep) -> list[KeyRead]:
+    """An issuing department's signing keys, oldest first (its stewards or an admin)."""
+    return [KeyRead.of(k) for k in service.issuer_keys(session, actor, org_code)]
+
+
+@router.post("/api/v1/licence-issuers/{org_code}/keys", response_model=KeyRead, status_code=201)
+def rotate_key(org_code: OrgCode, body: RotateIn, session: SessionDep, actor: ActorDep) -> KeyRead:
+    """Rotate: a new signing key (by default of the kind the issuer has); the old one's
+    licences keep verifying."""
+    return KeyRead.of(service.rotate_key(session, actor, org_code, algorithm=body.algorithm))
+
+
+@router.post("/api/v1/licence-issuers/{org_code}/keys/{kid}/retire", response_model=KeyRead)
+def retire_key(
+    org_code: OrgCode, kid: Kid, body: ReasonIn, session: SessionDep, actor: ActorDep
+) -> KeyRead:
+    """Withdraw a compromised key: what it signed is refused from now on."""
+    return KeyRead.of(service.retire_key(session, actor, org_code, kid, reason=body.reason))

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from minyun.accounts.models import AccountKind, User
+from minyun.core import identifiers
 from minyun.core.lake import Lake
 from minyun.core.security import Principal
 from minyun.demo.resources import RESOURCES, DemoResource, build_table
@@ -179,6 +180,13 @@ def holder_rows(session: Session, *, seed: int = 2026) -> dict[str, pa.Table]:
         for name in ("name",):
             if name in first and user is not None:
                 first[name] = user.display_name
+        if kind == AccountKind.CITIZEN and column == "ric":
+            # Her own birth date and sex, as her identity number says (GB 11643), so her
+            # file (一人一档) shows no conflict the sample's first row would bring.
+            if "birth_date" in first:
+                first["birth_date"] = identifiers.ric_birth_date(holder)
+            if "sex" in first:
+                first["sex"] = identifiers.ric_sex(holder)
         if column not in resource.primary_key:  # a row of its own, not the sample's first
             for key in resource.primary_key:
                 if isinstance(first[key], str):

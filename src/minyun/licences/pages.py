@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import segno
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 
@@ -107,7 +107,8 @@ def home(request: Request, session: SessionDep, actor: PageActorDep) -> Response
     stats = service.statistics(session, actor)
     issuers = service.issuer_statistics(stats)
     return render(request, "licences/stats.html", stats=stats, chart=_chart(stats),
-                  issuers=issuers, issuer_chart=_chart(issuers))  # fmt: skip
+                  issuers=issuers, issuer_chart=_chart(issuers),
+                  managed=service.managed_issuers(session, actor))  # fmt: skip
 
 
 def _chart(rows: Sequence[service.TypeStats] | Sequence[service.IssuerStats]) -> dict[str, Any]:
@@ -211,3 +212,102 @@ def change_status(
         found = service.access_licence(session, actor, licence_id)
         return _licence_page(request, session, actor, found, error=str(exc), status_code=422)
     return RedirectResponse(f"/licences/{licence_id}", status_code=303)
+
+
+# --- an issuer's signing keys (the CLI's `licence keys / rotate-key / retire-key`) -------------
+
+OrgCode = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+Kid = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+KEY_STATES = {"active": N_("Signing"), "rotated": N_("Rotated"), "retired": N_("Retired")}
+wording.sentence(r"key (?P<kid>\S+) is already retired", N_("Key %(kid)s is already retired."))
+wording.sentence(
+    r"tick the box to confirm the rotation", N_("Tick the box to confirm the rotation.")
+)
+wording.sentence(r"a key signs with Ed25519 or SM2, not (?P<given>.+)",
+                 N_("A key signs with Ed25519 or SM2."))  # fmt: skip
+
+
+def _keys_page(
+    request: Request, session: Any, actor: Any, org_code: str, *, error: str | None = None,
+    made: str | None = None, status_code: int = 200,
+) -> Response:  # fmt: skip
+    keys = service.issuer_keys(session, actor, org_code)
+    org = service.issuer_of(session, org_code)
+    return render(
+        request, "licences/keys.html", org=org, did=service.did_of(session, org), keys=keys,
+        kind_of=service.algorithm_of, default=service.next_algorithm(session, keys),
+        algorithms=list(vc.KeyAlgorithm), states=KEY_STATES, error=error,
+        made=next((k for k in keys if k.kid == made), None), status_code=status_code,
+    )  # fmt: skip
+
+
+@router.get("/licences/keys/{org_code}", response_class=HTMLResponse)
+def keys(
+    request: Request,
+    org_code: OrgCode,
+    session: SessionDep,
+    actor: PageActorDep,
+    made: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """An issuing department's signing keys, with the rotation form (its stewards, admins)."""
+    return _keys_page(request, session, actor, org_code, made=made)
+
+
+@router.post("/licences/keys/{org_code}/rotate", dependencies=[CsrfDep])
+def rotate_key(
+    request: Request,
+    org_code: OrgCode,
+    session: SessionDep,
+    actor: PageActorDep,
+    algorithm: Annotated[str, Form(max_length=16)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """A new signing key of the chosen kind; the old one stops signing, what it signed verifies."""
+    if confirm != "yes":
+        error = "tick the box to confirm the rotation"
+        return _keys_page(request, session, actor, org_code, error=error, status_code=422)
+    try:
+        with session.begin_nested():
+            made = service.rotate_key(session, actor, org_code, algorithm=algorithm or None)
+    except (Invalid, Conflict) as exc:
+        return _keys_page(request, session, actor, org_code, error=str(exc), status_code=422)
+    return RedirectResponse(f"/licences/keys/{org_code}?made={made.kid}#keys", status_code=303)
+
+
+def _retire_page(
+    request: Request, session: Any, actor: Any, org_code: str, kid: str, *, reason: str = "",
+    error: str | None = None, status_code: int = 200,
+) -> Response:  # fmt: skip
+    key = service.issuer_key(session, actor, org_code, kid)
+    return render(
+        request, "licences/retire_key.html", org=service.issuer_of(session, org_code),
+        key=key, kind=service.algorithm_of(key), states=KEY_STATES, reason=reason, error=error,
+        status_code=status_code,
+    )  # fmt: skip
+
+
+@router.get("/licences/keys/{org_code}/{kid}/retire", response_class=HTMLResponse)
+def retire_key_form(
+    request: Request, org_code: OrgCode, kid: Kid, session: SessionDep, actor: PageActorDep
+) -> Response:
+    """Ask for a confirmation and the reason before a key is withdrawn."""
+    return _retire_page(request, session, actor, org_code, kid)
+
+
+@router.post("/licences/keys/{org_code}/{kid}/retire", dependencies=[CsrfDep])
+def retire_key(
+    request: Request,
+    org_code: OrgCode,
+    kid: Kid,
+    session: SessionDep,
+    actor: PageActorDep,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Withdraw the key: what it signed is refused from now on; a refusal is shown on the form."""
+    try:
+        with session.begin_nested():
+            service.retire_key(session, actor, org_code, kid, reason=reason)
+    except (Invalid, Conflict) as exc:
+        return _retire_page(request, session, actor, org_code, kid, reason=reason,
+                            error=str(exc), status_code=422)  # fmt: skip
+    return RedirectResponse(f"/licences/keys/{org_code}#keys", status_code=303)

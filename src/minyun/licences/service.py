@@ -207,20 +207,56 @@ def issuer_keys(session: Session, actor: Principal, org_code: str) -> list[Issue
     )
 
 
-def retire_key(session: Session, actor: Principal, org_code: str, kid: str, *, reason: str) -> None:
-    """Withdraw a key (compromised): every credential it signed is refused from now on."""
+def issuer_key(session: Session, actor: Principal, org_code: str, kid: str) -> IssuerKey:
+    """One of the issuer's keys by its id (key-<n>); its stewards or an admin."""
     org = _managed_org(session, actor, org_code)
     key = session.scalars(
         select(IssuerKey).where(IssuerKey.organization_id == org.id, IssuerKey.kid == kid)
     ).first()
     if key is None:
         raise NotFound(f"no key {kid} of {org_code}")
+    return key
+
+
+def retire_key(
+    session: Session, actor: Principal, org_code: str, kid: str, *, reason: str
+) -> IssuerKey:
+    """Withdraw a key (compromised): every credential it signed is refused from now on. The
+    key that signs now is first rotated (to one of its kind); a retired key stays retired."""
+    key = issuer_key(session, actor, org_code, kid)
+    org = _managed_org(session, actor, org_code)
+    if not reason.strip():
+        raise Invalid("give a reason", field="reason")
+    if key.status == KeyStatus.RETIRED:
+        raise Conflict(f"key {kid} is already retired")
     if key.status == KeyStatus.ACTIVE:
         rotate_key(session, actor, org_code)
     key.status = KeyStatus.RETIRED
     key.retired_at = clock.now()
     audit.record(session, actor, "licence.key.retire", target=org.code, target_type="organization",
                  detail=json.dumps({"kid": kid, "reason": reason}, ensure_ascii=False))  # fmt: skip
+    return key
+
+
+def issuer_of(session: Session, org_code: str) -> Organization:
+    """The issuing department by its code (NotFound for none)."""
+    return orgs.get_organization(session, org_code)
+
+
+def next_algorithm(session: Session, keys: Sequence[IssuerKey]) -> vc.KeyAlgorithm:
+    """The kind a rotation gives by default: the issuer's newest key's, else the node's."""
+    if keys:
+        return algorithm_of(max(keys, key=lambda k: k.generation))
+    return _algorithm(settings_of(session).licence_key_algorithm)
+
+
+def managed_issuers(session: Session, actor: Principal) -> list[Organization]:
+    """The issuing departments (with a licence type or a key) whose keys the actor manages."""
+    issuing = select(LicenceType.issuer_id).union(select(IssuerKey.organization_id))
+    found = session.scalars(
+        select(Organization).where(Organization.id.in_(issuing)).order_by(Organization.code)
+    )
+    return [org for org in found if policies.manages(actor, org.id)]
 
 
 def did_document(session: Session, org_code: str) -> dict[str, Any]:

@@ -189,8 +189,8 @@ def _pinyin_and_chars(names: pa.Array) -> tuple[pa.Array, pa.Array]:
     distinct = distinct.filter(pc.not_equal(distinct, ""))
     sounds = pa.array([lazy_pinyin(c)[0] for c in distinct.to_pylist()], pa.string())
     parts = [pc.take(sounds, pc.index_in(c, value_set=distinct)) for c in chars]
-    pinyin = pc.binary_join_element_wise(*parts, " ", null_handling="skip")
-    spaced = pc.binary_join_element_wise(*chars, " ", null_handling="skip")
+    pinyin = _join_present(parts)
+    spaced = _join_present(chars)
     missing = pc.is_null(names)
     return (
         pc.if_else(missing, pa.scalar(None, pa.string()), pinyin),
@@ -198,6 +198,14 @@ def _pinyin_and_chars(names: pa.Array) -> tuple[pa.Array, pa.Array]:
             missing, pa.scalar(None, pa.list_(pa.string())), pc.utf8_split_whitespace(spaced)
         ),
     )
+
+
+def _join_present(parts: list[pa.Array]) -> pa.Array:
+    """The non-null values of each row joined by single spaces. (pyarrow 26's
+    `binary_join_element_wise(..., null_handling="skip")` drops a row whose values are all
+    null, so a shorter array came back when a source had rows without a name.)"""
+    joined = pc.binary_join_element_wise(*parts, " ", null_handling="replace", null_replacement="")
+    return pc.utf8_trim_whitespace(pc.replace_substring_regex(joined, " {2,}", " "))
 
 
 def _sorted_chars(values: pa.Array) -> pa.Array:

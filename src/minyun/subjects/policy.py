@@ -50,7 +50,7 @@ def subject_verdict(
     session: Session, actor: Principal, action: str, resource: policies.DataResource
 ) -> policies.Verdict | None:
     """The rows of `resource` linked to the account's own subjects, in clear; else no answer."""
-    if action != policies.READ or len(resource.primary_key) != 1:
+    if action != policies.READ or not resource.primary_key:
         return None
     subjects = own_subjects(session, actor)
     if not subjects:
@@ -62,12 +62,36 @@ def subject_verdict(
     ).all()
     if not keys:
         return None
-    field = '"' + resource.primary_key[0].replace('"', '""') + '"'
-    values = ", ".join("'" + k.replace("'", "''") + "'" for k in keys)
+    row_filter = _rows_filter(list(resource.primary_key), list(keys))
+    if row_filter is None:
+        return None
     return policies.Verdict(
-        "data-subject", "secret", row_filter=f"{field} in ({values})",
+        "data-subject", "secret", row_filter=row_filter,
         reason="the data subject's own records",
     )  # fmt: skip
+
+
+def _rows_filter(primary_key: list[str], keys: list[str]) -> str | None:
+    """The filter-language text selecting the rows with these row keys (a composite key's
+    values joined by "|", as the resolution job writes them); None if none fits the key."""
+
+    def name(field_name: str) -> str:
+        return '"' + field_name.replace('"', '""') + '"'
+
+    def lit(value: str) -> str:
+        return "'" + value.replace("'", "''") + "'"
+
+    if len(primary_key) == 1:
+        return f"{name(primary_key[0])} in ({', '.join(lit(k) for k in keys)})"
+    parts = [k.split("|") for k in keys]
+    rows = [
+        "("
+        + " and ".join(f"{name(f)} = {lit(v)}" for f, v in zip(primary_key, p, strict=True))
+        + ")"
+        for p in parts
+        if len(p) == len(primary_key)  # a value holding "|" cannot be told apart: not opened
+    ]
+    return " or ".join(rows) if rows else None
 
 
 if subject_verdict not in policies.DATA_SUBJECTS.checks:
