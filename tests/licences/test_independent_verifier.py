@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -50,10 +51,11 @@ def _open(token: str) -> dict:
     return payload
 
 
-def independent_verify(token: str) -> str:
-    """valid / revoked / suspended / expired / forged."""
+def verdict(token: str, open_: Callable[[str], dict]) -> str:
+    """valid / revoked / suspended / expired / forged, with `open_` checking a JWS's
+    signature (this file's jwcrypto, or the SM2 test's gmalg) and returning its payload."""
     try:
-        credential = _open(token)
+        credential = open_(token)
     except Exception:
         return "forged"
     now = datetime.now(UTC)
@@ -66,7 +68,7 @@ def independent_verify(token: str) -> str:
         assert entry["type"] == "BitstringStatusListEntry"
         answer = httpx.get(entry["statusListCredential"], timeout=5).raise_for_status()
         assert answer.headers["content-type"].startswith("application/vc+jwt")
-        status = _open(answer.text)
+        status = open_(answer.text)
         assert "BitstringStatusListCredential" in status["type"]
         subject = status["credentialSubject"]
         assert subject["statusPurpose"] == entry["statusPurpose"]
@@ -78,6 +80,11 @@ def independent_verify(token: str) -> str:
         if bits[index // 8] & (0x80 >> (index % 8)):
             return "revoked" if entry["statusPurpose"] == "revocation" else "suspended"
     return "valid"
+
+
+def independent_verify(token: str) -> str:
+    """valid / revoked / suspended / expired / forged."""
+    return verdict(token, _open)
 
 
 def test_an_independent_verifier_accepts_ours_refuses_a_changed_byte_and_sees_revocation(
