@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -254,28 +255,37 @@ def person_sources(
     return tables, pa.concat_tables(truth)
 
 
-def _source_rows(
-    people: pa.Table, source: Source, rng: np.random.Generator
-) -> tuple[pa.Table, npt.NDArray[np.int64]]:
-    n = people.num_rows
-    held = np.flatnonzero(rng.random(n) < source.coverage)
-    dups = held[rng.random(held.size) < source.noise.duplicates]
+def _draw(
+    table: pa.Table, code: str, coverage: float, duplicates: float, rng: np.random.Generator
+) -> tuple[pa.Table, npt.NDArray[np.int64], Callable[[float], npt.NDArray[np.bool_]], pa.Array]:
+    """A source's rows of `table`: each held with `coverage`, some twice, shuffled; a draw of
+    the rows' noise (`hit(p)`: which rows a fault of probability p strikes); the row ids."""
+    held = np.flatnonzero(rng.random(table.num_rows) < coverage)
+    dups = held[rng.random(held.size) < duplicates]
     rows = np.concatenate([held, dups])
     rng.shuffle(rows)
-    picked = people.take(pa.array(rows))
     m = rows.size
-    noise = source.noise
 
     def hit(p: float) -> npt.NDArray[np.bool_]:
         return rng.random(m) < p
 
-    columns: dict[str, pa.Array] = {
-        "id": pc.binary_join_element_wise(
-            pa.array([source.code.upper()] * m, pa.string()),
-            pc.cast(pa.array(np.arange(1, m + 1)), pa.string()),
-            "-",
-        )
-    }
+    ids = pc.binary_join_element_wise(
+        pa.array([code.upper()] * m, pa.string()),
+        pc.cast(pa.array(np.arange(1, m + 1)), pa.string()),
+        "-",
+    )
+    return table.take(pa.array(rows)), rows, hit, ids
+
+
+def _source_rows(
+    people: pa.Table, source: Source, rng: np.random.Generator
+) -> tuple[pa.Table, npt.NDArray[np.int64]]:
+    picked, rows, hit, ids = _draw(
+        people, source.code, source.coverage, source.noise.duplicates, rng
+    )
+    m = rows.size
+    noise = source.noise
+    columns: dict[str, pa.Array] = {"id": ids}
     if "ric" in source.fields:
         ric = picked["ric"].combine_chunks()
         ric = _wrong_check(ric, hit(noise.ric_check))
@@ -299,7 +309,9 @@ def _source_rows(
         columns["phone"] = _null_where(phone, hit(noise.phone_missing))
     if "address" in source.fields:
         address = picked["address"].combine_chunks()
-        elsewhere = people["address"].take(pa.array(rng.integers(0, n, m))).combine_chunks()
+        elsewhere = (
+            people["address"].take(pa.array(rng.integers(0, people.num_rows, m))).combine_chunks()
+        )
         address = pc.if_else(pa.array(hit(noise.moved)), elsewhere, address)
         columns["address"] = _null_where(address, hit(noise.address_missing))
     schema = pa.schema([pa.field(k, _TYPES[k]) for k in columns])
@@ -532,25 +544,12 @@ def _enterprise_addresses(county: pa.ChunkedArray, rng: np.random.Generator) -> 
 def _enterprise_rows(
     firms: pa.Table, reps: pa.Array, source: EnterpriseSource, rng: np.random.Generator
 ) -> tuple[pa.Table, npt.NDArray[np.int64]]:
-    n = firms.num_rows
-    held = np.flatnonzero(rng.random(n) < source.coverage)
-    dups = held[rng.random(held.size) < source.noise.duplicates]
-    rows = np.concatenate([held, dups])
-    rng.shuffle(rows)
-    picked = firms.take(pa.array(rows))
+    picked, rows, hit, ids = _draw(
+        firms, source.code, source.coverage, source.noise.duplicates, rng
+    )
     m = rows.size
     noise = source.noise
-
-    def hit(p: float) -> npt.NDArray[np.bool_]:
-        return rng.random(m) < p
-
-    columns: dict[str, pa.Array] = {
-        "id": pc.binary_join_element_wise(
-            pa.array([source.code.upper()] * m, pa.string()),
-            pc.cast(pa.array(np.arange(1, m + 1)), pa.string()),
-            "-",
-        )
-    }
+    columns: dict[str, pa.Array] = {"id": ids}
     if "uscc" in source.fields:
         uscc = picked["uscc"].combine_chunks()
         uscc = _wrong_uscc_check(uscc, hit(noise.uscc_check))
@@ -565,7 +564,9 @@ def _enterprise_rows(
         columns["name"] = _city_variant(name, hit(noise.city), rng)
     if "address" in source.fields:
         address = picked["address"].combine_chunks()
-        elsewhere = firms["address"].take(pa.array(rng.integers(0, n, m))).combine_chunks()
+        elsewhere = (
+            firms["address"].take(pa.array(rng.integers(0, firms.num_rows, m))).combine_chunks()
+        )
         address = pc.if_else(pa.array(hit(noise.moved)), elsewhere, address)
         short = pc.replace_substring_regex(address, r"^[^市]+市", "", max_replacements=1)
         address = pc.if_else(pa.array(hit(noise.address_short)), short, address)
