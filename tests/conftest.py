@@ -26,6 +26,14 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first (in their own order), then the rest. Under pytest-xdist's
+    worksteal scheduling (`make test`) one worker starts a long test while the others take
+    the rest, so no long test runs alone at the end of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 PG_ADMIN = os.environ.get("MINYUN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -68,6 +68,24 @@ def test_the_model_explains_a_pair_by_its_comparisons() -> None:
     assert total == pytest.approx(parts["total"]["match_weight"], abs=0.01)
 
 
+@pytest.mark.parametrize("kind", ["person", "enterprise"])
+def test_an_exact_identity_number_alone_links_two_rows(kind: str) -> None:
+    """Most departments' rows hold only the number (or credit code): agreeing on it exactly
+    links them, although random sampling counted the same-subject pairs into its u."""
+    from tests.subjects.kit import _trained_enterprise_model, _trained_person_model
+
+    trained = _trained_person_model() if kind == "person" else _trained_enterprise_model()
+    model = linkage.Model(kind, trained)  # type: ignore[arg-type]
+    column = linkage.IDENTITY[kind]  # type: ignore[index]
+    number = "350102199003071234" if kind == "person" else "91350100M000100Y43"
+    parts = {p["comparison"]: p for p in linkage.explain(model, {"uid": "a", column: number},
+                                                          {"uid": "b", column: number})}  # fmt: skip
+    weight = parts["total"]["match_weight"]
+    probability = 2**weight / (1 + 2**weight)
+    assert probability >= linkage.LINK_THRESHOLD, parts
+    assert parts[column]["match_weight"] > -parts["prior"]["match_weight"] + 4
+
+
 def test_stable_ids_keep_growing_clusters_and_record_merges_and_splits() -> None:
     clusters = pa.table({"uid": list("abcdef"), "cluster_id": ["1", "1", "1", "2", "3", "3"]})
     previous = pa.table({"uid": list("abde"), "subject_id": ["P1", "P1", "P2", "P3"]})

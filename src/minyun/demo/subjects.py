@@ -13,7 +13,6 @@ model; `resolve` then uses it like any stored model (until `--retrain`).
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from typing import Any
@@ -28,10 +27,6 @@ from minyun.core.security import Principal
 SYSTEM = Principal.system(on_behalf_of="demo")
 LABEL = {"person": "一人一档", "enterprise": "一企一档"}
 TRAIN_SUBJECTS = {"person": 300, "enterprise": 400}  # of the synthetic population
-IDENT_COLUMN = {"person": "ric", "enterprise": "uscc"}
-#: Two different subjects' rows agree on a valid identity number (or credit code) at most
-#: once in a million pairs (a number keyed onto another's row).
-IDENT_U_FLOOR = 1e-6
 
 
 def training_records(kind: str, n: int, *, seed: int) -> pa.Table:
@@ -65,35 +60,11 @@ def ensure_model(ctx: jobs.JobContext, kind: str, *, seed: int) -> bool:
             return False
     records = training_records(kind, TRAIN_SUBJECTS[kind], seed=seed)
     model = linkage.train(linkage.features(records, kind), kind)  # type: ignore[arg-type]
-    settings = identity_u_without_matches(model.settings_json, IDENT_COLUMN[kind])
     with ctx.factory.begin() as session:
-        session.add(SubjectModel(kind=kind, settings=settings, trained_on=records.num_rows))
+        session.add(
+            SubjectModel(kind=kind, settings=model.settings_json, trained_on=records.num_rows)
+        )
     return True
-
-
-def identity_u_without_matches(settings: dict[str, Any], column: str) -> dict[str, Any]:
-    """The settings with the u of an exact identity number (or credit code) taken without
-    the same-subject pairs.
-
-    u comes from random sampling, which counts every sampled pair as two subjects; for a
-    unique number the pairs agreeing on it are nearly all the same subject, so the sampled
-    rate is about the prior times m, and an exact number alone could not outweigh the prior
-    (posterior about 0.6): the demo's rows that hold only an identity number would never
-    link. The share of pairs of two subjects agreeing is what remains,
-    (u_sampled − λ·m) / (1 − λ), at least `IDENT_U_FLOOR`.
-    """
-    out = copy.deepcopy(settings)
-    prior = float(out["probability_two_random_records_match"])
-    for comparison in out["comparisons"]:
-        if comparison.get("output_column_name") != column:
-            continue
-        for level in comparison["comparison_levels"]:
-            if str(level.get("label_for_charts", "")).startswith("Exact match"):
-                m, u = level.get("m_probability"), level.get("u_probability")
-                if m is None or u is None:
-                    continue
-                level["u_probability"] = max((u - prior * m) / (1 - prior), IDENT_U_FLOOR)
-    return out
 
 
 def resolve(ctx: jobs.JobContext, *, seed: int) -> dict[str, Any]:

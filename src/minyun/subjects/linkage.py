@@ -18,6 +18,7 @@ SQL runs on DuckDB and on Spark.
 
 from __future__ import annotations
 
+import copy
 import csv
 import functools
 import io
@@ -487,10 +488,43 @@ def train(frame: pa.Table, kind: Kind, *, engine: Engine = "duckdb", seed: int =
             t.estimate_parameters_using_expectation_maximisation(
                 block_on("name_core"), fix_u_probabilities=True
             )
-        return Model(kind, linker.misc.save_model_to_json())
+        settings_json = linker.misc.save_model_to_json()
+        return Model(kind, identity_u_without_matches(settings_json, IDENTITY[kind]))
     finally:
         if con is not None:
             con.close()
+
+
+#: The kind's identity number: the citizen's identity number, the enterprise's credit code.
+IDENTITY: dict[Kind, str] = {"person": "ric", "enterprise": "uscc"}
+#: Two different subjects' rows agree on a valid identity number (or credit code) at most
+#: once in a million pairs (a number keyed onto another's row).
+IDENTITY_U_FLOOR = 1e-6
+
+
+def identity_u_without_matches(settings_json: dict[str, Any], column: str) -> dict[str, Any]:
+    """The settings with the u of an exact identity number (or credit code) taken without
+    the same-subject pairs (decision 0016).
+
+    u comes from random sampling, which counts every sampled pair as two subjects; for a
+    unique number the pairs agreeing on it are nearly all the same subject, so the sampled
+    rate is about the prior times m, and an exact number alone could not outweigh the prior
+    (posterior about 0.6): rows that hold only the number (most departments' rows) would
+    never link. The share of pairs of two subjects agreeing is what remains,
+    (u_sampled − λ·m) / (1 − λ), at least `IDENTITY_U_FLOOR`.
+    """
+    out = copy.deepcopy(settings_json)
+    prior = float(out["probability_two_random_records_match"])
+    for comparison in out["comparisons"]:
+        if comparison.get("output_column_name") != column:
+            continue
+        for level in comparison["comparison_levels"]:
+            if str(level.get("label_for_charts", "")).startswith("Exact match"):
+                m, u = level.get("m_probability"), level.get("u_probability")
+                if m is None or u is None:
+                    continue
+                level["u_probability"] = max((u - prior * m) / (1 - prior), IDENTITY_U_FLOOR)
+    return out
 
 
 @dataclass(frozen=True)

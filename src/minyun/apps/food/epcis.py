@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -153,6 +153,7 @@ def events_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --- CBV values ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)  # a few values repeat in every event
 def cbv_short(kind: str, value: str) -> str:
     """A CBV value as the bare word the JSON-LD context uses (`shipping`), whichever form it
     came in (URN, Web URI); a non-CBV URI stays as it is."""

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -186,7 +187,7 @@ def _store(
 
 def keep_names(session: Session, doc: Mapping[str, Any]) -> None:
     """Keep the names the document's master data gives its locations and parties (one
-    look-up for all of them; a name is written only when it is new or changed)."""
+    statement for all of them; a name is written only when it is new or changed)."""
     header = doc.get("epcisHeader") or {}
     vocabularies = (header.get("epcisMasterData") or {}).get("vocabularyList") or []
     names: dict[str, str] = {}
@@ -198,13 +199,22 @@ def keep_names(session: Session, doc: Mapping[str, Any]) -> None:
                     names[uri] = str(attribute.get("attribute"))[:200]
     if not names:
         return
-    known = {n.uri: n for n in session.scalars(select(FoodName).where(FoodName.uri.in_(names)))}
-    for uri, name in names.items():
-        found = known.get(uri)
-        if found is None:
-            session.add(FoodName(uri=uri, name=name))
-        elif found.name != name:
-            found.name, found.updated_at = name, clock.now()
+    # One upsert: captures running at once may name the same place (the same master data in
+    # each company's documents); a name changes only where it differs.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(FoodName).values(
+        [
+            {"uri": uri, "name": name, "updated_at": clock.now()}
+            for uri, name in sorted(names.items())
+        ]
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[FoodName.uri],
+            set_={"name": statement.excluded.name, "updated_at": statement.excluded.updated_at},
+            where=FoodName.name != statement.excluded.name,
+        )
+    )
 
 
 def get_capture(session: Session, actor: Principal, capture_id: str) -> CaptureJob:
