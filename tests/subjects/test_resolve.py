@@ -194,3 +194,32 @@ def test_a_changed_row_that_now_belongs_elsewhere_is_split_off_and_only_it_is_re
         assert [(c.kind, c.subject_id, c.other_id, c.rows) for c in split] == [
             ("split", new_id, old_id, 1)
         ]
+
+
+def _link_indexes(node: Platform) -> set[str]:
+    from sqlalchemy import inspect
+
+    return {i["name"] for i in inspect(node.engine).get_indexes("subject_links")}
+
+
+def test_a_large_write_on_sqlite_rebuilds_the_link_indexes_and_a_failed_one_keeps_them(
+    node: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _link_indexes(node)
+    assert "ix_subject_links_subject" in before
+    monkeypatch.setattr(service, "_REINDEX_FROM", 2)
+    rows = pa.table({"resource": ["r", "r", "s"], "row_key": ["1", "2", "1"],
+                     "subject_id": ["P1", "P1", "P2"], "row_hash": ["h1", "h2", "h3"],
+                     "lake_version": [0, 0, 0], "ident": ["i1", "i1", None]})  # fmt: skip
+    with unit_of_work(node.factory) as session:
+        service._insert_links(session, rows, "person", 1)
+    assert _link_indexes(node) == before
+    with node.factory() as session:
+        found = session.scalars(select(SubjectLink).where(SubjectLink.subject_id == "P1")).all()
+    assert sorted(link.row_key for link in found) == ["1", "2"]
+    # The same keys again: the unique (resource, row_key) refuses them, the drop rolls back.
+    with pytest.raises(Exception, match="UNIQUE"), unit_of_work(node.factory) as session:
+        service._insert_links(session, rows, "person", 2)
+    assert _link_indexes(node) == before
+    with node.factory() as session:
+        assert len(session.scalars(select(SubjectLink)).all()) == 3
