@@ -148,6 +148,8 @@ def test_worker_mode_enqueues_in_the_same_transaction_and_runs_in_a_worker(
         "seed": 7,
         "var_dir": str(var),
         "lake_uri": str(tmp_path / "lake"),
+        # Only the departments and the population's files: the job, not the whole province.
+        **dict.fromkeys(("market", "resources", "opendata", "air", "grid", "food"), False),
     }
 
     with pytest.raises(RuntimeError), node.factory.begin() as s:
