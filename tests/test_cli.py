@@ -48,7 +48,11 @@ def test_audit_verify_reports_intact_then_the_first_tampered_record(var: Path) -
 
 
 def test_user_create_reads_the_password_from_stdin(var: Path) -> None:
-    runner.invoke(app, ["demo", "--persons", "0", "--enterprises", "0"])
+    from tests.factories import make_uscc
+
+    made = runner.invoke(app, ["org", "create", "fj-amr", "--name", "福建省市场监督管理局",
+                               "--division", "350000", "--uscc", make_uscc(7001, "350000")])  # fmt: skip
+    assert made.exit_code == 0, made.output
     result = runner.invoke(
         app,
         ["user", "create", "wang.fang", "--org", "fj-amr", "--role", "steward", "--password-stdin"],
